@@ -1,0 +1,5 @@
+import sys
+
+from alexandrite.cli import main
+
+sys.exit(main())

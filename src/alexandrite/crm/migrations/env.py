@@ -1,0 +1,4 @@
+from alexandrite.crm.tables import metadata
+from alexandrite.kit.migrations import run_env
+
+run_env(metadata)

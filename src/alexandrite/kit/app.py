@@ -1,0 +1,115 @@
+"""Builds a service's FastAPI app: lifespan (db, storage, relay, consumer), health, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from alexandrite.kit.db import Database
+from alexandrite.kit.errors import install_error_handlers
+from alexandrite.kit.http import ObservabilityMiddleware
+from alexandrite.kit.logs import configure_logging
+from alexandrite.kit.messaging.consumer import Consumer, Delivery
+from alexandrite.kit.messaging.relay import OutboxRelay
+from alexandrite.kit.messaging.topology import events_queue, setup_topology
+from alexandrite.kit.peers import Peers
+from alexandrite.kit.settings import Service, Settings
+from alexandrite.kit.storage import LocalStorage
+
+log = structlog.get_logger(__name__)
+
+EventHandlerFactory = Callable[[FastAPI], Callable[[Delivery], Awaitable[str | None]]]
+
+
+def create_service_app(
+    service: Service,
+    settings: Settings,
+    routers: Sequence[APIRouter],
+    *,
+    event_handler: EventHandlerFactory | None = None,
+    title: str | None = None,
+    on_startup: Callable[[FastAPI], Awaitable[None]] | None = None,
+) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(service, level=settings.log_level, json_output=settings.log_json)
+        app.state.settings = settings
+        app.state.service = service
+        app.state.db = Database(
+            settings.database_url(service), pool_size=settings.db_pool_size,
+            replica_url=settings.database_url(service, replica=True) if settings.pg_replica_dsn else None,
+        )
+        app.state.storage = LocalStorage(settings.storage_dir)
+        app.state.peers = Peers(settings)
+        app.state.ready = False
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[Any]] = []
+        app.state.consumer = None
+        try:
+            await setup_topology(settings)
+        except Exception as error:  # the relay and consumer keep retrying; readiness tells
+            log.warning("topology_setup_failed", error=repr(error)[:300])
+        if on_startup is not None:
+            await on_startup(app)
+        if settings.run_relay:
+            relay = OutboxRelay(app.state.db, settings.amqp_url, service=service,
+                                batch_size=settings.relay_batch_size, idle_seconds=settings.relay_idle_seconds)
+            tasks.append(asyncio.create_task(relay.run(stop), name=f"{service}-relay"))
+        if settings.run_consumer and event_handler is not None:
+            consumer = Consumer(settings.amqp_url, events_queue(service), event_handler(app),
+                                prefetch=settings.consumer_prefetch, retry_delays_ms=settings.retry_delays_ms)
+            app.state.consumer = consumer
+            tasks.append(asyncio.create_task(consumer.run(stop), name=f"{service}-consumer"))
+        app.state.ready = True
+        log.info("service_started", port=settings.service_port(service))
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            stop.set()
+            if tasks:
+                await asyncio.wait(tasks, timeout=30)
+            await app.state.peers.close()
+            await app.state.db.dispose()
+            log.info("service_stopped")
+
+    app = FastAPI(title=title or f"Alexandrite {service}", version="1.0.0", lifespan=lifespan)
+    install_error_handlers(app)
+    for router in routers:
+        app.include_router(router)
+
+    @app.get("/health/live", tags=["health"])
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/health/ready", tags=["health"])
+    async def ready(request: Request) -> JSONResponse:
+        checks: dict[str, str] = {}
+        state = request.app.state
+        try:
+            async with state.db.engine.connect() as conn:
+                await asyncio.wait_for(conn.execute(text("SELECT 1")), timeout=2)
+            checks["postgres"] = "ok"
+        except Exception as error:
+            checks["postgres"] = f"failed: {type(error).__name__}"
+        consumer = getattr(state, "consumer", None)
+        if consumer is not None:
+            checks["rabbitmq"] = "ok" if consumer.ready.is_set() else "not connected"
+        ok = bool(getattr(state, "ready", False)) and all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(ObservabilityMiddleware, service=service)
+    return app

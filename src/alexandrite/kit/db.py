@@ -1,0 +1,141 @@
+"""Engines, sessions and the unit of work: the only place that commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope
+from alexandrite.kit.messaging.tables import OUTBOX
+
+log = structlog.get_logger(__name__)
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args={"server_settings": {"application_name": "alexandrite"}, "command_timeout": 30},
+    )
+
+
+class Database:
+    """A service's primary engine and, when configured, a read replica for lag-tolerant reads."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, replica_url: str | None = None) -> None:
+        self.engine = make_engine(url, pool_size=pool_size)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.replica_engine = make_engine(replica_url, pool_size=pool_size) if replica_url else None
+        self.read_sessions = (
+            async_sessionmaker(self.replica_engine, expire_on_commit=False)
+            if self.replica_engine
+            else self.sessions
+        )
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.replica_engine is not None:
+            await self.replica_engine.dispose()
+
+
+@dataclass
+class OutgoingMessage:
+    exchange: str
+    routing_key: str
+    body: bytes
+    headers: dict[str, Any] = field(default_factory=dict)
+    message_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    order_id: uuid.UUID | None = None
+
+
+class UnitOfWork:
+    """One transaction; events and jobs queued here reach the outbox in the same commit.
+
+    ``async with UnitOfWork(db) as uow: ...; await uow.commit()`` — leaving the block
+    without commit rolls back. Callbacks registered with :meth:`after_commit` run only
+    once the commit succeeded (cache invalidation, metrics), never before.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.session: AsyncSession
+        self._messages: list[OutgoingMessage] = []
+        self._after_commit: list[Callable[[], Awaitable[None] | None]] = []
+        self.committed = False
+
+    async def __aenter__(self) -> "UnitOfWork":
+        self.session = self.db.sessions()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if not self.committed:
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    def emit(self, envelope: Envelope) -> None:
+        self._messages.append(
+            OutgoingMessage(
+                exchange=EVENTS_EXCHANGE,
+                routing_key=envelope.type,
+                body=envelope.model_dump_json().encode(),
+                headers={
+                    "event_type": envelope.type,
+                    "order_id": str(envelope.order_id),
+                    "seq": envelope.seq,
+                    **({"traceparent": envelope.traceparent} if envelope.traceparent else {}),
+                },
+                message_id=envelope.event_id,
+                order_id=envelope.order_id,
+            )
+        )
+
+    def send(self, message: OutgoingMessage) -> None:
+        """Queue a non-event message (a job) for the outbox."""
+        self._messages.append(message)
+
+    def after_commit(self, callback: Callable[[], Awaitable[None] | None]) -> None:
+        self._after_commit.append(callback)
+
+    async def commit(self) -> None:
+        if self._messages:
+            await self.session.execute(
+                insert(OUTBOX),
+                [
+                    {
+                        "message_id": m.message_id,
+                        "exchange": m.exchange,
+                        "routing_key": m.routing_key,
+                        "body": m.body,
+                        "headers": m.headers,
+                        "order_id": m.order_id,
+                    }
+                    for m in self._messages
+                ],
+            )
+        await self.session.commit()
+        self.committed = True
+        self._messages.clear()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            try:
+                result = callback()
+                if result is not None:
+                    await result
+            except Exception:  # side effects after commit must never undo the commit
+                log.exception("after_commit_callback_failed")
+
+    async def rollback(self) -> None:
+        self._messages.clear()
+        self._after_commit.clear()
+        await self.session.rollback()

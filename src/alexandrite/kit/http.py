@@ -1,0 +1,61 @@
+"""ASGI middleware: RED metrics labelled by route template, request ids, security headers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import structlog
+
+from alexandrite.kit import metrics
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: Any, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+        request_id = None
+        for key, value in scope.get("headers", ()):
+            if key == b"x-request-id":
+                request_id = value.decode("latin-1")[:64]
+                break
+        request_id = request_id or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        async def _send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.extend(SECURITY_HEADERS)
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        gauge = metrics.HTTP_IN_FLIGHT.labels(self.service)
+        gauge.inc()
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            gauge.dec()
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            elapsed = time.perf_counter() - started
+            metrics.HTTP_REQUESTS.labels(self.service, method, template, str(status_holder["status"])).inc()
+            metrics.HTTP_DURATION.labels(self.service, method, template).observe(elapsed)
+            structlog.contextvars.unbind_contextvars("request_id")

@@ -1,0 +1,167 @@
+"""Queue consumer: ack after the handler committed, retry with backoff, then dead-letter.
+
+A handler raising :class:`PermanentError` (or a malformed message) goes straight to the
+dead-letter queue; any other exception is retried through the delay queues. A message is
+acknowledged only once its retry or dead-letter copy was confirmed by the broker, so a
+crash at any point means redelivery, never loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+
+from alexandrite.kit import metrics
+from alexandrite.kit.messaging.topology import dead_letter_queue, retry_queue
+
+log = structlog.get_logger(__name__)
+
+ATTEMPT_HEADER = "x-attempt"
+
+
+class PermanentError(Exception):
+    """Retrying will not help: send the message to the dead-letter queue."""
+
+
+@dataclass
+class Delivery:
+    body: bytes
+    headers: dict[str, Any]
+    routing_key: str
+    message_id: str | None
+    attempt: int
+    redelivered: bool
+    timestamp: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[Delivery], Awaitable[str | None]]
+
+
+class Consumer:
+    def __init__(
+        self,
+        amqp_url: str,
+        queue: str,
+        handler: Handler,
+        *,
+        prefetch: int = 20,
+        retry_delays_ms: tuple[int, ...] = (500, 2_000, 10_000),
+    ) -> None:
+        self.amqp_url = amqp_url
+        self.queue = queue
+        self.handler = handler
+        self.prefetch = prefetch
+        self.retry_delays_ms = retry_delays_ms
+        self.in_flight = 0
+        self.ready = asyncio.Event()
+
+    async def _forward(self, channel: aio_pika.abc.AbstractChannel, message: AbstractIncomingMessage,
+                       target: str, headers: dict[str, Any]) -> None:
+        await channel.default_exchange.publish(
+            aio_pika.Message(
+                body=message.body,
+                headers=headers,
+                message_id=message.message_id,
+                content_type=message.content_type,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                type=message.type,
+                timestamp=message.timestamp,
+            ),
+            routing_key=target,
+            mandatory=True,
+            timeout=10,
+        )
+
+    async def _on_message(self, channel: aio_pika.abc.AbstractChannel, message: AbstractIncomingMessage) -> None:
+        self.in_flight += 1
+        headers = dict(message.headers or {})
+        attempt = int(headers.get(ATTEMPT_HEADER, 0) or 0)
+        kind = str(headers.get("event_type") or message.type or "unknown")
+        started = time.perf_counter()
+        delivery = Delivery(
+            body=message.body,
+            headers=headers,
+            routing_key=message.routing_key or "",
+            message_id=message.message_id,
+            attempt=attempt,
+            redelivered=bool(message.redelivered),
+            timestamp=message.timestamp.timestamp() if message.timestamp else None,
+        )
+        try:
+            outcome = await self.handler(delivery) or "ok"
+        except PermanentError as error:
+            await self._dead_letter(channel, message, headers, kind, error)
+        except Exception as error:
+            if attempt < len(self.retry_delays_ms):
+                try:
+                    await self._forward(
+                        channel, message, retry_queue(self.queue, attempt),
+                        {**headers, ATTEMPT_HEADER: attempt + 1, "x-last-error": repr(error)[:500]},
+                    )
+                except Exception:
+                    log.exception("retry_publish_failed", queue=self.queue)
+                    await message.nack(requeue=True)
+                else:
+                    await message.ack()
+                    metrics.MESSAGES_PROCESSED.labels(self.queue, kind, "retried").inc()
+                    log.warning("message_retry", queue=self.queue, type=kind, attempt=attempt + 1,
+                                error=repr(error)[:300])
+            else:
+                await self._dead_letter(channel, message, headers, kind, error)
+        else:
+            await message.ack()
+            metrics.MESSAGES_PROCESSED.labels(self.queue, kind, outcome).inc()
+        finally:
+            metrics.MESSAGE_DURATION.labels(self.queue, kind).observe(time.perf_counter() - started)
+            self.in_flight -= 1
+
+    async def _dead_letter(self, channel: aio_pika.abc.AbstractChannel, message: AbstractIncomingMessage,
+                           headers: dict[str, Any], kind: str, error: BaseException) -> None:
+        try:
+            await self._forward(
+                channel, message, dead_letter_queue(self.queue),
+                {**headers, "x-original-queue": self.queue, "x-error": repr(error)[:1000],
+                 "x-dead-lettered-at": time.time()},
+            )
+        except Exception:
+            log.exception("dead_letter_publish_failed", queue=self.queue)
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+        metrics.MESSAGES_PROCESSED.labels(self.queue, kind, "dead_lettered").inc()
+        log.error("message_dead_lettered", queue=self.queue, type=kind, error=repr(error)[:300])
+
+    async def run(self, stop: asyncio.Event, *, drain_seconds: float = 20.0) -> None:
+        """Consume until ``stop`` is set, then stop taking messages and let in-flight ones finish."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                connection = await aio_pika.connect_robust(self.amqp_url, timeout=10)
+                async with connection:
+                    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                    await channel.set_qos(prefetch_count=self.prefetch)
+                    queue = await channel.get_queue(self.queue, ensure=True)
+                    tag = await queue.consume(lambda m: self._on_message(channel, m))
+                    self.ready.set()
+                    backoff = 0.5
+                    await stop.wait()
+                    with contextlib.suppress(Exception):
+                        await queue.cancel(tag)
+                    deadline = time.monotonic() + drain_seconds
+                    while self.in_flight and time.monotonic() < deadline:
+                        await asyncio.sleep(0.05)
+            except Exception as error:
+                self.ready.clear()
+                log.warning("consumer_connection_error", queue=self.queue, error=repr(error)[:300])
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                backoff = min(backoff * 2, 10.0)

@@ -1,0 +1,161 @@
+"""Outbox relay: publishes committed messages with publisher confirms, then deletes them.
+
+Any number of relays may run against one database: rows are claimed with
+``FOR UPDATE SKIP LOCKED``. A message leaves the outbox only after the broker confirmed
+it (and, being mandatory, routed it to at least one queue); otherwise it stays and is
+retried, so a broker outage or a full queue turns into outbox backlog, never into loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from sqlalchemy import delete, func, select, update
+
+from alexandrite.kit import metrics
+from alexandrite.kit.db import Database
+from alexandrite.kit.messaging.tables import OUTBOX
+
+log = structlog.get_logger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db: Database,
+        amqp_url: str,
+        *,
+        service: str,
+        batch_size: int = 200,
+        idle_seconds: float = 0.05,
+        publish_timeout: float = 10.0,
+    ) -> None:
+        self.db = db
+        self.amqp_url = amqp_url
+        self.service = service
+        self.batch_size = batch_size
+        self.idle_seconds = idle_seconds
+        self.publish_timeout = publish_timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+
+    async def _ensure_channel(self) -> AbstractChannel:
+        if self._connection is None or self._connection.is_closed:
+            self._connection = await aio_pika.connect_robust(self.amqp_url, timeout=10)
+            self._channel = None
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+            self._exchanges = {}
+        return self._channel
+
+    async def _exchange(self, name: str) -> AbstractExchange:
+        channel = await self._ensure_channel()
+        if name not in self._exchanges:
+            self._exchanges[name] = (
+                channel.default_exchange if name == "" else await channel.get_exchange(name, ensure=True)
+            )
+        return self._exchanges[name]
+
+    async def _publish(self, row: Any) -> None:
+        exchange = await self._exchange(row.exchange)
+        message = aio_pika.Message(
+            body=row.body,
+            headers=dict(row.headers or {}),
+            message_id=str(row.message_id),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            type=row.routing_key,
+        )
+        await exchange.publish(
+            message, routing_key=row.routing_key, mandatory=True, timeout=self.publish_timeout
+        )
+
+    async def publish_once(self) -> int:
+        """Publish one batch; returns how many messages left the outbox."""
+        async with self.db.sessions() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(OUTBOX)
+                    .order_by(OUTBOX.c.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            await self._ensure_channel()
+            results = await asyncio.gather(*(self._publish(r) for r in rows), return_exceptions=True)
+            done = [r.id for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+            failed = [(r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
+            if done:
+                await session.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(done)))
+            for row, error in failed:
+                await session.execute(
+                    update(OUTBOX)
+                    .where(OUTBOX.c.id == row.id)
+                    .values(attempts=OUTBOX.c.attempts + 1, last_error=repr(error)[:500])
+                )
+        metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(done))
+        if failed:
+            metrics.OUTBOX_PUBLISH_FAILURES.labels(self.service).inc(len(failed))
+            log.warning(
+                "outbox_publish_failed",
+                failed=len(failed),
+                published=len(done),
+                error=repr(failed[0][1])[:300],
+            )
+            if not done:
+                raise RuntimeError(f"no message of the batch could be published: {failed[0][1]!r}")
+        return len(done)
+
+    async def backlog(self) -> tuple[int, float]:
+        """(unpublished messages, age in seconds of the oldest)."""
+        async with self.db.sessions() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.extract("epoch", func.now() - func.min(OUTBOX.c.created_at)))
+                    .select_from(OUTBOX)
+                )
+            ).one()
+        return int(count), float(oldest or 0.0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        backoff = 0.5
+        last_gauge = 0.0
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            try:
+                published = await self.publish_once()
+                backoff = 0.5
+                if loop.time() - last_gauge > 5:
+                    last_gauge = loop.time()
+                    count, age = await self.backlog()
+                    metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
+                    metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
+                if published:
+                    continue
+                delay = self.idle_seconds
+            except Exception as error:  # broker or database away: keep the rows, retry later
+                log.warning("outbox_relay_error", error=repr(error)[:300], retry_in=backoff)
+                delay, backoff = backoff, min(backoff * 2, 10.0)
+                await self._reset()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+        await self.close()
+
+    async def _reset(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.close()
+
+    async def close(self) -> None:
+        if self._connection is not None and not self._connection.is_closed:
+            await self._connection.close()
+        self._connection = None
+        self._channel = None
+        self._exchanges = {}

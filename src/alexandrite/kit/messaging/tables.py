@@ -1,0 +1,64 @@
+"""Outbox and inbox tables, identical in every service database."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+
+def define_outbox(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("message_id", Uuid, nullable=False, unique=True),
+        Column("exchange", Text, nullable=False),
+        Column("routing_key", Text, nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("order_id", Uuid, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        Column("last_error", Text, nullable=True),
+    )
+
+
+def define_inbox(metadata: MetaData) -> Table:
+    table = Table(
+        "inbox",
+        metadata,
+        Column("event_id", Uuid, primary_key=True),
+        Column("order_id", Uuid, nullable=False),
+        Column("seq", Integer, nullable=False),
+        Column("type", Text, nullable=False),
+        Column("envelope", JSONB, nullable=False),
+        Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("applied_at", DateTime(timezone=True), nullable=True),
+        Column("outcome", Text, nullable=True),
+    )
+    Index(
+        "ix_inbox_pending",
+        table.c.order_id,
+        table.c.seq,
+        postgresql_where=table.c.applied_at.is_(None),
+    )
+    return table
+
+
+# Lightweight handles for DML from shared code (no metadata of any one service needed).
+_shared = MetaData()
+OUTBOX = define_outbox(_shared)
+INBOX = define_inbox(_shared)

@@ -1,0 +1,157 @@
+"""Shared shape of an order's status record in each service: status, seq, history.
+
+Each service has its own ``orders``-like table with at least the columns
+``id, status, seq, created_at, status_since`` and an ``order_history`` table from
+:func:`define_history`. :func:`record_transition` is the one way a service changes
+an order's status: it checks the transition table, bumps ``seq``, writes history and
+counts the time the order spent in the status it leaves.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    select,
+    update,
+)
+
+from alexandrite.contracts.events import utcnow
+from alexandrite.contracts.order_status import OrderStatus, check_transition
+from alexandrite.kit import metrics
+from alexandrite.kit.db import UnitOfWork
+
+
+def define_history(metadata: MetaData) -> Table:
+    return Table(
+        "order_history",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("order_id", Uuid, nullable=False, index=True),
+        Column("seq", Integer, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("previous_status", Text, nullable=True),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("by", Text, nullable=False),
+        UniqueConstraint("order_id", "seq", name="uq_order_history_order_seq"),
+    )
+
+
+@dataclass(frozen=True)
+class Transition:
+    order_id: uuid.UUID
+    previous: OrderStatus | None
+    status: OrderStatus
+    seq: int
+    at: datetime
+    by: str
+
+
+async def current_seq(uow: UnitOfWork, orders: Table, order_id: uuid.UUID) -> int:
+    seq = (await uow.session.execute(select(orders.c.seq).where(orders.c.id == order_id))).scalar_one_or_none()
+    return int(seq or 0)
+
+
+async def record_transition(
+    uow: UnitOfWork,
+    orders: Table,
+    history: Table,
+    *,
+    service: str,
+    order_id: uuid.UUID,
+    target: OrderStatus,
+    by: str,
+    requested_by: str,
+    seq: int | None = None,
+    at: datetime | None = None,
+    values: dict[str, Any] | None = None,
+) -> Transition:
+    """Move an existing order to ``target``; raises IllegalTransition, LookupError when unknown.
+
+    ``seq`` is given when applying another service's event (its sequence number);
+    otherwise this service is the owner and takes the next number.
+    """
+    row = (
+        await uow.session.execute(
+            select(orders.c.status, orders.c.seq, orders.c.status_since)
+            .where(orders.c.id == order_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise LookupError(order_id)
+    previous = OrderStatus(row.status)
+    check_transition(previous, target, requested_by)
+    at = at or utcnow()
+    new_seq = seq if seq is not None else row.seq + 1
+    await uow.session.execute(
+        update(orders)
+        .where(orders.c.id == order_id)
+        .values(status=target.value, seq=new_seq, status_since=at, updated_at=utcnow(), **(values or {}))
+    )
+    await uow.session.execute(
+        history.insert().values(
+            order_id=order_id, seq=new_seq, status=target.value, previous_status=previous.value, at=at, by=by
+        )
+    )
+    spent = max((at - row.status_since).total_seconds(), 0.0) if row.status_since else None
+
+    def _observe() -> None:
+        metrics.ORDER_TRANSITIONS.labels(service, target.value).inc()
+        if spent is not None:
+            metrics.TIME_IN_STATUS.labels(service, previous.value).observe(spent)
+
+    uow.after_commit(_observe)
+    return Transition(order_id, previous, target, new_seq, at, by)
+
+
+async def record_creation(
+    uow: UnitOfWork,
+    orders: Table,
+    history: Table,
+    *,
+    service: str,
+    order_id: uuid.UUID,
+    status: OrderStatus,
+    by: str,
+    seq: int = 1,
+    at: datetime | None = None,
+    values: dict[str, Any] | None = None,
+) -> Transition:
+    at = at or utcnow()
+    await uow.session.execute(
+        orders.insert().values(
+            id=order_id, status=status.value, seq=seq, status_since=at, updated_at=at,
+            **{"created_at": at, **(values or {})},
+        )
+    )
+    await uow.session.execute(
+        history.insert().values(order_id=order_id, seq=seq, status=status.value, previous_status=None,
+                                at=at, by=by)
+    )
+    uow.after_commit(lambda: metrics.ORDER_TRANSITIONS.labels(service, status.value).inc())
+    return Transition(order_id, None, status, seq, at, by)
+
+
+async def load_history(uow_or_session: Any, history: Table, order_id: uuid.UUID) -> list[dict[str, Any]]:
+    session = getattr(uow_or_session, "session", uow_or_session)
+    rows = (
+        await session.execute(
+            select(history.c.status, history.c.at, history.c.by, history.c.seq)
+            .where(history.c.order_id == order_id)
+            .order_by(history.c.seq)
+        )
+    ).all()
+    return [{"status": r.status, "at": r.at, "by": r.by, "seq": r.seq} for r in rows]

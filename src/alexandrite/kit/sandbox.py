@@ -1,0 +1,86 @@
+"""Isolated resources for tests and benchmarks: own databases, RabbitMQ vhost, Redis prefix, storage.
+
+Everything :func:`provision` creates, :func:`deprovision` drops, so runs never see each
+other's data. Needs ``rabbitmqctl`` on the machine (vhosts are created with it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from alexandrite.kit.messaging.topology import setup_topology
+from alexandrite.kit.migrations import create_databases, drop_databases, upgrade
+from alexandrite.kit.settings import SERVICES, Settings
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+def sandbox_settings(root: Path, token: str | None = None, **overrides: object) -> Settings:
+    token = token or uuid.uuid4().hex[:10]
+    values: dict[str, object] = {
+        "environment": "test",
+        "db_prefix": f"alextest_{token}",
+        "amqp_url": f"amqp://guest:guest@127.0.0.1:5672/alextest-{token}",
+        "redis_prefix": f"alextest:{token}",
+        "storage_dir": Path(root) / "storage",
+        "retry_delays_ms": (100, 300, 1000),
+        "relay_idle_seconds": 0.02,
+        "db_pool_size": 5,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
+
+
+def sandbox_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
+    """Environment variables that make a child process use the sandbox's resources."""
+    env = {k: v for k, v in base.items() if not k.startswith("ALEX_")}
+    env.update(
+        {
+            "ALEX_ENVIRONMENT": settings.environment,
+            "ALEX_DB_PREFIX": settings.db_prefix,
+            "ALEX_AMQP_URL": settings.amqp_url,
+            "ALEX_REDIS_PREFIX": settings.redis_prefix,
+            "ALEX_STORAGE_DIR": str(settings.storage_dir),
+            "ALEX_RETRY_DELAYS_MS": "[" + ",".join(str(d) for d in settings.retry_delays_ms) + "]",
+            "ALEX_RELAY_IDLE_SECONDS": str(settings.relay_idle_seconds),
+            "ALEX_SECRET_KEY": settings.secret_key,
+            "ALEX_SERVICE_TOKEN": settings.service_token,
+            "ALEX_CARRIER_WEBHOOK_SECRET": settings.carrier_webhook_secret,
+        }
+    )
+    return env
+
+
+def provision(settings: Settings) -> None:
+    vhost = settings.amqp_url.rsplit("/", 1)[1]
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    asyncio.run(create_databases(settings))
+    for service in SERVICES:
+        upgrade(service, settings)
+    asyncio.run(setup_topology(settings))
+
+
+def deprovision(settings: Settings) -> None:
+    import redis
+
+    vhost = settings.amqp_url.rsplit("/", 1)[1]
+    try:
+        asyncio.run(drop_databases(settings))
+    finally:
+        subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
+        try:
+            client = redis.Redis.from_url(settings.redis_url)
+            for key in client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000):
+                client.delete(key)
+            client.close()
+        except redis.RedisError:
+            pass
+        shutil.rmtree(settings.storage_dir, ignore_errors=True)

@@ -1,0 +1,111 @@
+"""One settings class for every process, read from the environment (prefix ``ALEX_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET = "local-development-secret-change-me"
+DEFAULT_SERVICE_TOKEN = "local-service-token-change-me"
+DEFAULT_CARRIER_SECRET = "local-carrier-secret-change-me"
+
+Service = Literal["shop", "crm", "mes"]
+SERVICES: tuple[Service, ...] = ("shop", "crm", "mes")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALEX_", env_file=".env", extra="ignore")
+
+    environment: Literal["local", "test", "production"] = "local"
+
+    # PostgreSQL: one server DSN, one database per service named "<db_prefix>_<service>".
+    pg_dsn: str = "postgresql+asyncpg://postgres@127.0.0.1:5432"
+    db_prefix: str = "alexandrite"
+    db_pool_size: int = 10
+    # Optional read replica server DSN for lag-tolerant reads (same database names).
+    pg_replica_dsn: str | None = None
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "alexandrite"
+
+    secret_key: str = DEFAULT_SECRET
+    service_token: str = DEFAULT_SERVICE_TOKEN
+    carrier_webhook_secret: str = DEFAULT_CARRIER_SECRET
+    token_ttl_seconds: int = 12 * 3600
+
+    storage_dir: Path = Path("var/storage")
+    pricing_config: Path | None = None
+
+    shop_url: str = "http://127.0.0.1:8001"
+    crm_url: str = "http://127.0.0.1:8002"
+    mes_url: str = "http://127.0.0.1:8003"
+    host: str = "127.0.0.1"
+    shop_port: int = 8001
+    crm_port: int = 8002
+    mes_port: int = 8003
+    worker_metrics_port: int = 9100
+
+    # Uploads
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_triangles: int = 2_000_000
+
+    # Messaging
+    pricing_queue_max_length: int = 10_000
+    consumer_prefetch: int = 20
+    retry_delays_ms: tuple[int, ...] = (500, 2_000, 10_000)
+    relay_batch_size: int = 200
+    relay_idle_seconds: float = 0.05
+    pricing_seconds_estimate: float = 2.0
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Processes started by "serve": relay and event consumer run beside the API.
+    run_relay: bool = True
+    run_consumer: bool = True
+
+    peer_timeout_seconds: float = Field(default=3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_in_production(self) -> "Settings":
+        if self.environment == "production":
+            bad = [
+                name
+                for name, value, default in (
+                    ("ALEX_SECRET_KEY", self.secret_key, DEFAULT_SECRET),
+                    ("ALEX_SERVICE_TOKEN", self.service_token, DEFAULT_SERVICE_TOKEN),
+                    ("ALEX_CARRIER_WEBHOOK_SECRET", self.carrier_webhook_secret, DEFAULT_CARRIER_SECRET),
+                )
+                if value == default or len(value) < 32
+            ]
+            if bad:
+                raise ValueError(
+                    "refusing to start in production with default or short secrets: " + ", ".join(bad)
+                )
+        return self
+
+    def database_name(self, service: Service) -> str:
+        return f"{self.db_prefix}_{service}"
+
+    def database_url(self, service: Service, *, replica: bool = False) -> str:
+        base = self.pg_replica_dsn if (replica and self.pg_replica_dsn) else self.pg_dsn
+        return f"{base.rstrip('/')}/{self.database_name(service)}"
+
+    def admin_database_url(self) -> str:
+        return f"{self.pg_dsn.rstrip('/')}/postgres"
+
+    def service_url(self, service: Service) -> str:
+        return {"shop": self.shop_url, "crm": self.crm_url, "mes": self.mes_url}[service]
+
+    def service_port(self, service: Service) -> int:
+        return {"shop": self.shop_port, "crm": self.crm_port, "mes": self.mes_port}[service]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

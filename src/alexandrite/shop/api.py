@@ -1,0 +1,140 @@
+"""Shop HTTP API v1: accounts and orders for customers and partner sellers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from alexandrite.contracts.order_status import OrderStatus
+from alexandrite.kit.auth import CurrentService, require
+from alexandrite.kit.errors import ApiError, not_found
+from alexandrite.kit.security import Principal
+from alexandrite.shop import handlers, repository, views
+from alexandrite.shop.domain import Owner
+from alexandrite.shop.schemas import (
+    CancelOrder,
+    CreateOrder,
+    CustomerOut,
+    InternalCancel,
+    OrderOut,
+    OrderPage,
+    SignIn,
+    SignUp,
+    TokenOut,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["shop"])
+internal = APIRouter(prefix="/internal/v1", tags=["internal"])
+
+Buyer = Annotated[Principal, Depends(require("customer", "partner"))]
+
+
+def _owner(principal: Principal) -> Owner | None:
+    return None if principal.role == "admin" else Owner.of(principal)
+
+
+async def _view(request: Request, order_id: uuid.UUID, principal: Principal) -> dict[str, Any]:
+    async with request.app.state.db.sessions() as session:
+        view = await views.order_view(session, order_id, _owner(principal))
+    if view is None:
+        raise not_found()
+    return OrderOut.model_validate(view).model_dump(mode="json")
+
+
+@router.post("/auth/signup", response_model=CustomerOut, status_code=201)
+async def sign_up(body: SignUp, request: Request) -> dict[str, Any]:
+    return await handlers.sign_up(request.app.state.db, body.email, body.password, body.name)
+
+
+@router.post("/auth/token", response_model=TokenOut)
+async def sign_in(body: SignIn, request: Request) -> dict[str, Any]:
+    return await handlers.sign_in(request.app.state.db, request.app.state.settings, body.email, body.password)
+
+
+@router.post("/orders", response_model=OrderOut, status_code=201)
+async def create_order(
+    body: CreateOrder,
+    request: Request,
+    principal: Buyer,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> JSONResponse:
+    order_id, created = await handlers.create_order(
+        request.app.state.db, principal, body.alloy, idempotency_key, request.headers.get("x-request-id")
+    )
+    headers = {} if created else {"Idempotent-Replayed": "true"}
+    return JSONResponse(await _view(request, order_id, principal), 201, headers=headers)
+
+
+@router.put("/orders/{order_id}/model", response_model=OrderOut)
+async def upload_model(
+    order_id: uuid.UUID, request: Request, principal: Buyer, file: Annotated[UploadFile, File()]
+) -> dict[str, Any]:
+    settings = request.app.state.settings
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
+        raise ApiError(413, "file_too_large", f"The file is larger than {settings.max_upload_bytes // 2**20} MB.")
+    data = await file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise ApiError(413, "file_too_large", f"The file is larger than {settings.max_upload_bytes // 2**20} MB.")
+    await handlers.attach_model(request.app.state.db, request.app.state.storage, settings, principal, order_id,
+                                data, file.filename)
+    return await _view(request, order_id, principal)
+
+
+@router.post("/orders/{order_id}/submit", response_model=OrderOut, status_code=202)
+async def submit(order_id: uuid.UUID, request: Request, principal: Buyer) -> dict[str, Any]:
+    await handlers.submit(request.app.state.db, principal, order_id)
+    return await _view(request, order_id, principal)
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut)
+async def get_order(order_id: uuid.UUID, request: Request, principal: Buyer) -> dict[str, Any]:
+    return await _view(request, order_id, principal)
+
+
+@router.get("/orders", response_model=OrderPage)
+async def list_orders(
+    request: Request,
+    principal: Buyer,
+    status: Annotated[list[OrderStatus] | None, Query()] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    async with request.app.state.db.sessions() as session:
+        rows = await repository.list_orders(
+            session, Owner.of(principal), statuses=[s.value for s in status] if status else None,
+            cursor=cursor, limit=limit,
+        )
+    from alexandrite.kit.pagination import page
+
+    items, next_cursor = page(rows, limit)
+    return {"items": [views.summary(r) for r in items], "next_cursor": next_cursor}
+
+
+@router.post("/orders/{order_id}/cancel", response_model=OrderOut)
+async def cancel(
+    order_id: uuid.UUID, request: Request, principal: Buyer, body: CancelOrder | None = None
+) -> dict[str, Any]:
+    status = await handlers.cancel(request.app.state.db, request.app.state.peers, principal, order_id,
+                                   body.reason if body else None)
+    view = await _view(request, order_id, principal)
+    # A cancel carried out by another service reaches this view through its event: wait briefly.
+    for _ in range(30):
+        if view["status"] == status:
+            break
+        await asyncio.sleep(0.1)
+        view = await _view(request, order_id, principal)
+    view["status"] = status
+    return view
+
+
+@internal.post("/orders/{order_id}/cancel")
+async def internal_cancel(order_id: uuid.UUID, body: InternalCancel, request: Request,
+                          _: CurrentService) -> dict[str, Any]:
+    status = await handlers.cancel_locally(request.app.state.db, order_id, requested_by=body.requested_by,
+                                           actor=body.actor, reason=body.reason)
+    return {"id": str(order_id), "status": status}

@@ -1,0 +1,283 @@
+"""Shop use cases; each is one unit of work, events leave through the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy.exc import IntegrityError
+
+from alexandrite.contracts.events import ModelRef, Party, StatusChanged, status_envelope, utcnow
+from alexandrite.contracts.order_status import CANCELLABLE, IllegalTransition, OrderStatus, owner_of
+from alexandrite.kit.db import Database, UnitOfWork
+from alexandrite.kit.errors import ApiError, not_found
+from alexandrite.kit.order_records import record_creation, record_transition
+from alexandrite.kit.peers import Peers
+from alexandrite.kit.security import Principal, hash_api_key, hash_password, issue_token, new_api_key, verify_password
+from alexandrite.kit.settings import Settings
+from alexandrite.kit.storage import LocalStorage
+from alexandrite.mes.pricing.formats import ModelFormatError, parse_model
+from alexandrite.shop import repository
+from alexandrite.shop.domain import MODEL_EXTENSIONS, Owner, normalise_email, request_fingerprint
+from alexandrite.shop.tables import customers, idempotency_keys, order_history, orders, partners
+
+SERVICE = "shop"
+UPLOADABLE = frozenset({OrderStatus.INITIATED, OrderStatus.FILE_UPLOADED, OrderStatus.PRICE_CALCULATION_FAILED})
+S = OrderStatus
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+async def sign_up(db: Database, email: str, password: str, name: str) -> dict[str, Any]:
+    email = normalise_email(email)
+    customer_id = uuid.uuid4()
+    password_hash = await asyncio.to_thread(hash_password, password)
+    async with UnitOfWork(db) as uow:
+        await uow.session.execute(
+            customers.insert().values(id=customer_id, email=email, name=name.strip(), password_hash=password_hash)
+        )
+        try:
+            await uow.commit()
+        except IntegrityError as error:
+            raise ApiError(409, "email_taken", "An account with this e-mail already exists; sign in.") from error
+    return {"id": customer_id, "email": email, "name": name.strip()}
+
+
+async def sign_in(db: Database, settings: Settings, email: str, password: str) -> dict[str, Any]:
+    async with db.sessions() as session:
+        row = await repository.customer_by_email(session, normalise_email(email))
+    ok = row is not None and await asyncio.to_thread(verify_password, password, row.password_hash)
+    if not ok:
+        raise ApiError(401, "invalid_credentials", "The e-mail or the password is wrong.")
+    principal = Principal(role="customer", subject=str(row.id), name=row.name)
+    token = issue_token(settings.secret_key, principal, settings.token_ttl_seconds)
+    return {"access_token": token, "token_type": "bearer", "expires_in": settings.token_ttl_seconds}
+
+
+async def create_partner(db: Database, name: str, *, plan: str = "standard", webhook_url: str | None = None) -> str:
+    """Create a partner account; returns its API key (only its hash is stored)."""
+    key = new_api_key()
+    async with UnitOfWork(db) as uow:
+        await uow.session.execute(
+            partners.insert().values(
+                id=uuid.uuid4(), name=name, key_hash=hash_api_key(key), key_prefix=key[:10], plan=plan,
+                webhook_url=webhook_url,
+            )
+        )
+        try:
+            await uow.commit()
+        except IntegrityError as error:
+            raise ValueError(f"a partner named {name!r} already exists") from error
+    return key
+
+
+async def partner_principal(db: Database, api_key: str) -> Principal | None:
+    async with db.sessions() as session:
+        row = await repository.partner_by_key_hash(session, hash_api_key(api_key))
+    if row is None:
+        return None
+    return Principal(role="partner", subject=str(row.id), name=row.name)
+
+
+# --- orders -------------------------------------------------------------------------------
+
+def _emit(uow: UnitOfWork, order_id: uuid.UUID, seq: int, change: StatusChanged,
+          correlation_id: str | None = None) -> None:
+    uow.emit(status_envelope(producer=SERVICE, order_id=order_id, seq=seq, change=change,
+                             correlation_id=correlation_id))
+
+
+async def create_order(db: Database, principal: Principal, alloy: str, idempotency_key: str | None,
+                       correlation_id: str | None = None) -> tuple[uuid.UUID, bool]:
+    """Returns (order id, created now). A repeated Idempotency-Key returns the first order."""
+    owner = Owner.of(principal)
+    fingerprint = request_fingerprint({"alloy": alloy})
+    for _ in range(3):
+        async with UnitOfWork(db) as uow:
+            if idempotency_key:
+                existing = await repository.find_idempotent(uow.session, owner, idempotency_key)
+                if existing is not None:
+                    if existing.request_hash != fingerprint:
+                        raise ApiError(
+                            422, "idempotency_key_reused",
+                            "This Idempotency-Key was already used with a different request body.",
+                        )
+                    return existing.order_id, False
+            order_id = uuid.uuid4()
+            now = utcnow()
+            transition = await record_creation(
+                uow, orders, order_history, service=SERVICE, order_id=order_id, status=S.INITIATED,
+                by=principal.actor, at=now,
+                values={"owner_kind": owner.kind, "owner_id": uuid.UUID(owner.id), "owner_name": owner.name,
+                        "alloy": alloy},
+            )
+            if idempotency_key:
+                await uow.session.execute(
+                    idempotency_keys.insert().values(
+                        owner_kind=owner.kind, owner_id=uuid.UUID(owner.id), key=idempotency_key,
+                        request_hash=fingerprint, order_id=order_id,
+                    )
+                )
+            _emit(uow, order_id, transition.seq, StatusChanged(
+                status=S.INITIATED, actor=principal.actor, at=now, alloy=alloy, created_at=now,
+                owner=Party(kind=owner.kind, id=owner.id, name=owner.name),
+            ), correlation_id)
+            try:
+                await uow.commit()
+            except IntegrityError:
+                continue  # the same key won a race in another request: read its order
+            return order_id, True
+    raise ApiError(409, "conflict", "The request conflicted with a concurrent one; retry it.")
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    max_triangles: int
+
+
+def inspect_model(data: bytes, filename: str | None, limits: UploadLimits) -> dict[str, Any]:
+    """Parse and check a model file; raises ModelFormatError with a precise reason."""
+    parsed = parse_model(data, filename, max_triangles=limits.max_triangles, max_bytes=limits.max_bytes)
+    tri = np.asarray(parsed.triangles)
+    lo, hi = tri.reshape(-1, 3).min(axis=0), tri.reshape(-1, 3).max(axis=0)
+    return {
+        "format": parsed.format,
+        "triangles": int(tri.shape[0]),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size_mm": [round(float(v), 3) for v in (hi - lo)],
+    }
+
+
+async def attach_model(db: Database, storage: LocalStorage, settings: Settings, principal: Principal,
+                       order_id: uuid.UUID, data: bytes, filename: str | None) -> None:
+    owner = Owner.of(principal)
+    async with db.sessions() as session:
+        row = await repository.get_owned_order(session, order_id, owner)
+    if row is None:
+        raise not_found()
+    if S(row.status) not in UPLOADABLE:
+        raise IllegalTransition(S(row.status), S.FILE_UPLOADED,
+                                f"the order is {row.status}: its model can no longer be changed")
+    limits = UploadLimits(settings.max_upload_bytes, settings.max_triangles)
+    try:
+        facts = await asyncio.to_thread(inspect_model, data, filename, limits)
+    except ModelFormatError as error:
+        raise ApiError(422, error.code, error.message) from error
+    key, _ = LocalStorage.model_key(data, MODEL_EXTENSIONS.get(facts["format"], "bin"))
+    await storage.put(key, data)  # content-addressed: a later failure leaves no half-state
+    model = ModelRef(key=key, filename=(filename or "")[:255] or None, **facts_for_ref(facts))
+    async with UnitOfWork(db) as uow:
+        if await repository.get_owned_order(uow.session, order_id, owner, for_update=True) is None:
+            raise not_found()
+        model_json = {**model.model_dump(mode="json"), "size_mm": facts["size_mm"]}
+        transition = await record_transition(
+            uow, orders, order_history, service=SERVICE, order_id=order_id, target=S.FILE_UPLOADED,
+            by=principal.actor, requested_by=SERVICE,
+            values={"model": model_json, "failure": None, "quote": None, "progress": None},
+        )
+        _emit(uow, order_id, transition.seq, StatusChanged(
+            status=S.FILE_UPLOADED, previous_status=transition.previous, actor=principal.actor,
+            at=transition.at, model=model,
+        ))
+        await uow.commit()
+
+
+def facts_for_ref(facts: dict[str, Any]) -> dict[str, Any]:
+    return {k: facts[k] for k in ("format", "triangles", "bytes", "sha256")}
+
+
+async def submit(db: Database, principal: Principal, order_id: uuid.UUID) -> None:
+    owner = Owner.of(principal)
+    async with UnitOfWork(db) as uow:
+        row = await repository.get_owned_order(uow.session, order_id, owner, for_update=True)
+        if row is None:
+            raise not_found()
+        status = S(row.status)
+        if status not in (S.FILE_UPLOADED, S.INITIATED, S.PRICE_CALCULATION_FAILED) and status is not S.CANCELLED:
+            return  # already submitted: submitting again is a no-op
+        if status in (S.INITIATED, S.PRICE_CALCULATION_FAILED):
+            raise ApiError(409, "model_required",
+                           "Attach a valid 3D model before submitting (PUT /api/v1/orders/{id}/model).",
+                           details={"status": status.value})
+        transition = await record_transition(
+            uow, orders, order_history, service=SERVICE, order_id=order_id, target=S.SUBMITTED,
+            by=principal.actor, requested_by=SERVICE,
+        )
+        _emit(uow, order_id, transition.seq, StatusChanged(
+            status=S.SUBMITTED, previous_status=transition.previous, actor=principal.actor, at=transition.at,
+            model=ModelRef.model_validate(row.model), alloy=row.alloy,
+        ))
+        await uow.commit()
+
+
+async def cancel_locally(db: Database, order_id: uuid.UUID, *, requested_by: str, actor: str,
+                         reason: str | None, owner: Owner | None = None) -> str:
+    """Cancel an order the shop owns; returns the new status (raises 409 / not_owner)."""
+    async with UnitOfWork(db) as uow:
+        row = await repository.get_owned_order(uow.session, order_id, owner, for_update=True)
+        if row is None:
+            raise not_found()
+        status = S(row.status)
+        if owner_of(status) != SERVICE or status is S.CANCELLED:
+            if status in CANCELLABLE:
+                raise ApiError(409, "not_owner", f"The order is {status} and handled by {owner_of(status)}.",
+                               details={"status": status.value, "owner": owner_of(status)})
+        transition = await record_transition(
+            uow, orders, order_history, service=SERVICE, order_id=order_id, target=S.CANCELLED, by=actor,
+            requested_by=requested_by, values={"progress": None},
+        )
+        _emit(uow, order_id, transition.seq, StatusChanged(
+            status=S.CANCELLED, previous_status=transition.previous, actor=actor, at=transition.at, reason=reason,
+        ))
+        await uow.commit()
+    return S.CANCELLED.value
+
+
+async def cancel(db: Database, peers: Peers, principal: Principal, order_id: uuid.UUID,
+                 reason: str | None) -> str:
+    """Customer cancel: done here while the shop owns the order, else by its current owner."""
+    owner = Owner.of(principal)
+    async with db.sessions() as session:
+        row = await repository.get_owned_order(session, order_id, owner)
+    if row is None:
+        raise not_found()
+    status = S(row.status)
+    if owner_of(status) == SERVICE or status not in CANCELLABLE:
+        return await cancel_locally(db, order_id, requested_by=SERVICE, actor=principal.actor, reason=reason,
+                                    owner=owner)
+    try:
+        answer = await peers.post(owner_of(status), f"/internal/v1/orders/{order_id}/cancel",  # type: ignore[arg-type]
+                                  {"requested_by": SERVICE, "actor": principal.actor, "reason": reason})
+    except ApiError as error:
+        if error.status == 404 or error.code == "not_owner":
+            raise ApiError(409, "order_in_transit",
+                           "The order is being handed between departments; try again in a few seconds.",
+                           headers={"Retry-After": "2"}) from error
+        raise
+    return str(answer.get("status", S.CANCELLED.value))
+
+
+# --- events from the other services --------------------------------------------------------
+
+async def apply_event(uow: UnitOfWork, envelope: Any, change: StatusChanged) -> None:
+    values: dict[str, Any] = {}
+    if change.status is S.PRICE_CALCULATING:
+        values["progress"] = change.progress.model_dump() if change.progress else None
+    elif change.status is S.PRICE_CALCULATED:
+        values.update(quote=change.quote, progress=None, failure=None)
+    elif change.status is S.PRICE_CALCULATION_FAILED:
+        values.update(failure=change.failure.model_dump() if change.failure else None, progress=None)
+    elif change.status is S.SHIPPED:
+        values.update(tracking_number=change.tracking_number, carrier=change.carrier)
+    elif change.status is S.CANCELLED:
+        values["progress"] = None
+    await record_transition(
+        uow, orders, order_history, service=SERVICE, order_id=envelope.order_id, target=change.status,
+        by=change.actor, requested_by=envelope.producer, seq=envelope.seq, at=change.at, values=values,
+    )

@@ -1,0 +1,98 @@
+"""HTTP request and response bodies of the shop's public API v1."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Alloy = Literal["gold_585", "gold_750", "silver_925", "platinum_950"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignUp(Strict):
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    password: str = Field(min_length=8, max_length=256)
+    name: str = Field(min_length=1, max_length=120)
+
+
+class SignIn(Strict):
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+class CustomerOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    name: str
+
+
+class CreateOrder(Strict):
+    alloy: Alloy
+
+
+class CancelOrder(Strict):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class InternalCancel(Strict):
+    requested_by: Literal["shop", "crm"]
+    actor: str = Field(min_length=1, max_length=200)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class HistoryEntry(BaseModel):
+    status: str
+    at: datetime
+    by: str
+
+
+class ProgressOut(BaseModel):
+    queue_position: int
+    eta_seconds: float
+
+
+class FailureOut(BaseModel):
+    code: str
+    message: str
+
+
+class OrderOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    alloy: str
+    created_at: datetime
+    updated_at: datetime
+    history: list[HistoryEntry]
+    progress: ProgressOut | None
+    quote: dict[str, Any] | None
+    failure: FailureOut | None
+    model: dict[str, Any] | None
+    tracking_number: str | None = None
+    carrier: str | None = None
+
+
+class OrderSummary(BaseModel):
+    id: uuid.UUID
+    status: str
+    alloy: str
+    created_at: datetime
+    updated_at: datetime
+    total: float | None = None
+    currency: str | None = None
+
+
+class OrderPage(BaseModel):
+    items: list[OrderSummary]
+    next_cursor: str | None

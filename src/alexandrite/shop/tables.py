@@ -1,0 +1,94 @@
+"""Shop database: customers, partners, orders as the customer sees them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from alexandrite.kit.messaging.tables import define_inbox, define_outbox
+from alexandrite.kit.order_records import define_history
+
+metadata = MetaData()
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("email", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+partners = Table(
+    "partners",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("key_hash", Text, nullable=False, unique=True),
+    Column("key_prefix", Text, nullable=False),
+    Column("plan", Text, nullable=False, server_default="standard"),
+    Column("webhook_url", Text, nullable=True),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("owner_kind", Text, nullable=False),
+    Column("owner_id", Uuid, nullable=False),
+    Column("owner_name", Text, nullable=False),
+    Column("alloy", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("model", JSONB, nullable=True),
+    Column("quote", JSONB, nullable=True),
+    Column("failure", JSONB, nullable=True),
+    Column("progress", JSONB, nullable=True),
+    Column("tracking_number", Text, nullable=True),
+    Column("carrier", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("status_since", DateTime(timezone=True), nullable=False),
+)
+Index("ix_orders_owner_newest", orders.c.owner_kind, orders.c.owner_id, orders.c.created_at.desc(), orders.c.id.desc())
+Index(
+    "ix_orders_owner_status_newest",
+    orders.c.owner_kind,
+    orders.c.owner_id,
+    orders.c.status,
+    orders.c.created_at.desc(),
+    orders.c.id.desc(),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("owner_kind", Text, nullable=False),
+    Column("owner_id", Uuid, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("request_hash", Text, nullable=False),
+    Column("order_id", Uuid, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("owner_kind", "owner_id", "key"),
+)
+
+order_history = define_history(metadata)
+outbox = define_outbox(metadata)
+inbox = define_inbox(metadata)

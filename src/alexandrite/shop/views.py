@@ -1,0 +1,62 @@
+"""Read side: the order as the customer sees it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alexandrite.contracts.order_status import OrderStatus
+from alexandrite.kit.order_records import load_history
+from alexandrite.shop import repository
+from alexandrite.shop.domain import Owner
+from alexandrite.shop.tables import order_history
+
+
+def live_progress(row: Any, now: datetime | None = None) -> dict[str, Any] | None:
+    """Progress while pricing: the estimate given when pricing was queued, counted down."""
+    if row.status != OrderStatus.PRICE_CALCULATING.value or not row.progress:
+        return None
+    now = now or datetime.now(UTC)
+    elapsed = max((now - row.status_since).total_seconds(), 0.0)
+    eta = float(row.progress.get("eta_seconds", 0.0))
+    return {
+        "queue_position": int(row.progress.get("queue_position", 0)),
+        "eta_seconds": round(max(eta - elapsed, 0.0), 1),
+    }
+
+
+async def order_view(session: AsyncSession, order_id: uuid.UUID, owner: Owner | None) -> dict[str, Any] | None:
+    row = await repository.get_owned_order(session, order_id, owner)
+    if row is None:
+        return None
+    history = await load_history(session, order_history, order_id)
+    return {
+        "id": row.id,
+        "status": row.status,
+        "alloy": row.alloy,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "history": [{"status": h["status"], "at": h["at"], "by": h["by"]} for h in history],
+        "progress": live_progress(row),
+        "quote": row.quote,
+        "failure": row.failure,
+        "model": row.model,
+        "tracking_number": row.tracking_number,
+        "carrier": row.carrier,
+    }
+
+
+def summary(row: Any) -> dict[str, Any]:
+    quote = row.quote or {}
+    return {
+        "id": row.id,
+        "status": row.status,
+        "alloy": row.alloy,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "total": quote.get("total"),
+        "currency": quote.get("currency"),
+    }

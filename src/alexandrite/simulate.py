@@ -1,0 +1,207 @@
+"""Drive orders through the running platform over its HTTP APIs and report stage latencies."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import random
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.settings import Settings
+
+ALLOYS = ("gold_585", "gold_750", "silver_925", "platinum_950")
+PRICED = {"PRICE_CALCULATED", "PRICE_CALCULATION_FAILED"}
+
+
+@dataclass
+class Outcome:
+    order_id: str
+    final_status: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+def ring_model(rng: random.Random) -> bytes:
+    from alexandrite.mes.pricing.rings import ring, ring_size_to_inner_diameter, to_binary_stl
+
+    size = rng.uniform(44, 70)
+    triangles = ring(
+        inner_diameter_mm=ring_size_to_inner_diameter(size),
+        band_width_mm=rng.uniform(2.0, 8.0),
+        thickness_mm=rng.uniform(1.2, 2.6),
+        profile=rng.choice(["flat", "comfort", "d_shape"]),
+        segments=rng.choice([48, 96, 192, 384, 768]),
+        profile_segments=rng.choice([8, 16, 32]),
+    )
+    return to_binary_stl(triangles)
+
+
+class Progress:
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label, self.done, self.started = total, label, 0, time.monotonic()
+
+    def step(self) -> None:
+        self.done += 1
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        rate = self.done / max(time.monotonic() - self.started, 1e-6)
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+                         f"{self.done}/{self.total} {rate:.1f}/s")
+        if self.done == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+async def _poll(client: httpx.AsyncClient, url: str, headers: dict[str, str], wanted: set[str],
+                timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        response = await client.get(url, headers=headers)
+        response.raise_for_status()
+        body = response.json()
+        if body["status"] in wanted:
+            return body
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"order stuck in {body['status']}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+async def _check(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 400:
+        raise RuntimeError(f"{response.request.method} {response.request.url.path}: "
+                           f"{response.status_code} {response.text[:200]}")
+    return response.json()
+
+
+async def drive_order(client: httpx.AsyncClient, settings: Settings, auth: dict[str, str],
+                      staff: dict[str, dict[str, str]], model: bytes, alloy: str, close: bool,
+                      timeout: float, by_carrier: bool = False) -> Outcome:
+    shop, crm, mes = settings.shop_url, settings.crm_url, settings.mes_url
+    order = await _check(await client.post(f"{shop}/api/v1/orders", json={"alloy": alloy},
+                                           headers={**auth, "Idempotency-Key": uuid.uuid4().hex}))
+    outcome = Outcome(order["id"])
+    oid = order["id"]
+    try:
+        await _check(await client.put(f"{shop}/api/v1/orders/{oid}/model", headers=auth,
+                                      files={"file": ("ring.stl", model, "model/stl")}))
+        await _check(await client.post(f"{shop}/api/v1/orders/{oid}/submit", headers=auth))
+        body = await _poll(client, f"{shop}/api/v1/orders/{oid}", auth, PRICED, timeout)
+        if close and body["status"] == "PRICE_CALCULATED":
+            await _poll(client, f"{crm}/api/v1/crm/orders/{oid}", staff["seller"], {"PRICE_CALCULATED"}, timeout)
+            await _check(await client.post(f"{crm}/api/v1/crm/orders/{oid}/approve", headers=staff["seller"]))
+            await _poll(client, f"{mes}/api/v1/production/orders/{oid}", staff["operator"],
+                        {"MANUFACTURING_APPROVED"}, timeout)
+            for action in ("take", "complete", "package"):
+                await _check(await client.post(f"{mes}/api/v1/production/orders/{oid}/{action}",
+                                               headers=staff["operator"]))
+            await _check(await client.post(
+                f"{mes}/api/v1/production/orders/{oid}/ship", headers=staff["operator"],
+                json={"tracking_number": "TRK-" + oid[:8].upper(), "carrier": "simulated-post"}))
+            await _poll(client, f"{crm}/api/v1/crm/orders/{oid}", staff["seller"], {"SHIPPED"}, timeout)
+            if by_carrier:
+                await _check(await carrier_delivered(client, settings, "TRK-" + oid[:8].upper()))
+            else:
+                await _check(await client.post(f"{crm}/api/v1/crm/orders/{oid}/close", headers=staff["seller"],
+                                               json={"reason": "delivered"}))
+            body = await _poll(client, f"{shop}/api/v1/orders/{oid}", auth, {"CLOSED"}, timeout)
+        outcome.final_status = body["status"]
+        outcome.history = body["history"]
+    except Exception as error:  # reported per order, the run goes on
+        outcome.error = f"{type(error).__name__}: {error}"
+    return outcome
+
+
+async def carrier_delivered(client: httpx.AsyncClient, settings: Settings, tracking: str) -> httpx.Response:
+    body = json.dumps({"tracking_number": tracking, "event": "delivered",
+                       "occurred_at": datetime.now(UTC).isoformat()}).encode()
+    signature = hmac.new(settings.carrier_webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+    return await client.post(f"{settings.crm_url}/api/v1/crm/webhooks/carrier", content=body,
+                             headers={"content-type": "application/json", "X-Carrier-Signature": f"sha256={signature}"})
+
+
+def stage_latencies(outcomes: list[Outcome]) -> dict[str, list[float]]:
+    stages: dict[str, list[float]] = {}
+    for outcome in outcomes:
+        history = outcome.history
+        for before, after in zip(history, history[1:], strict=False):
+            seconds = (datetime.fromisoformat(after["at"]) - datetime.fromisoformat(before["at"])).total_seconds()
+            stages.setdefault(f"{before['status']} -> {after['status']}", []).append(seconds)
+        statuses = [h["status"] for h in history]
+        if "SUBMITTED" in statuses and "PRICE_CALCULATED" in statuses:
+            at = {h["status"]: datetime.fromisoformat(h["at"]) for h in history}
+            stages.setdefault("SUBMITTED => PRICE_CALCULATED (total)", []).append(
+                (at["PRICE_CALCULATED"] - at["SUBMITTED"]).total_seconds())
+    return stages
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    index = min(int(round(q / 100 * (len(ordered) - 1))), len(ordered) - 1)
+    return ordered[index]
+
+
+def format_report(outcomes: list[Outcome], elapsed: float) -> str:
+    lines = []
+    by_status: dict[str, int] = {}
+    for outcome in outcomes:
+        key = outcome.final_status or "ERROR"
+        by_status[key] = by_status.get(key, 0) + 1
+    lines.append(f"orders: {len(outcomes)} in {elapsed:.1f} s ({len(outcomes) / max(elapsed, 1e-9):.1f}/s); "
+                 + ", ".join(f"{k}: {v}" for k, v in sorted(by_status.items())))
+    lines.append(f"{'stage':58} {'n':>5} {'p50 ms':>9} {'p95 ms':>9} {'p99 ms':>9} {'max ms':>9}")
+    for stage, values in stage_latencies(outcomes).items():
+        lines.append(f"{stage:58} {len(values):5d} " + " ".join(
+            f"{percentile(values, q) * 1000:9.1f}" for q in (50, 95, 99, 100)))
+    errors = [o for o in outcomes if o.error]
+    for outcome in errors[:5]:
+        lines.append(f"error {outcome.order_id}: {outcome.error}")
+    if len(errors) > 5:
+        lines.append(f"... {len(errors) - 5} more errors")
+    return "\n".join(lines)
+
+
+async def simulate(settings: Settings, orders: int, *, concurrency: int = 16, close: bool = False,
+                   timeout: float = 300.0, seed: int | None = None) -> tuple[list[Outcome], float]:
+    rng = random.Random(seed)
+    limits = httpx.Limits(max_connections=concurrency * 2)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        email = f"sim-{uuid.uuid4().hex[:12]}@example.test"
+        password = uuid.uuid4().hex
+        await _check(await client.post(f"{settings.shop_url}/api/v1/auth/signup",
+                                       json={"email": email, "password": password, "name": "Simulated Customer"}))
+        token = (await _check(await client.post(f"{settings.shop_url}/api/v1/auth/token",
+                                                json={"email": email, "password": password})))["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        staff = {
+            role: {"Authorization": "Bearer " + issue_token(
+                settings.secret_key, Principal(role=role, subject=f"sim-{role}", name=f"sim-{role}"), 3600)}
+            for role in ("seller", "operator")
+        }
+        models = [ring_model(rng) for _ in range(min(orders, 24))]
+        progress = Progress(orders, "orders")
+        semaphore = asyncio.Semaphore(concurrency)
+        started = time.monotonic()
+
+        async def one(index: int) -> Outcome:
+            async with semaphore:
+                result = await drive_order(client, settings, auth, staff, models[index % len(models)],
+                                           rng.choice(ALLOYS), close, timeout, by_carrier=index % 2 == 1)
+                progress.step()
+                return result
+
+        outcomes = await asyncio.gather(*(one(i) for i in range(orders)))
+        return list(outcomes), time.monotonic() - started

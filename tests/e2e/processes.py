@@ -1,0 +1,96 @@
+"""Start the platform as real processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from alexandrite.kit.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    env: dict[str, str]
+    log_dir: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @classmethod
+    def configure(cls, settings: Settings, base_env: dict[str, str], log_dir: Path) -> "Platform":
+        ports = {service: free_port() for service in ("shop", "crm", "mes")}
+        urls = {service: f"http://127.0.0.1:{port}" for service, port in ports.items()}
+        env = dict(base_env)
+        for service in ports:
+            env[f"ALEX_{service.upper()}_PORT"] = str(ports[service])
+            env[f"ALEX_{service.upper()}_URL"] = urls[service]
+        env["ALEX_LOG_LEVEL"] = "INFO"
+        settings = settings.model_copy(update={
+            **{f"{s}_port": p for s, p in ports.items()}, **{f"{s}_url": u for s, u in urls.items()}})
+        log_dir.mkdir(parents=True, exist_ok=True)
+        return cls(settings=settings, env=env, log_dir=log_dir)
+
+    def start(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen([sys.executable, "-m", "alexandrite", *argv], env=self.env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes[name] = process
+        return process
+
+    def start_all(self, workers: int) -> None:
+        for service in ("shop", "crm", "mes"):
+            self.start(service, "serve", service)
+        for index in range(workers):
+            self.start_worker(f"worker-{index + 1}")
+        self.wait_ready()
+
+    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+        return self.start(name, "worker", "--name", name, "--metrics-port", str(free_port()))
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        for service in ("shop", "crm", "mes"):
+            url = self.settings.service_url(service) + "/health/ready"  # type: ignore[arg-type]
+            while True:
+                try:
+                    if httpx.get(url, timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service} not ready; see {self.log_dir}")
+                time.sleep(0.2)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes[name]
+        os.killpg(process.pid, sig)
+        process.wait(timeout=30)
+
+    def stop_all(self) -> dict[str, int | None]:
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        codes = {}
+        for name, process in self.processes.items():
+            try:
+                codes[name] = process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                codes[name] = process.wait()
+        return codes
+
+    def logs(self) -> str:
+        return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.log_dir.glob("*.log"))
