@@ -26,7 +26,7 @@ RING = to_binary_stl(ring(segments=64, profile_segments=8))
 async def shop(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     # No relay here: the tests read what this service put in its outbox.
     app = create_app(settings.model_copy(update={"run_relay": False, "run_consumer": False,
-                                                 "max_upload_bytes": 2_000_000, "max_triangles": 50_000}))
+                                                 "max_upload_bytes": 4_000_000, "max_triangles": 50_000}))
     async with LifespanManager(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://shop") as client:
             yield client
@@ -158,7 +158,7 @@ async def test_listing_is_newest_first_with_keyset_pages(shop: httpx.AsyncClient
         ("garbage.stl", b"\x00\x01hello this is not a model" * 10, 422, "malformed_model"),
         ("flat.obj", b"v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n", 422, "degenerate_mesh"),
         ("nofaces.obj", b"v 0 0 0\nv 1 0 0\nv 0 1 0\n", 422, "no_triangles"),
-        ("big.stl", to_binary_stl(ring(segments=1024, profile_segments=32)), 413, "file_too_large"),
+        ("big.stl", to_binary_stl(ring(segments=2048, profile_segments=32)), 413, "file_too_large"),
         ("many.stl", to_binary_stl(ring(segments=512, profile_segments=64)), 422, "too_many_triangles"),
         ("model.docx", b"PK\x03\x04not really", 422, None),
     ],

@@ -26,8 +26,11 @@ class Peers:
         except httpx.HTTPError as error:
             raise ApiError(503, "dependency_unavailable", f"The {service} service did not answer; try again.",
                            headers={"Retry-After": "5"}) from error
-        body = response.json() if response.content else {}
-        if response.status_code >= 500:
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:
+            body = None
+        if response.status_code >= 500 or not isinstance(body, dict):
             raise ApiError(503, "dependency_unavailable", f"The {service} service failed; try again.",
                            headers={"Retry-After": "5"})
         if response.status_code >= 400:
@@ -35,6 +38,20 @@ class Peers:
             raise ApiError(response.status_code, error.get("code", "error"), error.get("message", ""),
                            details=error.get("details"))
         return body
+
+    async def get_quick(self, service: Service, path: str, timeout: float = 0.3) -> dict[str, Any] | None:
+        """A best-effort read for enrichment: None on any failure, never an error to the caller."""
+        try:
+            response = await self.client.get(self.settings.service_url(service) + path, timeout=timeout)
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.auth import CurrentService, require
 from alexandrite.kit.errors import ApiError, not_found
+from alexandrite.kit.pagination import page
 from alexandrite.kit.security import Principal
 from alexandrite.shop import handlers, repository, views
 from alexandrite.shop.domain import Owner
@@ -37,11 +38,16 @@ def _owner(principal: Principal) -> Owner | None:
     return None if principal.role == "admin" else Owner.of(principal)
 
 
-async def _view(request: Request, order_id: uuid.UUID, principal: Principal) -> dict[str, Any]:
+async def _view(request: Request, order_id: uuid.UUID, principal: Principal, *, live: bool = False) -> dict[str, Any]:
     async with request.app.state.db.sessions() as session:
         view = await views.order_view(session, order_id, _owner(principal))
     if view is None:
         raise not_found()
+    if live and view["status"] == OrderStatus.PRICE_CALCULATING.value:
+        # Production knows the queue right now; the estimate from the event is the fallback.
+        answer = await request.app.state.peers.get_quick("mes", f"/internal/v1/orders/{order_id}/progress")
+        if answer and answer.get("progress"):
+            view["progress"] = answer["progress"]
     return OrderOut.model_validate(view).model_dump(mode="json")
 
 
@@ -93,7 +99,7 @@ async def submit(order_id: uuid.UUID, request: Request, principal: Buyer) -> dic
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
 async def get_order(order_id: uuid.UUID, request: Request, principal: Buyer) -> dict[str, Any]:
-    return await _view(request, order_id, principal)
+    return await _view(request, order_id, principal, live=True)
 
 
 @router.get("/orders", response_model=OrderPage)
@@ -109,8 +115,6 @@ async def list_orders(
             session, Owner.of(principal), statuses=[s.value for s in status] if status else None,
             cursor=cursor, limit=limit,
         )
-    from alexandrite.kit.pagination import page
-
     items, next_cursor = page(rows, limit)
     return {"items": [views.summary(r) for r in items], "next_cursor": next_cursor}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 
 from alexandrite.kit.app import create_service_app
+from alexandrite.kit.errors import ApiError
 from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.shop import handlers
@@ -19,8 +20,6 @@ async def _startup(app: FastAPI) -> None:
             return None
         principal = await handlers.partner_principal(app.state.db, key)
         if principal is None:
-            from alexandrite.kit.errors import ApiError
-
             raise ApiError(401, "invalid_api_key", "The API key is not valid.")
         return principal
 

@@ -37,10 +37,10 @@ async def sign_up(db: Database, email: str, password: str, name: str) -> dict[st
     customer_id = uuid.uuid4()
     password_hash = await asyncio.to_thread(hash_password, password)
     async with UnitOfWork(db) as uow:
-        await uow.session.execute(
-            customers.insert().values(id=customer_id, email=email, name=name.strip(), password_hash=password_hash)
-        )
         try:
+            await uow.session.execute(
+                customers.insert().values(id=customer_id, email=email, name=name.strip(), password_hash=password_hash)
+            )
             await uow.commit()
         except IntegrityError as error:
             raise ApiError(409, "email_taken", "An account with this e-mail already exists; sign in.") from error
@@ -62,13 +62,13 @@ async def create_partner(db: Database, name: str, *, plan: str = "standard", web
     """Create a partner account; returns its API key (only its hash is stored)."""
     key = new_api_key()
     async with UnitOfWork(db) as uow:
-        await uow.session.execute(
-            partners.insert().values(
-                id=uuid.uuid4(), name=name, key_hash=hash_api_key(key), key_prefix=key[:10], plan=plan,
-                webhook_url=webhook_url,
-            )
-        )
         try:
+            await uow.session.execute(
+                partners.insert().values(
+                    id=uuid.uuid4(), name=name, key_hash=hash_api_key(key), key_prefix=key[:10], plan=plan,
+                    webhook_url=webhook_url,
+                )
+            )
             await uow.commit()
         except IntegrityError as error:
             raise ValueError(f"a partner named {name!r} already exists") from error
@@ -116,12 +116,15 @@ async def create_order(db: Database, principal: Principal, alloy: str, idempoten
                         "alloy": alloy},
             )
             if idempotency_key:
-                await uow.session.execute(
-                    idempotency_keys.insert().values(
-                        owner_kind=owner.kind, owner_id=uuid.UUID(owner.id), key=idempotency_key,
-                        request_hash=fingerprint, order_id=order_id,
+                try:
+                    await uow.session.execute(
+                        idempotency_keys.insert().values(
+                            owner_kind=owner.kind, owner_id=uuid.UUID(owner.id), key=idempotency_key,
+                            request_hash=fingerprint, order_id=order_id,
+                        )
                     )
-                )
+                except IntegrityError:
+                    continue  # the same key won a race in another request: read its order
             _emit(uow, order_id, transition.seq, StatusChanged(
                 status=S.INITIATED, actor=principal.actor, at=now, alloy=alloy, created_at=now,
                 owner=Party(kind=owner.kind, id=owner.id, name=owner.name),

@@ -150,7 +150,10 @@ class Consumer:
                     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                     await channel.set_qos(prefetch_count=self.prefetch)
                     queue = await channel.get_queue(self.queue, ensure=True)
-                    tag = await queue.consume(lambda m: self._on_message(channel, m))
+                    async def _deliver(message: AbstractIncomingMessage) -> None:
+                        await self._on_message(channel, message)
+
+                    tag = await queue.consume(_deliver)
                     self.ready.set()
                     backoff = 0.5
                     await stop.wait()

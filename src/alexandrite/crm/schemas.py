@@ -1,0 +1,119 @@
+"""HTTP request and response bodies of the CRM API (sellers, carriers, peers)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Reason(Strict):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class NoteIn(Strict):
+    text: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("the note is empty")
+        return value
+
+
+class InternalCancel(Strict):
+    requested_by: Literal["shop", "crm"]
+    actor: str = Field(min_length=1, max_length=200)
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class CarrierEvent(BaseModel):
+    # Carriers add fields of their own: ignore what we do not use.
+    model_config = ConfigDict(extra="ignore")
+
+    tracking_number: str = Field(min_length=1, max_length=100)
+    event: str = Field(min_length=1, max_length=100)
+    occurred_at: datetime
+
+    @field_validator("tracking_number", "event")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+
+class Owner(BaseModel):
+    kind: str
+    id: str
+    name: str
+
+
+class HistoryEntry(BaseModel):
+    status: str
+    at: datetime
+    by: str
+
+
+class NoteOut(BaseModel):
+    id: uuid.UUID
+    order_id: uuid.UUID
+    author: str
+    text: str
+    at: datetime
+
+
+class OrderSummary(BaseModel):
+    id: uuid.UUID
+    status: str
+    alloy: str | None
+    owner: Owner
+    total: str | None = Field(description="Quoted total as a decimal string, e.g. \"1234.50\"")
+    currency: str | None
+    tracking_number: str | None
+    created_at: datetime
+    updated_at: datetime
+    status_since: datetime
+
+
+class OrderOut(OrderSummary):
+    seq: int
+    model: dict[str, Any] | None
+    quote: dict[str, Any] | None
+    failure: dict[str, Any] | None
+    carrier: str | None
+    closed_reason: str | None
+    cancel_reason: str | None
+    history: list[HistoryEntry]
+    notes: list[NoteOut] = Field(description="Newest first (the latest 200)")
+
+
+class OrderPage(BaseModel):
+    items: list[OrderSummary]
+    next_cursor: str | None
+
+
+class StatusOut(BaseModel):
+    id: uuid.UUID
+    status: str
+
+
+class CarrierOrderOut(BaseModel):
+    id: uuid.UUID
+    status: str
+
+
+class CarrierAnswer(BaseModel):
+    tracking_number: str
+    event: str
+    outcome: Literal["closed", "already_closed", "ignored"]
+    orders: list[CarrierOrderOut]

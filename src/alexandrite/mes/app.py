@@ -1,0 +1,37 @@
+"""The MES service's ASGI app (the pricing workers are separate processes: see worker.py)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from alexandrite.kit.app import create_service_app
+from alexandrite.kit.settings import Settings, get_settings
+from alexandrite.mes.api import internal, router
+from alexandrite.mes.consumers import event_handler
+from alexandrite.mes.progress import QueueProbe
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = create_service_app(
+        "mes", settings, [router, internal], event_handler=event_handler, title="Alexandrite MES API",
+    )
+    # Workers on the pricing queue, for ETAs: connects lazily, closed when the app stops.
+    probe = QueueProbe(settings.amqp_url)
+    app.state.pricing_probe = probe
+    kit_lifespan = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(application: Any) -> AsyncIterator[Any]:
+        try:
+            async with kit_lifespan(application) as state:
+                yield state
+        finally:
+            await probe.close()
+
+    app.router.lifespan_context = lifespan
+    return app

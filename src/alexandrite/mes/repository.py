@@ -1,0 +1,187 @@
+"""MES queries (no commits here: the unit of work commits)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alexandrite.mes.domain import ACTIVE_JOB_STATES, AVERAGE_WINDOW, JobState
+from alexandrite.mes.tables import pricing_jobs, production_orders
+
+orders = production_orders
+_ACTIVE = tuple(s.value for s in ACTIVE_JOB_STATES)
+_FINISHED = (JobState.PRICED.value, JobState.FAILED.value)
+
+SUMMARY_COLUMNS = (
+    orders.c.id,
+    orders.c.status,
+    orders.c.alloy,
+    orders.c.owner_kind,
+    orders.c.owner_name,
+    orders.c.operator,
+    orders.c.quote,
+    orders.c.tracking_number,
+    orders.c.created_at,
+    orders.c.updated_at,
+    orders.c.status_since,
+    orders.c.approved_at,
+)
+
+
+# --- orders -------------------------------------------------------------------------------------
+
+async def get_order(session: AsyncSession, order_id: uuid.UUID, *, for_update: bool = False) -> Any:
+    stmt = select(orders).where(orders.c.id == order_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).first()
+
+
+async def order_status(session: AsyncSession, order_id: uuid.UUID) -> str | None:
+    return (await session.execute(select(orders.c.status).where(orders.c.id == order_id))).scalar_one_or_none()
+
+
+async def list_orders(session: AsyncSession, statuses: tuple[str, ...],
+                      after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[Any]:
+    """Newest first; fetches ``limit + 1`` rows so the caller knows whether a next page exists."""
+    stmt = select(*SUMMARY_COLUMNS).where(orders.c.status.in_(statuses))
+    if after is not None:
+        stmt = stmt.where(tuple_(orders.c.created_at, orders.c.id) < tuple_(*after))
+    stmt = stmt.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit + 1)
+    return list((await session.execute(stmt)).all())
+
+
+async def count_by_status(session: AsyncSession, statuses: tuple[str, ...]) -> dict[str, int]:
+    rows = (
+        await session.execute(
+            select(orders.c.status, func.count()).where(orders.c.status.in_(statuses)).group_by(orders.c.status)
+        )
+    ).all()
+    found = {status: int(n) for status, n in rows}
+    return {status: found.get(status, 0) for status in statuses}
+
+
+# --- pricing jobs -------------------------------------------------------------------------------
+
+async def insert_job(session: AsyncSession, *, job_id: uuid.UUID, order_id: uuid.UUID, submit_seq: int,
+                     enqueued_at: datetime) -> None:
+    await session.execute(
+        pricing_jobs.insert().values(
+            id=job_id, order_id=order_id, submit_seq=submit_seq, state=JobState.QUEUED.value,
+            enqueued_at=enqueued_at,
+        )
+    )
+
+
+async def get_job(session: AsyncSession, job_id: uuid.UUID, *, for_update: bool = False) -> Any:
+    stmt = select(pricing_jobs).where(pricing_jobs.c.id == job_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).first()
+
+
+async def active_job(session: AsyncSession, order_id: uuid.UUID) -> Any:
+    """The order's queued or running job (at most one: a new job needs a new submission)."""
+    return (
+        await session.execute(
+            select(pricing_jobs)
+            .where(pricing_jobs.c.order_id == order_id, pricing_jobs.c.state.in_(_ACTIVE))
+            .order_by(pricing_jobs.c.submit_seq.desc())
+            .limit(1)
+        )
+    ).first()
+
+
+async def order_jobs(session: AsyncSession, order_id: uuid.UUID) -> list[Any]:
+    return list(
+        (
+            await session.execute(
+                select(pricing_jobs).where(pricing_jobs.c.order_id == order_id).order_by(pricing_jobs.c.submit_seq)
+            )
+        ).all()
+    )
+
+
+async def jobs_ahead(session: AsyncSession, enqueued_at: datetime, job_id: uuid.UUID) -> int:
+    """Queued or running jobs enqueued before this one (ties broken by id)."""
+    return int(
+        (
+            await session.execute(
+                select(func.count())
+                .select_from(pricing_jobs)
+                .where(
+                    pricing_jobs.c.state.in_(_ACTIVE),
+                    pricing_jobs.c.enqueued_at <= enqueued_at,
+                    tuple_(pricing_jobs.c.enqueued_at, pricing_jobs.c.id) < tuple_(enqueued_at, job_id),
+                )
+            )
+        ).scalar_one()
+    )
+
+
+async def recent_durations(session: AsyncSession, window: int = AVERAGE_WINDOW) -> list[int]:
+    """Durations (ms) of the latest finished jobs, newest first."""
+    return list(
+        (
+            await session.execute(
+                select(pricing_jobs.c.duration_ms)
+                .where(pricing_jobs.c.duration_ms.is_not(None), pricing_jobs.c.state.in_(_FINISHED))
+                .order_by(pricing_jobs.c.finished_at.desc())
+                .limit(window)
+            )
+        ).scalars()
+    )
+
+
+async def queue_counts(session: AsyncSession) -> dict[str, Any]:
+    """Queued and running jobs, and when the oldest queued one was enqueued."""
+    rows = (
+        await session.execute(
+            select(pricing_jobs.c.state, func.count(), func.min(pricing_jobs.c.enqueued_at))
+            .where(pricing_jobs.c.state.in_(_ACTIVE))
+            .group_by(pricing_jobs.c.state)
+        )
+    ).all()
+    found = {state: (int(n), oldest) for state, n, oldest in rows}
+    queued, oldest = found.get(JobState.QUEUED.value, (0, None))
+    running, _ = found.get(JobState.RUNNING.value, (0, None))
+    return {"queued": queued, "running": running, "oldest_queued_at": oldest}
+
+
+async def mark_running(session: AsyncSession, job_id: uuid.UUID, *, worker: str, now: datetime) -> None:
+    await session.execute(
+        update(pricing_jobs)
+        .where(pricing_jobs.c.id == job_id)
+        .values(state=JobState.RUNNING.value, started_at=now, worker=worker, attempts=pricing_jobs.c.attempts + 1)
+    )
+
+
+async def requeue(session: AsyncSession, job_id: uuid.UUID, *, worker: str) -> None:
+    """A job this worker could not finish goes back to "queued" (its message is retried)."""
+    await session.execute(
+        update(pricing_jobs)
+        .where(pricing_jobs.c.id == job_id, pricing_jobs.c.state == JobState.RUNNING.value,
+               pricing_jobs.c.worker == worker)
+        .values(state=JobState.QUEUED.value)
+    )
+
+
+async def finish_job(session: AsyncSession, job_id: uuid.UUID, *, state: JobState, now: datetime,
+                     duration_ms: int | None, worker: str | None = None) -> None:
+    values: dict[str, Any] = {"state": state.value, "finished_at": now, "duration_ms": duration_ms}
+    if worker is not None:
+        values["worker"] = worker  # who finished it (another may have started it and died)
+    await session.execute(update(pricing_jobs).where(pricing_jobs.c.id == job_id).values(**values))
+
+
+async def cancel_active_jobs(session: AsyncSession, order_id: uuid.UUID, *, now: datetime) -> int:
+    result = await session.execute(
+        update(pricing_jobs)
+        .where(pricing_jobs.c.order_id == order_id, pricing_jobs.c.state.in_(_ACTIVE))
+        .values(state=JobState.CANCELLED.value, finished_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

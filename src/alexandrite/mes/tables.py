@@ -1,0 +1,86 @@
+"""MES database: the production projection of every order, pricing jobs, history, outbox, inbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from alexandrite.kit.messaging.tables import define_inbox, define_outbox
+from alexandrite.kit.order_records import define_history
+
+metadata = MetaData()
+
+production_orders = Table(
+    "production_orders",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("alloy", Text, nullable=True),
+    Column("status", Text, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("owner_kind", Text, nullable=False),
+    Column("owner_name", Text, nullable=False),
+    Column("model", JSONB, nullable=True),
+    Column("quote", JSONB, nullable=True),
+    Column("failure", JSONB, nullable=True),
+    Column("progress", JSONB, nullable=True),
+    Column("operator", Text, nullable=True),
+    Column("tracking_number", Text, nullable=True),
+    Column("carrier", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("status_since", DateTime(timezone=True), nullable=False),
+    Column("approved_at", DateTime(timezone=True), nullable=True),
+)
+# The dashboard: orders in the given statuses, newest first, keyset pagination on (created_at, id).
+Index(
+    "ix_production_orders_status_newest",
+    production_orders.c.status,
+    production_orders.c.created_at.desc(),
+    production_orders.c.id.desc(),
+)
+
+JOB_STATES = ("queued", "running", "priced", "failed", "cancelled")
+
+pricing_jobs = Table(
+    "pricing_jobs",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("order_id", Uuid, ForeignKey("production_orders.id", ondelete="CASCADE"), nullable=False),
+    Column("submit_seq", Integer, nullable=False),  # seq of the SUBMITTED event that asked for it
+    Column("state", Text, nullable=False, server_default="queued"),
+    Column("enqueued_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("worker", Text, nullable=True),
+    Column("duration_ms", Integer, nullable=True),
+    UniqueConstraint("order_id", "submit_seq", name="uq_pricing_jobs_order_submit"),
+    CheckConstraint(
+        "state IN (" + ", ".join(f"'{s}'" for s in JOB_STATES) + ")", name="ck_pricing_jobs_state"
+    ),
+)
+# Queue position: active jobs enqueued before a given one.
+Index("ix_pricing_jobs_state_enqueued", pricing_jobs.c.state, pricing_jobs.c.enqueued_at)
+# ETA: the average duration of the latest finished jobs.
+Index(
+    "ix_pricing_jobs_finished",
+    pricing_jobs.c.finished_at.desc(),
+    postgresql_where=text("duration_ms IS NOT NULL"),
+)
+
+order_history = define_history(metadata)
+outbox = define_outbox(metadata)
+inbox = define_inbox(metadata)

@@ -1,0 +1,94 @@
+"""Read side: the production dashboard and orders as operators see them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from alexandrite.contracts.order_status import IN_WORK, OrderStatus
+from alexandrite.kit import pagination
+from alexandrite.kit.errors import ApiError
+from alexandrite.kit.order_records import load_history
+from alexandrite.mes import progress, repository
+from alexandrite.mes.domain import quote_summary
+from alexandrite.mes.tables import order_history
+
+IN_WORK_STATUSES = tuple(s.value for s in IN_WORK)
+
+
+def encode_cursor(created_at: datetime, order_id: uuid.UUID) -> str:
+    return pagination.encode_cursor(created_at, order_id)
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The keyset position of an opaque cursor; 422 ``invalid_cursor`` for anything we did not issue."""
+    created_at, order_id = pagination.decode_cursor(cursor)
+    if created_at.tzinfo is None:
+        raise ApiError(422, "invalid_cursor", "The cursor is not one this API returned.")
+    return created_at, order_id
+
+
+def summary(row: Any) -> dict[str, Any]:
+    total, currency = quote_summary(row.quote)
+    return {
+        "id": row.id,
+        "status": row.status,
+        "alloy": row.alloy,
+        "owner": {"kind": row.owner_kind, "name": row.owner_name},
+        "operator": row.operator,
+        "total": total,
+        "currency": currency,
+        "tracking_number": row.tracking_number,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "status_since": row.status_since,
+        "approved_at": row.approved_at,
+    }
+
+
+async def dashboard(session: AsyncSession, statuses: tuple[OrderStatus, ...], cursor: str | None,
+                    limit: int) -> dict[str, Any]:
+    """Orders in ``statuses`` (default: in work), newest first, with the count in each in-work status."""
+    wanted = tuple(dict.fromkeys(s.value for s in statuses)) or IN_WORK_STATUSES
+    after = decode_cursor(cursor) if cursor else None
+    rows = await repository.list_orders(session, wanted, after, limit)
+    items, next_cursor = pagination.page(rows, limit)
+    counts = await repository.count_by_status(session, IN_WORK_STATUSES)
+    return {"items": [summary(r) for r in items], "next_cursor": next_cursor, "counts": counts}
+
+
+def job(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id, "submit_seq": row.submit_seq, "state": row.state, "enqueued_at": row.enqueued_at,
+        "started_at": row.started_at, "finished_at": row.finished_at, "attempts": row.attempts,
+        "worker": row.worker, "duration_ms": row.duration_ms,
+    }
+
+
+async def order_view(session: AsyncSession, order_id: uuid.UUID,
+                     estimate: progress.QueueEstimate | None = None) -> dict[str, Any] | None:
+    """The order with its history and pricing jobs; progress recomputed live while it is priced."""
+    row = await repository.get_order(session, order_id)
+    if row is None:
+        return None
+    history = await load_history(session, order_history, order_id)
+    jobs = await repository.order_jobs(session, order_id)
+    live = row.progress
+    if row.status == OrderStatus.PRICE_CALCULATING.value and estimate is not None:
+        active = next((j for j in reversed(jobs) if j.state in ("queued", "running")), None)
+        if active is not None:
+            live = await progress.job_progress(session, active, estimate)
+    return {
+        **summary(row),
+        "seq": row.seq,
+        "model": row.model,
+        "quote": row.quote,
+        "failure": row.failure,
+        "progress": live if row.status == OrderStatus.PRICE_CALCULATING.value else None,
+        "carrier": row.carrier,
+        "history": [{"status": h["status"], "at": h["at"], "by": h["by"]} for h in history],
+        "pricing_jobs": [job(j) for j in jobs],
+    }

@@ -1,0 +1,229 @@
+"""The pricing worker: a separate process consuming the pricing queue, one model at a time.
+
+Any number of workers compete for the quorum queue (prefetch 1). A job is acknowledged only
+after its result was committed, so a worker killed mid-job loses nothing: the job returns to
+the queue and another worker prices it; the job's final state makes a second completion a
+no-op, so every order is priced once.
+
+Run it with ``alexandrite worker`` or ``python -m alexandrite.mes.worker``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import structlog
+from prometheus_client import make_wsgi_app
+from pydantic import ValidationError
+
+from alexandrite.kit import metrics as kit_metrics
+from alexandrite.kit.db import Database
+from alexandrite.kit.logs import configure_logging
+from alexandrite.kit.messaging.consumer import Consumer, Delivery, PermanentError
+from alexandrite.kit.messaging.topology import PRICING_QUEUE, setup_topology
+from alexandrite.kit.settings import Settings, get_settings
+from alexandrite.kit.storage import LocalStorage
+from alexandrite.mes import handlers, metrics
+from alexandrite.mes.domain import PricingJobMessage
+from alexandrite.mes.pricing.formats import ModelFormatError
+from alexandrite.mes.pricing.quote import PricingConfig, PricingRejected, load_pricing, price_model
+
+log = structlog.get_logger(__name__)
+
+DRAIN_SECONDS = 20.0  # on SIGTERM: how long the job in hand may take to finish
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class PricingWorker:
+    """Handles one pricing job delivery (the kit consumer acks after it returns)."""
+
+    db: Database
+    storage: LocalStorage
+    pricing: PricingConfig
+    name: str
+
+    async def handle(self, delivery: Delivery) -> str:
+        try:
+            message = PricingJobMessage.model_validate_json(delivery.body)
+        except ValidationError as error:
+            raise PermanentError(f"invalid pricing job: {error.errors(include_url=False)[:3]}") from error
+        try:
+            job = await handlers.begin_job(self.db, message.job_id, worker=self.name)
+        except (LookupError, ValueError) as error:
+            raise PermanentError(str(error)) from error
+        if isinstance(job, str):  # "duplicate" or "cancelled": nothing to price
+            metrics.PRICING_JOBS_FINISHED.labels(job).inc()
+            log.info("pricing_job_skipped", order_id=str(message.order_id), job_id=str(message.job_id),
+                     outcome=job, worker=self.name)
+            return job
+        if job.attempt == 1:
+            wait = (job.started_at - job.enqueued_at).total_seconds()
+            kit_metrics.PRICING_QUEUE_WAIT.observe(max(wait, 0.0))
+        busy = metrics.PRICING_WORKER_BUSY
+        busy.inc()
+        try:
+            clock = time.perf_counter()
+            quote, failure = await self._price(job)
+            elapsed = time.perf_counter() - clock
+            outcome = await handlers.finish_job(
+                self.db, job, worker=self.name, duration_ms=int(round(elapsed * 1000)), quote=quote,
+                failure=failure,
+            )
+        except Exception:
+            metrics.PRICING_JOB_ERRORS.inc()
+            with contextlib.suppress(Exception):
+                await handlers.release_job(self.db, job.job_id, worker=self.name)
+            log.exception("pricing_job_error", order_id=str(job.order_id), job_id=str(job.job_id),
+                          attempt=job.attempt, worker=self.name)
+            raise
+        finally:
+            busy.dec()
+        kit_metrics.PRICING_DURATION.labels(outcome).observe(elapsed)
+        metrics.PRICING_JOBS_FINISHED.labels(outcome).inc()
+        if outcome == "failed" and failure is not None:
+            metrics.PRICING_FAILURES.labels(failure["code"][:40]).inc()
+        log.info("pricing_job_done", order_id=str(job.order_id), job_id=str(job.job_id), outcome=outcome,
+                 attempt=job.attempt, duration_ms=int(round(elapsed * 1000)), worker=self.name,
+                 failure=failure["code"] if failure else None)
+        return outcome
+
+    async def _price(self, job: handlers.StartedJob) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+        """(quote, None) or (None, failure): a model that cannot be priced is a result, not an error."""
+        if job.alloy not in self.pricing.metal_price_per_g:
+            return None, {"code": "unknown_alloy",
+                          "message": f"We do not cast in {job.alloy!r}; place a new order in another metal."}
+        data = await self.storage.get(job.model_key)
+        try:
+            quote = await asyncio.to_thread(price_model, data, job.filename, job.alloy, self.pricing)
+        except (ModelFormatError, PricingRejected) as error:
+            return None, {"code": str(error.code), "message": str(error.message)}
+        return quote.as_dict(), None
+
+
+# --- /metrics and /health on a side port ------------------------------------------------------------
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        pass
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def health_app(ready: Callable[[], bool]) -> Callable[..., Iterable[bytes]]:
+    """WSGI app: ``/metrics`` (Prometheus text), ``/health/live``, ``/health/ready`` (consuming)."""
+    prometheus = make_wsgi_app()
+
+    def _json(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> list[bytes]:
+        data = json.dumps(body).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return prometheus(environ, start_response)
+        if path == "/health/live":
+            return _json(start_response, "200 OK", {"status": "ok"})
+        if path == "/health/ready":
+            ok = ready()
+            return _json(start_response, "200 OK" if ok else "503 Service Unavailable",
+                         {"status": "ok" if ok else "unavailable",
+                          "checks": {"rabbitmq": "ok" if ok else "not consuming"}})
+        return _json(start_response, "404 Not Found", {"error": {"code": "not_found", "message": "No such path."}})
+
+    return app
+
+
+class SidePortServer:
+    """A small threaded HTTP server for the worker's metrics and health, stopped with :meth:`close`."""
+
+    def __init__(self, host: str, port: int, ready: Callable[[], bool]) -> None:
+        self._server = make_server(host, port, health_app(ready), server_class=_ThreadingServer,
+                                   handler_class=_QuietHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="worker-metrics", daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+# --- the process ----------------------------------------------------------------------------------
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None, *, metrics_port: int | None = None,
+                     worker_name: str | None = None) -> None:
+    """Consume the pricing queue until ``stop`` is set (or SIGTERM/SIGINT when no ``stop`` is given).
+
+    On stop the worker takes no new job and lets the one in hand finish (up to DRAIN_SECONDS);
+    an unfinished job stays unacknowledged and returns to the queue for another worker.
+    """
+    configure_logging("mes", level=settings.log_level, json_output=settings.log_json)
+    name = worker_name or default_worker_name()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    if stop is None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+    pricing = load_pricing(str(settings.pricing_config) if settings.pricing_config else None)
+    db = Database(settings.database_url("mes"), pool_size=2)
+    worker = PricingWorker(db=db, storage=LocalStorage(settings.storage_dir), pricing=pricing, name=name)
+    consumer = Consumer(settings.amqp_url, PRICING_QUEUE, worker.handle, prefetch=1,
+                        retry_delays_ms=settings.retry_delays_ms)
+    side: SidePortServer | None = None
+    try:
+        if metrics_port is not None:
+            side = SidePortServer(settings.host, metrics_port, consumer.ready.is_set)
+        try:
+            await setup_topology(settings)
+        except Exception as error:  # the consumer keeps retrying; readiness tells
+            log.warning("topology_setup_failed", error=repr(error)[:300])
+        log.info("pricing_worker_started", worker=name, metrics_port=side.port if side else None)
+        await consumer.run(stop, drain_seconds=DRAIN_SECONDS)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        if side is not None:
+            side.close()
+        await db.dispose()
+        log.info("pricing_worker_stopped", worker=name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m alexandrite.mes.worker", description="Run one pricing worker.")
+    parser.add_argument("--metrics-port", type=int, help="serve /metrics and /health/live on this port")
+    parser.add_argument("--name", help="worker name recorded on the jobs it prices (default: host-pid)")
+    args = parser.parse_args(argv)
+    asyncio.run(run_worker(get_settings(), metrics_port=args.metrics_port, worker_name=args.name))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
