@@ -1,0 +1,102 @@
+"""The one way a service consumes the other services' order events: validate, then apply in order, once.
+
+An event that cannot apply raises PermanentError (dead-lettered, nothing kept). A *parked*
+event that fails when its predecessor arrives must not take that innocent predecessor down
+with it: its savepoint is rolled back, its inbox row removed (so a replay is processed
+afresh) and it goes to the dead-letter queue through the outbox, in the same transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Collection
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy import Table, delete
+
+from alexandrite.contracts.events import (
+    STATUS_EVENT_VERSION,
+    Envelope,
+    StatusChanged,
+    parse_status_change,
+    status_event_type,
+)
+from alexandrite.contracts.order_status import IllegalTransition
+from alexandrite.kit.db import Database, OutgoingMessage, UnitOfWork
+from alexandrite.kit.messaging.consumer import Delivery, PermanentError
+from alexandrite.kit.messaging.sequencing import accept_in_order
+from alexandrite.kit.messaging.tables import INBOX
+from alexandrite.kit.messaging.topology import dead_letter_queue, events_queue
+from alexandrite.kit.order_records import current_seq
+
+log = structlog.get_logger(__name__)
+
+ApplyEvent = Callable[[UnitOfWork, Envelope, StatusChanged], Awaitable[None]]
+
+
+def parse_order_event(delivery: Delivery, producers: Collection[str]) -> Envelope:
+    """The envelope of a delivery; PermanentError for anything that can never be applied."""
+    try:
+        envelope = Envelope.model_validate_json(delivery.body)
+        change = parse_status_change(envelope)
+    except ValidationError as error:
+        raise PermanentError(f"invalid event: {error.errors(include_url=False)[:3]}") from error
+    if envelope.version != STATUS_EVENT_VERSION:
+        raise PermanentError(f"unsupported event version {envelope.version} of {envelope.type}")
+    if envelope.producer not in producers:
+        raise PermanentError(f"unexpected producer {envelope.producer!r} of {envelope.type}")
+    if envelope.type != status_event_type(envelope.producer, change.status):
+        raise PermanentError(f"event type {envelope.type!r} does not match its payload ({change.status})")
+    return envelope
+
+
+def dead_letter_message(service: str, envelope: Envelope, error: str) -> OutgoingMessage:
+    """A parked event that failed when its turn came, sent to the DLQ through the outbox."""
+    queue = events_queue(service)
+    return OutgoingMessage(
+        exchange="",
+        routing_key=dead_letter_queue(queue),
+        body=envelope.model_dump_json().encode(),
+        headers={"event_type": envelope.type, "order_id": str(envelope.order_id), "seq": envelope.seq,
+                 "x-original-queue": queue, "x-error": error[:1000], "x-dead-lettered-at": time.time()},
+        message_id=envelope.event_id,
+        order_id=envelope.order_id,
+    )
+
+
+async def consume_order_event(
+    db: Database,
+    delivery: Delivery,
+    *,
+    service: str,
+    producers: Collection[str],
+    orders: Table,
+    apply: ApplyEvent,
+    cannot_apply: tuple[type[BaseException], ...] = (IllegalTransition, LookupError, ValueError),
+) -> str:
+    """Returns the inbox outcome: "ok", "duplicate", "stale" or "deferred" (parked until its turn)."""
+    envelope = parse_order_event(delivery, producers)
+    async with UnitOfWork(db) as uow:
+        broken: list[tuple[Envelope, str]] = []
+
+        async def _apply(env: Envelope) -> None:
+            try:
+                async with uow.session.begin_nested():
+                    await apply(uow, env, parse_status_change(env))
+            except cannot_apply as error:
+                reason = f"{env.type} seq {env.seq} of order {env.order_id} cannot apply: {error}"
+                if env.event_id == envelope.event_id:
+                    raise PermanentError(reason) from error
+                broken.append((env, reason))
+
+        outcome = await accept_in_order(
+            uow.session, envelope, current_seq=lambda oid: current_seq(uow, orders, oid), apply=_apply
+        )
+        for env, reason in broken:
+            await uow.session.execute(delete(INBOX).where(INBOX.c.event_id == env.event_id))
+            uow.send(dead_letter_message(service, env, reason))
+            log.error("parked_event_dead_lettered", order_id=str(env.order_id), seq=env.seq, type=env.type,
+                      error=reason[:300])
+        await uow.commit()
+    return outcome
