@@ -18,8 +18,8 @@ from alexandrite.kit.settings import Settings
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     value = sandbox_settings(tmp_path_factory.mktemp("alexandrite"))
-    provision(value)
     try:
+        provision(value)  # a half-made sandbox is dropped too
         yield value
     finally:
         deprovision(value)
