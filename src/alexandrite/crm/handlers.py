@@ -29,7 +29,7 @@ from alexandrite.crm.domain import (
 from alexandrite.crm.tables import order_history, orders
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
-from alexandrite.kit.order_records import record_creation, record_transition
+from alexandrite.kit.order_records import ensure_may_cancel, order_in_transit, record_creation, record_transition
 from alexandrite.kit.peers import Peers
 from alexandrite.kit.security import Principal
 
@@ -55,18 +55,6 @@ def _model_ref(model: dict[str, Any] | None) -> ModelRef | None:
         return ModelRef.model_validate(model)
     except ValidationError:
         return None
-
-
-def _not_owner(status: OrderStatus) -> ApiError:
-    owner = owner_of(status)
-    return ApiError(409, "not_owner", f"The order is {status} and handled by {owner}.",
-                    details={"status": status.value, "owner": owner})
-
-
-def _in_transit() -> ApiError:
-    return ApiError(409, "order_in_transit",
-                    "The order is being handed between departments; try again in a few seconds.",
-                    headers={"Retry-After": "2"})
 
 
 # --- seller actions ------------------------------------------------------------------------------
@@ -118,10 +106,7 @@ async def cancel_locally(db: Database, order_id: uuid.UUID, *, requested_by: str
         if row is None:
             raise not_found()
         status = S(row.status)
-        if status not in CANCELLABLE:
-            check_transition(status, S.CANCELLED, requested_by)  # raises: too late to cancel
-        if owner_of(status) != SERVICE:
-            raise _not_owner(status)
+        ensure_may_cancel(status, SERVICE, requested_by)
         transition = await record_transition(
             uow, orders, order_history, service=SERVICE, order_id=order_id, target=S.CANCELLED,
             by=actor, requested_by=requested_by, values={"cancel_reason": reason},
@@ -167,11 +152,11 @@ async def cancel(db: Database, peers: Peers, principal: Principal, order_id: uui
         except ApiError as error:
             if error.status == 404 or error.code == "not_owner":
                 # The owner has not seen the order yet, or it moved on: our view lags behind.
-                raise _in_transit() from error
+                raise order_in_transit() from error
             raise
         log.info("order_cancel_forwarded", order_id=str(order_id), owner=owner, actor=principal.actor)
         return {"id": order_id, "status": str(answer.get("status") or S.CANCELLED.value)}
-    raise _in_transit()
+    raise order_in_transit()
 
 
 async def add_note(db: Database, principal: Principal, order_id: uuid.UUID, text: str) -> dict[str, Any]:

@@ -29,9 +29,10 @@ from sqlalchemy import (
 )
 
 from alexandrite.contracts.events import utcnow
-from alexandrite.contracts.order_status import OrderStatus, check_transition
+from alexandrite.contracts.order_status import CANCELLABLE, OrderStatus, check_transition, owner_of
 from alexandrite.kit import metrics
 from alexandrite.kit.db import UnitOfWork
+from alexandrite.kit.errors import ApiError
 
 
 def define_history(metadata: MetaData) -> Table:
@@ -155,3 +156,25 @@ async def load_history(uow_or_session: Any, history: Table, order_id: uuid.UUID)
         )
     ).all()
     return [{"status": r.status, "at": r.at, "by": r.by, "seq": r.seq} for r in rows]
+
+
+def ensure_may_cancel(status: OrderStatus, service: str, requested_by: str) -> None:
+    """Raise unless ``service`` owns ``status`` and may cancel from it for ``requested_by``.
+
+    Too late → IllegalTransition (409 illegal_transition); owned elsewhere → 409 ``not_owner``
+    naming the owner, so the caller can forward the request.
+    """
+    status = OrderStatus(status)
+    if status not in CANCELLABLE:
+        check_transition(status, OrderStatus.CANCELLED, requested_by)  # raises: too late to cancel
+    owner = owner_of(status)
+    if owner != service:
+        raise ApiError(409, "not_owner", f"The order is {status} and handled by {owner}.",
+                       details={"status": status.value, "owner": owner})
+
+
+def order_in_transit() -> ApiError:
+    """The order's owner has not yet received the event that made it the owner: retry shortly."""
+    return ApiError(409, "order_in_transit",
+                    "The order is being handed between departments; try again in a few seconds.",
+                    headers={"Retry-After": "2"})

@@ -16,11 +16,11 @@ from typing import Any
 import structlog
 
 from alexandrite.contracts.events import Envelope, StatusChanged, status_envelope, utcnow
-from alexandrite.contracts.order_status import CANCELLABLE, OrderStatus, check_transition, owner_of
+from alexandrite.contracts.order_status import OrderStatus, owner_of
 from alexandrite.kit.db import Database, OutgoingMessage, UnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
 from alexandrite.kit.messaging.topology import PRICING_QUEUE
-from alexandrite.kit.order_records import Transition, record_creation, record_transition
+from alexandrite.kit.order_records import Transition, ensure_may_cancel, record_creation, record_transition
 from alexandrite.kit.security import Principal
 from alexandrite.mes import metrics, progress, repository
 from alexandrite.mes.domain import (
@@ -162,12 +162,6 @@ async def advance(db: Database, principal: Principal, order_id: uuid.UUID, actio
 
 # --- cancel on behalf of the shop or CRM ----------------------------------------------------------
 
-def _not_owner(status: OrderStatus) -> ApiError:
-    owner = owner_of(status)
-    return ApiError(409, "not_owner", f"The order is {status} and handled by {owner}.",
-                    details={"status": status.value, "owner": owner})
-
-
 async def cancel(db: Database, order_id: uuid.UUID, *, requested_by: str, actor: str, reason: str | None,
                  correlation_id: str | None = None) -> dict[str, Any]:
     """Cancel an order whose status production owns, with its pricing job.
@@ -180,10 +174,7 @@ async def cancel(db: Database, order_id: uuid.UUID, *, requested_by: str, actor:
         if row is None:
             raise not_found()
         status = S(row.status)
-        if status not in CANCELLABLE:
-            check_transition(status, S.CANCELLED, requested_by)  # raises: too late to cancel
-        if owner_of(status) != SERVICE:
-            raise _not_owner(status)
+        ensure_may_cancel(status, SERVICE, requested_by)
         transition = await record_transition(
             uow, production_orders, order_history, service=SERVICE, order_id=order_id, target=S.CANCELLED,
             by=actor, requested_by=requested_by, at=_not_before(row.status_since), values={"progress": None},

@@ -15,7 +15,7 @@ from alexandrite.contracts.events import ModelRef, Party, StatusChanged, status_
 from alexandrite.contracts.order_status import CANCELLABLE, IllegalTransition, OrderStatus, owner_of
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
-from alexandrite.kit.order_records import record_creation, record_transition
+from alexandrite.kit.order_records import ensure_may_cancel, order_in_transit, record_creation, record_transition
 from alexandrite.kit.peers import Peers
 from alexandrite.kit.security import Principal, hash_api_key, hash_password, issue_token, new_api_key, verify_password
 from alexandrite.kit.settings import Settings
@@ -226,11 +226,7 @@ async def cancel_locally(db: Database, order_id: uuid.UUID, *, requested_by: str
         row = await repository.get_owned_order(uow.session, order_id, owner, for_update=True)
         if row is None:
             raise not_found()
-        status = S(row.status)
-        if owner_of(status) != SERVICE or status is S.CANCELLED:
-            if status in CANCELLABLE:
-                raise ApiError(409, "not_owner", f"The order is {status} and handled by {owner_of(status)}.",
-                               details={"status": status.value, "owner": owner_of(status)})
+        ensure_may_cancel(S(row.status), SERVICE, requested_by)
         transition = await record_transition(
             uow, orders, order_history, service=SERVICE, order_id=order_id, target=S.CANCELLED, by=actor,
             requested_by=requested_by, values={"progress": None},
@@ -259,9 +255,7 @@ async def cancel(db: Database, peers: Peers, principal: Principal, order_id: uui
                                   {"requested_by": SERVICE, "actor": principal.actor, "reason": reason})
     except ApiError as error:
         if error.status == 404 or error.code == "not_owner":
-            raise ApiError(409, "order_in_transit",
-                           "The order is being handed between departments; try again in a few seconds.",
-                           headers={"Retry-After": "2"}) from error
+            raise order_in_transit() from error
         raise
     return str(answer.get("status", S.CANCELLED.value))
 
