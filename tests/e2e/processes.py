@@ -79,6 +79,10 @@ class Platform:
         os.killpg(process.pid, sig)
         process.wait(timeout=30)
 
+    def signal(self, name: str, sig: int) -> None:
+        """Send a signal without waiting (SIGSTOP / SIGCONT freeze and thaw a process)."""
+        os.killpg(self.processes[name].pid, sig)
+
     def stop_all(self) -> dict[str, int | None]:
         for process in self.processes.values():
             if process.poll() is None:

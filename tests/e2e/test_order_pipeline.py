@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,14 +37,22 @@ async def fetch(settings: Settings, service: str, query: str, *args: object) -> 
         await conn.close()
 
 
+RUNNING_ON_WORKER_1 = "SELECT id FROM pricing_jobs WHERE state = 'running' AND worker = 'worker-1' LIMIT 1"
+
+
 async def kill_a_worker_mid_job(platform: Platform) -> str:
-    """Wait until worker-1 is pricing a model, then SIGKILL it; returns the job it held."""
+    """Wait until worker-1 is pricing a model, then SIGKILL it; returns the job it held.
+
+    The worker is frozen (SIGSTOP) first and the job re-read, so the kill surely lands mid-job and not
+    just after the job finished."""
     for _ in range(600):
-        rows = await fetch(platform.settings, "mes",
-                           "SELECT id FROM pricing_jobs WHERE state = 'running' AND worker = 'worker-1' LIMIT 1")
-        if rows:
-            await asyncio.to_thread(platform.kill, "worker-1")
-            return str(rows[0]["id"])
+        if await fetch(platform.settings, "mes", RUNNING_ON_WORKER_1):
+            platform.signal("worker-1", signal.SIGSTOP)
+            rows = await fetch(platform.settings, "mes", RUNNING_ON_WORKER_1)
+            if rows:
+                await asyncio.to_thread(platform.kill, "worker-1")
+                return str(rows[0]["id"])
+            platform.signal("worker-1", signal.SIGCONT)
         await asyncio.sleep(0.05)
     raise AssertionError("worker-1 never took a job")
 
