@@ -5,6 +5,33 @@ cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
 
+# Debian packages listed in deploy/debian-packages.txt (promtool, chromium, haproxy, ...), when missing.
+mapfile -t wanted < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' deploy/debian-packages.txt)
+missing=()
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null; then
+    echo "error: missing Debian packages (${missing[*]}); install them as root" >&2
+    exit 1
+  fi
+  SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Front-end assets and Node tools at the versions pinned in package-lock.json.
+if [ -f package-lock.json ]; then
+  lock_stamp=node_modules/.installed-$(sha256sum package-lock.json | cut -c1-16)
+  if [ ! -f "$lock_stamp" ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+    touch "$lock_stamp"
+  fi
+fi
+
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 if [ ! -x .venv/bin/python ]; then
