@@ -14,13 +14,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-PROFILES = ("flat", "comfort", "d_shape")
+PROFILES = ("flat", "comfort", "d_shape", "court")
 RING_SIZE_SYSTEMS = ("eu", "iso", "us")
 
 # Comfort fit: how far the inner edges sit back from the innermost point (fraction of thickness).
 COMFORT_RELIEF = 0.45
 # D shape: thickness left at the band's edges, where the outer dome meets the flat inside.
 D_SHAPE_EDGE = 0.4
+# Court: domed outside and comfort-fit inside; inner relief and edge thickness (fractions of thickness).
+COURT_RELIEF = 0.3
+COURT_EDGE = 0.3
 
 
 # --- profiles and revolution -------------------------------------------------------------------
@@ -56,6 +59,16 @@ def ring_profile(inner_diameter_mm: float = 17.3, band_width_mm: float = 4.0, th
         arc_r[0] = arc_r[-1] = r_in + relief
         arc = np.column_stack([arc_r, z])[::-1]  # top to bottom along the inside
         return np.concatenate([[[r_out, -half], [r_out, half]], arc])
+    if profile == "court":
+        relief = COURT_RELIEF * thickness_mm
+        edge_out = r_in + relief + COURT_EDGE * thickness_mm
+        outer_r = edge_out + (r_out - edge_out) * np.cos(theta)
+        outer_r[0] = outer_r[-1] = edge_out
+        inner_r = r_in + relief * (1.0 - np.cos(theta))
+        inner_r[0] = inner_r[-1] = r_in + relief
+        outer = np.column_stack([outer_r, z])  # bottom to top along the outside
+        inner = np.column_stack([inner_r, z])[::-1]  # top to bottom along the inside
+        return np.concatenate([outer, inner])
     edge = D_SHAPE_EDGE * thickness_mm
     arc_r = r_in + edge + (thickness_mm - edge) * np.cos(theta)
     arc_r[0] = arc_r[-1] = r_in + edge
@@ -63,8 +76,12 @@ def ring_profile(inner_diameter_mm: float = 17.3, band_width_mm: float = 4.0, th
     return np.concatenate([[[r_in, -half]], arc, [[r_in, half]]])
 
 
-def revolve(profile_rz: np.ndarray, segments: int) -> np.ndarray:
-    """Revolve a counter-clockwise (r, z) polygon about the z axis in `segments` straight steps."""
+def revolve_indexed(profile_rz: np.ndarray, segments: int) -> tuple[np.ndarray, np.ndarray]:
+    """(vertices (n*P, 3), quads (n*P, 4)) of a counter-clockwise (r, z) polygon revolved about z.
+
+    Quad (i, j) joins profile edge j at steps i and i+1, ordered so that its triangles (a, b, c) and
+    (a, c, d) face outward; vertex (i, j) has index i * P + j.
+    """
     profile_rz = np.asarray(profile_rz, dtype=np.float64)
     if segments < 3:
         raise ValueError("segments must be at least 3")
@@ -79,15 +96,25 @@ def revolve(profile_rz: np.ndarray, segments: int) -> np.ndarray:
     grid[..., 0] = np.cos(phi)[:, None] * r[None, :]
     grid[..., 1] = np.sin(phi)[:, None] * r[None, :]
     grid[..., 2] = z[None, :]
-    verts = grid.reshape(-1, 3)
     i = np.arange(n)[:, None]
     j = np.arange(p)[None, :]
     a = (i * p + j).ravel()
     b = (((i + 1) % n) * p + j).ravel()
     c = (((i + 1) % n) * p + (j + 1) % p).ravel()
     d = (i * p + (j + 1) % p).ravel()
-    faces = np.stack([np.column_stack([a, b, c]), np.column_stack([a, c, d])], axis=1).reshape(-1, 3)
-    return verts[faces]
+    return grid.reshape(-1, 3), np.column_stack([a, b, c, d])
+
+
+def quads_to_triangles(verts: np.ndarray, quads: np.ndarray) -> np.ndarray:
+    """Split quads (a, b, c, d) into triangles (a, b, c) and (a, c, d): shape (2 * len(quads), 3, 3)."""
+    quads = np.asarray(quads)
+    faces = np.stack([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]], axis=1).reshape(-1, 3)
+    return np.asarray(verts)[faces]
+
+
+def revolve(profile_rz: np.ndarray, segments: int) -> np.ndarray:
+    """Revolve a counter-clockwise (r, z) polygon about the z axis in `segments` straight steps."""
+    return quads_to_triangles(*revolve_indexed(profile_rz, segments))
 
 
 # --- generators --------------------------------------------------------------------------------
