@@ -13,9 +13,11 @@ from alexandrite.kit import metrics
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"same-origin"),
 ]
+NO_STORE = (b"cache-control", b"no-store")
+# Pinned, versioned assets under /static may be cached by browsers; everything else may not.
+STATIC_CACHE = (b"cache-control", b"public, max-age=3600")
 
 
 class ObservabilityMiddleware:
@@ -42,6 +44,7 @@ class ObservabilityMiddleware:
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers", ()))
                 headers.extend(SECURITY_HEADERS)
+                headers.append(STATIC_CACHE if scope.get("path", "").startswith("/static/") else NO_STORE)
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)

@@ -39,16 +39,24 @@ def _owner(principal: Principal) -> Owner | None:
 
 
 async def _view(request: Request, order_id: uuid.UUID, principal: Principal, *, live: bool = False) -> dict[str, Any]:
-    async with request.app.state.db.sessions() as session:
-        view = await views.order_view(session, order_id, _owner(principal))
+    view = await views.live_order_view(request.app.state.db, request.app.state.peers, order_id, _owner(principal),
+                                       live=live)
     if view is None:
         raise not_found()
-    if live and view["status"] == OrderStatus.PRICE_CALCULATING.value:
-        # Production knows the queue right now; the estimate from the event is the fallback.
-        answer = await request.app.state.peers.get_quick("mes", f"/internal/v1/orders/{order_id}/progress")
-        if answer and answer.get("progress"):
-            view["progress"] = answer["progress"]
     return OrderOut.model_validate(view).model_dump(mode="json")
+
+
+async def read_model_upload(request: Request, file: UploadFile) -> bytes:
+    """The uploaded file's bytes; 413 ``file_too_large`` past the configured limit."""
+    settings = request.app.state.settings
+    too_large = ApiError(413, "file_too_large", f"The file is larger than {settings.max_upload_bytes // 2**20} MB.")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
+        raise too_large
+    data = await file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise too_large
+    return data
 
 
 @router.post("/auth/signup", response_model=CustomerOut, status_code=201)
@@ -79,15 +87,9 @@ async def create_order(
 async def upload_model(
     order_id: uuid.UUID, request: Request, principal: Buyer, file: Annotated[UploadFile, File()]
 ) -> dict[str, Any]:
-    settings = request.app.state.settings
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
-        raise ApiError(413, "file_too_large", f"The file is larger than {settings.max_upload_bytes // 2**20} MB.")
-    data = await file.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise ApiError(413, "file_too_large", f"The file is larger than {settings.max_upload_bytes // 2**20} MB.")
-    await handlers.attach_model(request.app.state.db, request.app.state.storage, settings, principal, order_id,
-                                data, file.filename)
+    data = await read_model_upload(request, file)
+    await handlers.attach_model(request.app.state.db, request.app.state.storage, request.app.state.settings,
+                                principal, order_id, data, file.filename)
     return await _view(request, order_id, principal)
 
 

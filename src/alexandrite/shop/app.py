@@ -8,7 +8,7 @@ from alexandrite.kit.app import create_service_app
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings, get_settings
-from alexandrite.shop import handlers
+from alexandrite.shop import handlers, pages
 from alexandrite.shop.api import internal, router
 from alexandrite.shop.consumers import event_handler
 
@@ -27,7 +27,9 @@ async def _startup(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(
+    app = create_service_app(
         "shop", settings or get_settings(), [router, internal], event_handler=event_handler, on_startup=_startup,
         title="Alexandrite shop API",
     )
+    pages.install(app)
+    return app

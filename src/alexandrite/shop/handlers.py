@@ -21,6 +21,7 @@ from alexandrite.kit.security import Principal, hash_api_key, hash_password, iss
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.storage import LocalStorage
 from alexandrite.mes.pricing.formats import ModelFormatError, parse_model
+from alexandrite.mes.pricing.geometry import analyse
 from alexandrite.shop import repository
 from alexandrite.shop.domain import MODEL_EXTENSIONS, Owner, normalise_email, request_fingerprint
 from alexandrite.shop.tables import customers, idempotency_keys, order_history, orders, partners
@@ -146,14 +147,15 @@ class UploadLimits:
 def inspect_model(data: bytes, filename: str | None, limits: UploadLimits) -> dict[str, Any]:
     """Parse and check a model file; raises ModelFormatError with a precise reason."""
     parsed = parse_model(data, filename, max_triangles=limits.max_triangles, max_bytes=limits.max_bytes)
-    tri = np.asarray(parsed.triangles)
-    lo, hi = tri.reshape(-1, 3).min(axis=0), tri.reshape(-1, 3).max(axis=0)
+    mesh = analyse(np.asarray(parsed.triangles))
     return {
         "format": parsed.format,
-        "triangles": int(tri.shape[0]),
+        "triangles": mesh.triangles,
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
-        "size_mm": [round(float(v), 3) for v in (hi - lo)],
+        "size_mm": [round(v, 3) for v in mesh.size_mm],
+        "volume_mm3": round(mesh.volume_mm3, 3),
+        "watertight": mesh.watertight,
     }
 
 
@@ -178,7 +180,8 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
     async with UnitOfWork(db) as uow:
         if await repository.get_owned_order(uow.session, order_id, owner, for_update=True) is None:
             raise not_found()
-        model_json = {**model.model_dump(mode="json"), "size_mm": facts["size_mm"]}
+        model_json = {**model.model_dump(mode="json"),
+                      **{k: facts[k] for k in ("size_mm", "volume_mm3", "watertight")}}
         transition = await record_transition(
             uow, orders, order_history, service=SERVICE, order_id=order_id, target=S.FILE_UPLOADED,
             by=principal.actor, requested_by=SERVICE,
