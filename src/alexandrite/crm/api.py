@@ -50,6 +50,24 @@ async def _order(request: Request, order_id: uuid.UUID) -> dict[str, Any]:
     return OrderOut.model_validate(view).model_dump(mode="json")
 
 
+def order_filter(status: list[OrderStatus] | None, q: str | None, customer: str | None, created_from: str | None,
+                 created_to: str | None, cursor: str | None) -> OrderFilter:
+    """The seller's list filter from query values; 422 with the field for a bad date or cursor."""
+    try:
+        created = created_range(created_from, created_to)
+    except BadFilter as error:
+        raise ApiError(422, "invalid_request", error.message,
+                       details=[{"loc": ["query", error.field], "msg": error.message, "type": "value_error"}]
+                       ) from error
+    return OrderFilter(
+        statuses=tuple(dict.fromkeys(s.value for s in status or ())),
+        search=parse_search(q) if q and q.strip() else None,
+        customer=customer.strip() if customer and customer.strip() else None,
+        created=created,
+        after=views.decode_cursor(cursor) if cursor else None,
+    )
+
+
 @router.get("/orders", response_model=OrderPage)
 async def list_orders(
     request: Request,
@@ -65,19 +83,7 @@ async def list_orders(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
-    try:
-        created = created_range(created_from, created_to)
-    except BadFilter as error:
-        raise ApiError(422, "invalid_request", error.message,
-                       details=[{"loc": ["query", error.field], "msg": error.message, "type": "value_error"}]
-                       ) from error
-    flt = OrderFilter(
-        statuses=tuple(dict.fromkeys(s.value for s in status or ())),
-        search=parse_search(q) if q and q.strip() else None,
-        customer=customer.strip() if customer and customer.strip() else None,
-        created=created,
-        after=views.decode_cursor(cursor) if cursor else None,
-    )
+    flt = order_filter(status, q, customer, created_from, created_to, cursor)
     async with request.app.state.db.read_sessions() as session:
         return await views.order_page(session, flt, limit)
 

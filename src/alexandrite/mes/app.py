@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from alexandrite.kit.app import create_service_app
 from alexandrite.kit.settings import Settings, get_settings
+from alexandrite.mes import pages
 from alexandrite.mes.api import internal, router
 from alexandrite.mes.consumers import event_handler
 from alexandrite.mes.progress import QueueProbe
@@ -20,6 +21,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = create_service_app(
         "mes", settings, [router, internal], event_handler=event_handler, title="Alexandrite MES API",
     )
+    pages.install(app)
     # Workers on the pricing queue, for ETAs: connects lazily, closed when the app stops.
     probe = QueueProbe(settings.amqp_url)
     app.state.pricing_probe = probe

@@ -1,0 +1,63 @@
+"""Sign-in for staff pages (CRM sellers, MES operators): paste a token from ``alexandrite token``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from starlette.responses import RedirectResponse, Response
+
+from alexandrite.kit.security import Principal
+from alexandrite.kit.web import session
+from alexandrite.kit.web.render import Pages, safe_next
+
+
+def staff_pages(pages: Pages, roles: frozenset[str], home: str, brand: str
+                ) -> tuple[APIRouter, Callable[..., Awaitable[Principal]], Any]:
+    """A router with /, /signin and /signout, the page dependency for signed-in staff and a CSRF dependency."""
+    service = pages.service
+    router = APIRouter(include_in_schema=False)
+    role_words = " or ".join(sorted(roles))
+
+    async def staff(request: Request) -> Principal:
+        return session.current_principal(request, service, roles)
+
+    async def csrf_checked(request: Request) -> None:
+        await session.check_csrf(request, service)
+
+    def render_signin(request: Request, next_url: str, error: str | None, status: int = 200) -> Response:
+        return pages.render(request, "staff_signin.html", {
+            "title": f"Sign in ({role_words})", "brand": brand, "role": sorted(roles)[0],
+            "next": safe_next(next_url, home), "error": error,
+        }, status=status)
+
+    @router.get("/")
+    async def start(request: Request) -> Response:
+        return RedirectResponse(home if session.session_token(request, service) else "/signin", status_code=303)
+
+    @router.get("/signin")
+    async def signin_form(request: Request, next: str = home, why: str = "") -> Response:  # noqa: A002
+        return render_signin(request, next, why or None)
+
+    @router.post("/signin", dependencies=[Depends(csrf_checked)])
+    async def signin(request: Request, token: Annotated[str, Form(max_length=4000)] = "",
+                     next: Annotated[str, Form()] = home) -> Response:  # noqa: A002
+        settings = request.app.state.settings
+        try:
+            principal = session.staff_token(settings, token, roles)
+        except ValueError as error:
+            return render_signin(request, next, str(error), status=401)
+        response = RedirectResponse(safe_next(next, home), status_code=303)
+        # A fresh token for the cookie: the pasted one may be long-lived or shared.
+        session.set_session(response, settings, service, session.new_token(settings, principal))
+        return response
+
+    @router.post("/signout", dependencies=[Depends(csrf_checked)])
+    async def signout() -> Response:
+        response = RedirectResponse("/signin", status_code=303)
+        session.clear_session(response, service)
+        return response
+
+    return router, staff, Depends(csrf_checked)
+

@@ -1,0 +1,131 @@
+"""MES pages for operators: the production dashboard and an order page with the stage actions.
+
+The dashboard renders the same ``views.dashboard`` the JSON endpoint returns (no second query), and
+the actions call the same ``handlers.advance`` as the API.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, Form, Query, Request
+from pydantic import ValidationError
+from starlette.responses import RedirectResponse, Response
+
+from alexandrite.contracts.order_status import IN_WORK, IllegalTransition, OrderStatus
+from alexandrite.kit.errors import ApiError
+from alexandrite.kit.security import Principal
+from alexandrite.kit.web.render import Pages, plain_error, status_words, timeline
+from alexandrite.kit.web.staff import staff_pages
+from alexandrite.mes import handlers, views
+from alexandrite.mes.schemas import ShipIn
+
+SERVICE = "mes"
+S = OrderStatus
+PAGE_SIZE = 50
+REFRESH_SECONDS = 5
+DASHBOARD = "/production/dashboard"
+# The one action an operator can take from each status.
+NEXT_ACTION = {
+    S.MANUFACTURING_APPROVED: ("take", "Take into work"),
+    S.MANUFACTURING_STARTED: ("complete", "Mark as made"),
+    S.MANUFACTURING_COMPLETED: ("package", "Mark as packed"),
+    S.PACKAGING: ("ship", "Ship"),
+}
+pages = Pages(SERVICE, Path(__file__).parent / "templates")
+router, _operator, Csrf = staff_pages(pages, frozenset({"operator"}), DASHBOARD, "MES")
+Operator = Annotated[Principal, Depends(_operator)]
+
+
+def _render(request: Request, template: str, principal: Principal, status: int = 200, **context: Any) -> Response:
+    return pages.render(request, template, {"principal": principal, "brand": "MES", **context}, status=status)
+
+
+@router.get(DASHBOARD)
+async def dashboard(request: Request, principal: Operator, status: Annotated[str, Query(max_length=40)] = "",
+                    cursor: Annotated[str, Query(max_length=500)] = "", error: str = "",
+                    notice: str = "") -> Response:
+    """In-work orders, newest first; an htmx request (the page's poll) gets just the board."""
+    context: dict[str, Any] = {"title": "Production dashboard", "chosen": status, "cursor": cursor,
+                               "refresh_seconds": REFRESH_SECONDS, "actions": NEXT_ACTION, "in_work": IN_WORK,
+                               "board": {"items": [], "counts": {}, "next_cursor": None}, "next_url": None,
+                               "error": error or None, "notice": notice or None}
+    try:
+        wanted = (S(status),) if status else ()
+    except ValueError:
+        context["error"] = "Pick a status from the list."
+        return _render(request, "dashboard.html", principal, 422, **context)
+    try:
+        async with request.app.state.db.read_sessions() as session:
+            board = await views.dashboard(session, wanted, cursor or None, PAGE_SIZE)
+    except ApiError as failure:
+        context["error"] = plain_error(failure)
+        return _render(request, "dashboard.html", principal, failure.status, **context)
+    if board["next_cursor"]:
+        query = ([("status", status)] if status else []) + [("cursor", board["next_cursor"])]
+        context["next_url"] = f"{DASHBOARD}?{urlencode(query)}"
+    context["board"] = board
+    template = "_board.html" if request.headers.get("hx-request") else "dashboard.html"
+    return _render(request, template, principal, **context)
+
+
+@router.get("/production/orders/{order_id}")
+async def order_detail(request: Request, order_id: uuid.UUID, principal: Operator, error: str = "",
+                       notice: str = "") -> Response:
+    async with request.app.state.db.sessions() as session:
+        view = await views.order_view(session, order_id)
+    if view is None:
+        return _render(request, "message.html", principal, 404, title="Order not found",
+                       error="There is no such production order.")
+    return _render(request, "order.html", principal, title=f"Order {str(order_id)[:8]}", order=view,
+                   timeline=timeline(view["history"]), action=NEXT_ACTION.get(S(view["status"])),
+                   error=error or None, notice=notice or None)
+
+
+def _to_order(order_id: uuid.UUID, *, error: Exception | None = None, notice: str = "") -> RedirectResponse:
+    query = {"error": plain_error(error)} if error else {"notice": notice}
+    return RedirectResponse(f"/production/orders/{order_id}?{urlencode(query)}", status_code=303)
+
+
+async def _advance(request: Request, principal: Principal, order_id: uuid.UUID, action: str,
+                   **extra: Any) -> RedirectResponse:
+    try:
+        transition = await handlers.advance(request.app.state.db, principal, order_id, action,
+                                            correlation_id=request.headers.get("x-request-id"), **extra)
+    except (ApiError, IllegalTransition) as error:
+        return _to_order(order_id, error=error)
+    return _to_order(order_id, notice=f"Done: the order is now “{status_words(transition.status.value)}”.")
+
+
+@router.post("/production/orders/{order_id}/take", dependencies=[Csrf])
+async def take(request: Request, order_id: uuid.UUID, principal: Operator) -> Response:
+    return await _advance(request, principal, order_id, "take")
+
+
+@router.post("/production/orders/{order_id}/complete", dependencies=[Csrf])
+async def complete(request: Request, order_id: uuid.UUID, principal: Operator) -> Response:
+    return await _advance(request, principal, order_id, "complete")
+
+
+@router.post("/production/orders/{order_id}/package", dependencies=[Csrf])
+async def package(request: Request, order_id: uuid.UUID, principal: Operator) -> Response:
+    return await _advance(request, principal, order_id, "package")
+
+
+@router.post("/production/orders/{order_id}/ship", dependencies=[Csrf])
+async def ship(request: Request, order_id: uuid.UUID, principal: Operator,
+               tracking_number: Annotated[str, Form()] = "", carrier: Annotated[str, Form()] = "") -> Response:
+    try:
+        body = ShipIn(tracking_number=tracking_number.strip(), carrier=carrier)
+    except ValidationError:
+        return _to_order(order_id, error=ApiError(
+            422, "invalid_request", "Enter the carrier and a tracking number (letters, digits and dashes)."))
+    return await _advance(request, principal, order_id, "ship", tracking_number=body.tracking_number,
+                          carrier=body.carrier)
+
+
+def install(app: Any) -> None:
+    pages.install(app, router)
