@@ -32,6 +32,16 @@ from alexandrite.shop.schemas import CreateOrder, SignIn, SignUp
 
 SERVICE = "shop"
 pages = Pages(SERVICE, Path(__file__).parent / "templates")
+
+
+def _who(actor: str) -> str:
+    """History actors in a customer's words (staff names and internal ids are not theirs to read)."""
+    kind = actor.partition(":")[0]
+    return {"customer": "you", "partner": "you", "seller": "a jeweller", "operator": "our workshop",
+            "system": "our workshop", "carrier": "the carrier"}.get(kind, "Alexandrite")
+
+
+pages.env.filters["who"] = _who
 router = APIRouter(include_in_schema=False)
 CUSTOMER = frozenset({"customer"})
 S = OrderStatus
@@ -259,10 +269,13 @@ async def order_page(request: Request, order_id: uuid.UUID, principal: Customer,
 @router.get("/orders/{order_id}/live")
 async def order_live(request: Request, order_id: uuid.UUID, principal: Customer,
                      shown: Annotated[str, Query(max_length=40)] = "") -> Response:
-    """The progress panel, polled by htmx; a changed status reloads the whole page (new actions)."""
+    """The progress panel, polled by htmx. Once the status has changed, the whole order column (quote,
+    actions, history) is sent instead and swapped in its place: the page updates without a reload."""
     view = await _load(request, principal, order_id, live=True)
     if shown and shown != view["status"]:
-        return Response(status_code=204, headers={"HX-Refresh": "true"})
+        response = _render(request, "_order_main.html", principal, **_order_context(view))
+        response.headers.update({"HX-Retarget": "#order-main", "HX-Reswap": "outerHTML"})
+        return response
     return _render(request, "_progress.html", principal, **_order_context(view))
 
 

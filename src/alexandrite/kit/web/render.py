@@ -117,7 +117,7 @@ class Pages:
             autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True,
         )
         self.env.filters.update(status_words=status_words, when=when, duration=duration, money=money,
-                                alloy=lambda a: ALLOY_WORDS.get(a or "", a or ""))
+                                alloy=lambda a: ALLOY_WORDS.get(a or "", a or ""), who=str)
         self.env.globals.update(STATUS_WORDS=STATUS_WORDS, ALLOY_WORDS=ALLOY_WORDS, statuses=list(OrderStatus),
                                 import_map=json.dumps({"imports": {
                                     "three": "/static/vendor/three/three.module.js",

@@ -191,12 +191,16 @@ def build_ring(spec: RingSpec, segments: int = SEGMENTS, profile_segments: int =
         radius = np.hypot(verts[inside, 0], verts[inside, 1])
         verts[inside, :2] *= ((radius - 0.5 * height) / radius)[:, None]
         return rings.quads_to_triangles(verts, quads)
-    # Prongs: the four corner quads of the footprint, each lifted on its own.
+    # Prongs: a post at each corner of the footprint (2 x 2 quads where it is wide enough), lifted one by one.
     height = prong_height(spec)
-    for corner in (quad_index[0, 0], quad_index[0, -1], quad_index[-1, 0], quad_index[-1, -1]):
-        # Earlier extrusions keep the band's quads in order but drop the lifted one: find it again.
+    rows, cols = quad_index.shape
+    span_i, span_j = (2 if rows >= 5 else 1), (2 if cols >= 5 else 1)
+    for i0, j0 in ((0, 0), (0, cols - span_j), (rows - span_i, 0), (rows - span_i, cols - span_j)):
+        corner = quad_index[i0:i0 + span_i, j0:j0 + span_j].ravel()
+        # Earlier extrusions drop the quads they lifted: find these again by their vertices.
         selected = np.zeros(len(quads), dtype=bool)
-        selected[int(np.flatnonzero((quads == _original_quad(corner, p, segments)).all(axis=1))[0])] = True
+        for index in corner:
+            selected |= (quads == _original_quad(int(index), p, segments)).all(axis=1)
         verts, quads, _ = extrude(verts, quads, selected, height)
     return rings.quads_to_triangles(verts, quads)
 

@@ -29,7 +29,7 @@ function makeViewer(box) {
   const placeholder = box.querySelector(".placeholder");
   if (placeholder) placeholder.hidden = true;
   box.appendChild(renderer.domElement);
-  const material = new THREE.MeshStandardMaterial({ color: box.dataset.color || 0xd4af37, metalness: 0.75, roughness: 0.3 });
+  const material = new THREE.MeshStandardMaterial({ color: box.dataset.color || 0xe8c25a, metalness: 0.55, roughness: 0.35 });
   const viewer = { renderer, scene, camera, controls, material, mesh: null };
   const resize = () => {
     const w = box.clientWidth, h = box.clientHeight || w * 0.75;
