@@ -19,7 +19,7 @@ from alexandrite.crm import handlers, views
 from alexandrite.crm.api import order_filter
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.security import Principal
-from alexandrite.kit.web.render import Pages, plain_error, timeline
+from alexandrite.kit.web.render import Pages, plain_error, redirect_with, timeline
 from alexandrite.kit.web.staff import staff_pages
 
 SERVICE = "crm"
@@ -82,8 +82,7 @@ async def order_detail(request: Request, order_id: uuid.UUID, principal: Seller,
 
 
 def _back(order_id: uuid.UUID, *, error: Exception | None = None, notice: str = "") -> RedirectResponse:
-    query = {"error": plain_error(error)} if error else {"notice": notice}
-    return RedirectResponse(f"/orders/{order_id}?{urlencode(query)}", status_code=303)
+    return redirect_with(f"/orders/{order_id}", error=error, notice=notice)
 
 
 def _reason(text: str) -> str | None:

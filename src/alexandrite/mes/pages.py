@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from alexandrite.contracts.order_status import IN_WORK, IllegalTransition, OrderStatus
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.security import Principal
-from alexandrite.kit.web.render import Pages, plain_error, status_words, timeline
+from alexandrite.kit.web.render import Pages, plain_error, redirect_with, status_words, timeline
 from alexandrite.kit.web.staff import staff_pages
 from alexandrite.mes import handlers, views
 from alexandrite.mes.schemas import ShipIn
@@ -86,8 +86,7 @@ async def order_detail(request: Request, order_id: uuid.UUID, principal: Operato
 
 
 def _to_order(order_id: uuid.UUID, *, error: Exception | None = None, notice: str = "") -> RedirectResponse:
-    query = {"error": plain_error(error)} if error else {"notice": notice}
-    return RedirectResponse(f"/production/orders/{order_id}?{urlencode(query)}", status_code=303)
+    return redirect_with(f"/production/orders/{order_id}", error=error, notice=notice)
 
 
 async def _advance(request: Request, principal: Principal, order_id: uuid.UUID, action: str,

@@ -20,7 +20,7 @@ from alexandrite.kit.errors import ApiError
 from alexandrite.kit.pagination import page
 from alexandrite.kit.security import Principal
 from alexandrite.kit.web import session
-from alexandrite.kit.web.render import Pages, plain_error, safe_next, timeline
+from alexandrite.kit.web.render import Pages, plain_error, redirect_with, safe_next, timeline
 from alexandrite.mes.pricing import rings
 from alexandrite.mes.pricing.geometry import analyse
 from alexandrite.mes.pricing.quote import ALLOYS, DEFAULT_PRICING
@@ -289,8 +289,7 @@ async def order_model(request: Request, order_id: uuid.UUID, principal: Customer
 
 
 def _back(order_id: uuid.UUID, *, error: Exception | None = None, notice: str = "") -> RedirectResponse:
-    query = {"error": plain_error(error)} if error else {"notice": notice}
-    return _redirect(f"/orders/{order_id}?{urlencode(query)}")
+    return redirect_with(f"/orders/{order_id}", error=error, notice=notice)
 
 
 @router.post("/orders/{order_id}/submit", dependencies=[Csrf])

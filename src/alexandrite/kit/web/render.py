@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, FastAPI
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
@@ -158,6 +158,12 @@ class Pages:
                 "error": "This form was sent from another site or has expired. Go back, reload the page "
                          "and try again.",
             }, status=403)
+
+
+def redirect_with(url: str, *, error: Exception | None = None, notice: str = "") -> RedirectResponse:
+    """303 to ``url`` carrying a plain-words error or a notice for the next page to show."""
+    query = {"error": plain_error(error)} if error else {"notice": notice}
+    return RedirectResponse(f"{url}?{urlencode(query)}", status_code=303)
 
 
 def safe_next(target: str | None, default: str) -> str:

@@ -60,7 +60,7 @@ export function showGeometry(box, geometry) {
   viewer.scene.add(viewer.mesh);
   const radius = Math.max(size.length() / 2, 0.001);
   const distance = radius / Math.sin((viewer.camera.fov * Math.PI) / 360) * 1.1;
-  viewer.camera.position.set(distance * 0.55, -distance * 0.6, distance * 0.6);
+  viewer.camera.position.set(distance * 0.7, -distance * 0.5, distance * 0.5);
   viewer.camera.up.set(0, 0, 1);
   viewer.camera.near = distance / 100;
   viewer.camera.far = distance * 100;
