@@ -101,10 +101,12 @@ def staff(settings: Settings, role: str, name: str) -> str:
 
 
 async def staff_page(browser: object, url: str, token: str) -> object:
+    """A signed-in staff tab (its sign-in page screenshotted on the way)."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     await page.goto(url + "/signin")
+    await shoot(page, f"00-{url.rsplit(':', 1)[-1]}-staff-signin")
     await page.get_by_label("Staff token").fill(token)
     await page.get_by_role("button", name="Sign in").click()
     return page
@@ -120,6 +122,10 @@ async def test_customer_seller_operator_journey(platform: Platform, browser: obj
     context = await browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
     customer = await context.new_page()
     customer.set_default_timeout(TIMEOUT_MS)
+    await customer.goto(shop + "/")
+    await shoot(customer, "00-shop-home")
+    await customer.goto(shop + "/signin")
+    await shoot(customer, "00-shop-signin")
     await customer.goto(shop + "/signup")
     await shoot(customer, "01-shop-signup")
     await customer.get_by_label("Your name").fill("Ada Browser")
@@ -219,6 +225,9 @@ async def test_customer_seller_operator_journey(platform: Platform, browser: obj
                   "Delivered and closed"):
         assert words in timeline
     await shoot(customer, "12-shop-order-closed")
+    await customer.get_by_role("link", name="My orders").click()
+    await customer.get_by_role("link", name=order_id[:8]).wait_for()
+    await shoot(customer, "13-shop-my-orders")
 
 
 async def test_ring_constructor_phone_width_and_a_bad_upload(platform: Platform, browser: object,

@@ -160,3 +160,30 @@ async def test_ring_constructor_previews_and_orders_a_watertight_ring(app: objec
         assert f"{facts.volume_mm3:.1f} mm³" in page.text and "Submit the order" in page.text
         refused = await client.post("/rings/new", data={**params, "setting": "halo", "csrf_token": token})
         assert refused.status_code == 422 and "Choose a setting: none, bezel, prongs." in refused.text
+
+
+async def test_a_customer_cancels_while_allowed(app: object) -> None:
+    async with browser(app) as client:
+        token = await signed_up(client)
+        answer = await client.post("/orders/new", data={"alloy": "gold_585", "csrf_token": token},
+                                   files={"file": ("ring.stl", RING, "model/stl")})
+        order_url = answer.headers["location"]
+        cancelled = await client.post(order_url + "/cancel", data={"csrf_token": token})
+        page = await client.get(cancelled.headers["location"])
+        assert "Your order is cancelled." in page.text and "Cancelled" in page.text
+        assert "Cancel the order" not in page.text and "hx-trigger" not in page.text  # final: no polling
+        again = await client.post(order_url + "/cancel", data={"csrf_token": token})
+        assert "not possible any more" in (await client.get(again.headers["location"])).text
+
+
+def test_delay_notice_is_rendered_in_the_progress_panel() -> None:
+    from datetime import UTC, datetime
+
+    from alexandrite.shop.pages import pages
+
+    html = pages.env.get_template("_progress.html").render(
+        order={"id": uuid.uuid4(), "status": "MANUFACTURING_STARTED", "progress": None},
+        poll_seconds=15, csrf_token="",
+        delay={"stage": "MANUFACTURING_STARTED", "since": datetime(2026, 11, 20, tzinfo=UTC),
+               "new_eta": datetime(2026, 12, 2, tzinfo=UTC)})
+    assert "Delayed:" in html and "We now expect to ship it by 02 December 2026." in html

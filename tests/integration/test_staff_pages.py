@@ -98,6 +98,10 @@ async def test_crm_sign_in_list_filters_and_actions(crm_app: FastAPI, settings: 
         assert "The order is closed." in page.text and "Delivered and closed" in page.text
         noted = await client.post(f"/orders/{shipped}/notes", data={"csrf_token": csrf, "text": "called them"})
         assert "called them" in (await client.get(noted.headers["location"])).text
+        other = await seed(crm_app, S.PRICE_CALCULATED, name="Cancel Person")
+        cancelled = await client.post(f"/orders/{other}/cancel", data={"csrf_token": csrf, "reason": "asked to"})
+        page = await client.get(cancelled.headers["location"])
+        assert "The order is cancelled." in page.text and "asked to" in page.text
         missing = await client.get(f"/orders/{uuid.uuid4()}")
         assert missing.status_code == 404 and "There is no such order." in missing.text
 

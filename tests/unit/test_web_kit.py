@@ -12,7 +12,7 @@ from alexandrite.contracts.order_status import IllegalTransition, OrderStatus
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.web import session
-from alexandrite.kit.web.render import STATIC_DIR, duration, plain_error, safe_next, timeline
+from alexandrite.kit.web.render import STATIC_DIR, delay_words, duration, plain_error, safe_next, timeline
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDOR = STATIC_DIR / "vendor"
@@ -74,3 +74,14 @@ def test_durations_and_timeline() -> None:
                         {"status": "FILE_UPLOADED", "at": (t0 + timedelta(seconds=30)).isoformat(), "by": "x"}],
                        now=t0 + timedelta(seconds=100))
     assert [(e["stayed_seconds"], e["current"]) for e in entries] == [(30.0, False), (70.0, True)]
+
+
+def test_delay_notices_read_plainly() -> None:
+    since = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    delay = {"stage": "MANUFACTURING_STARTED", "since": since, "sla_seconds": 86400.0,
+             "detected_at": since + timedelta(days=1), "new_eta": datetime(2026, 12, 2, tzinfo=UTC)}
+    assert delay_words(delay) == ("The step “Being made” is taking longer than we promised (since 20 Nov 2026, "
+                                  "09:00:00 UTC). We now expect to ship it by 02 December 2026. "
+                                  "We are sorry for the wait.")
+    assert delay_words({"stage": "DELIVERY", "new_eta": "2026-12-05T00:00:00+00:00"}).startswith(
+        "Delivery is taking longer than we promised. We now expect to ship it by 05 December 2026.")

@@ -92,6 +92,23 @@ def timeline(history: list[dict[str, Any]], now: datetime | None = None) -> list
     return out
 
 
+def delay_words(delay: Any) -> str:
+    """A delay notice for the customer from the order view's ``delay`` (stage past its SLA, new ETA)."""
+    if not isinstance(delay, dict):
+        return str(delay)
+    stage = str(delay.get("stage") or "")
+    what = "Delivery" if stage == "DELIVERY" else f"The step “{status_words(stage)}”"
+    text = f"{what} is taking longer than we promised"
+    if delay.get("since"):
+        text += f" (since {when(delay['since'])})"
+    text += "."
+    if delay.get("new_eta"):
+        eta = delay["new_eta"]
+        eta = datetime.fromisoformat(eta) if isinstance(eta, str) else eta
+        text += f" We now expect to ship it by {eta.astimezone(UTC).strftime('%d %B %Y')}."
+    return text + " We are sorry for the wait."
+
+
 def plain_error(error: Exception) -> str:
     """What went wrong, in words a customer understands."""
     if isinstance(error, IllegalTransition):
@@ -117,7 +134,8 @@ class Pages:
             autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True,
         )
         self.env.filters.update(status_words=status_words, when=when, duration=duration, money=money,
-                                alloy=lambda a: ALLOY_WORDS.get(a or "", a or ""), who=str)
+                                alloy=lambda a: ALLOY_WORDS.get(a or "", a or ""), who=str,
+                                delay_words=delay_words)
         self.env.globals.update(STATUS_WORDS=STATUS_WORDS, ALLOY_WORDS=ALLOY_WORDS, statuses=list(OrderStatus),
                                 import_map=json.dumps({"imports": {
                                     "three": "/static/vendor/three/three.module.js",
