@@ -83,6 +83,8 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     for service in SERVICES:
         url = settings.service_url(service)
         print(f"  {service:5} {url}/docs   metrics {url}/metrics")
+    print(f"  pages: shop {settings.shop_url}/  crm {settings.crm_url}/orders  "
+          f"mes {settings.mes_url}/production/dashboard")
     for index in range(args.workers):
         print(f"  worker {index + 1} metrics http://{settings.host}:{settings.worker_metrics_port + index}/metrics")
     print("Ctrl-C stops everything.\n", flush=True)
