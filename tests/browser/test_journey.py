@@ -194,6 +194,7 @@ async def test_customer_seller_operator_journey(platform: Platform, browser: obj
     await shoot(operator, "08-mes-dashboard")
     await take.click()
     await operator.get_by_text("Done: the order is now “Being made”.").wait_for()
+    await operator.locator(".viewer[data-loaded]").wait_for()
     await shoot(operator, "09-mes-order-taken")
     await operator.get_by_role("button", name="Mark as made").click()
     await operator.get_by_role("button", name="Mark as packed").click()

@@ -137,3 +137,6 @@ async def test_mes_dashboard_and_stage_actions(mes_app: FastAPI, settings: Setti
                                     data={"csrf_token": csrf, "carrier": "DHL", "tracking_number": "JD-0042"})
         page = await client.get(shipped.headers["location"])
         assert "Shipped" in page.text and "JD-0042" in page.text and "No production step" in page.text
+        assert f'data-stl="/production/orders/{newer}/model.stl"' in page.text
+        gone = await client.get(f"/production/orders/{newer}/model.stl")  # the helper's model was never stored
+        assert gone.status_code == 404 and gone.json()["error"]["message"] == "The model file is not available."

@@ -19,6 +19,7 @@ from alexandrite.contracts.order_status import IN_WORK, IllegalTransition, Order
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.security import Principal
 from alexandrite.kit.web.render import Pages, plain_error, redirect_with, status_words, timeline
+from alexandrite.kit.web.preview import model_stl, stl_response
 from alexandrite.kit.web.staff import staff_pages
 from alexandrite.mes import handlers, views
 from alexandrite.mes.schemas import ShipIn
@@ -83,6 +84,15 @@ async def order_detail(request: Request, order_id: uuid.UUID, principal: Operato
     return _render(request, "order.html", principal, title=f"Order {str(order_id)[:8]}", order=view,
                    timeline=timeline(view["history"]), action=NEXT_ACTION.get(S(view["status"])),
                    error=error or None, notice=notice or None)
+
+
+@router.get("/production/orders/{order_id}/model.stl")
+async def order_model(request: Request, order_id: uuid.UUID, _: Operator) -> Response:
+    async with request.app.state.db.sessions() as session:
+        view = await views.order_view(session, order_id)
+    if view is None or not view.get("model"):
+        raise ApiError(404, "not_found", "This order has no model.")
+    return stl_response(await model_stl(request.app.state.storage, view["model"], request.app.state.settings))
 
 
 def _to_order(order_id: uuid.UUID, *, error: Exception | None = None, notice: str = "") -> RedirectResponse:

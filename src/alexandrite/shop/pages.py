@@ -20,6 +20,7 @@ from alexandrite.kit.errors import ApiError
 from alexandrite.kit.pagination import page
 from alexandrite.kit.security import Principal
 from alexandrite.kit.web import session
+from alexandrite.kit.web.preview import model_stl, stl_response
 from alexandrite.kit.web.render import Pages, plain_error, redirect_with, safe_next, timeline
 from alexandrite.mes.pricing import rings
 from alexandrite.mes.pricing.geometry import analyse
@@ -284,8 +285,7 @@ async def order_model(request: Request, order_id: uuid.UUID, principal: Customer
     view = await _load(request, principal, order_id, live=False)
     if not view.get("model"):
         raise ApiError(404, "not_found", "This order has no model yet.")
-    data = await views.model_stl(request.app.state.storage, view["model"], request.app.state.settings)
-    return Response(data, media_type="model/stl", headers={"Cache-Control": "private, max-age=60"})
+    return stl_response(await model_stl(request.app.state.storage, view["model"], request.app.state.settings))
 
 
 def _back(order_id: uuid.UUID, *, error: Exception | None = None, notice: str = "") -> RedirectResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -13,10 +12,6 @@ from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.db import Database
 from alexandrite.kit.order_records import load_history
 from alexandrite.kit.peers import Peers
-from alexandrite.kit.settings import Settings
-from alexandrite.kit.storage import LocalStorage
-from alexandrite.mes.pricing.formats import parse_model
-from alexandrite.mes.pricing.rings import to_binary_stl
 from alexandrite.shop import repository
 from alexandrite.shop.domain import Owner
 from alexandrite.shop.tables import order_history
@@ -67,20 +62,6 @@ async def live_order_view(db: Database, peers: Peers, order_id: uuid.UUID, owner
         if answer and answer.get("progress"):
             view["progress"] = answer["progress"]
     return view
-
-
-async def model_stl(storage: LocalStorage, model: dict[str, Any], settings: Settings) -> bytes:
-    """The order's model as binary STL for the browser preview (OBJ and 3MF are converted)."""
-    data = await storage.get(model["key"])
-    if model.get("format") == "stl_binary":
-        return data
-
-    def convert() -> bytes:
-        parsed = parse_model(data, model.get("filename"), max_triangles=settings.max_triangles,
-                             max_bytes=settings.max_upload_bytes)
-        return to_binary_stl(parsed.triangles)
-
-    return await asyncio.to_thread(convert)
 
 
 def summary(row: Any) -> dict[str, Any]:
