@@ -161,8 +161,8 @@ async def test_customer_seller_operator_journey(platform: Platform, browser: obj
         await customer.locator("#progress").filter(has_text="Calculating the price").wait_for()
         await customer.evaluate("window.stillThisPage = true")
         progress = await customer.locator("#progress").inner_text()
-        assert "being priced now" in progress or "ahead of yours" in progress
-        assert "left" in progress
+        assert "first in line" in progress or "ahead of yours" in progress
+        assert " left." in progress or "longer than we estimated" in progress
         await shoot(customer, "04-shop-price-calculating")
     finally:
         platform.signal("worker-1", signal.SIGCONT)

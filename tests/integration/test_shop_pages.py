@@ -187,3 +187,19 @@ def test_delay_notice_is_rendered_in_the_progress_panel() -> None:
         delay={"stage": "MANUFACTURING_STARTED", "since": datetime(2026, 11, 20, tzinfo=UTC),
                "new_eta": datetime(2026, 12, 2, tzinfo=UTC)})
     assert "Delayed:" in html and "We now expect to ship it by 02 December 2026." in html
+
+
+@pytest.mark.parametrize(("position", "eta", "words"), [
+    (3, 12.4, ["There are <strong>2</strong> models ahead of yours.", "About <strong>12 s</strong> left."]),
+    (2, 75, ["There is <strong>1</strong> model ahead of yours.", "About <strong>1 min 15 s</strong> left."]),
+    (1, 0.0, ["Your model is first in line.", "It is taking a little longer than we estimated."]),
+])
+def test_pricing_progress_reads_plainly(position: int, eta: float, words: list[str]) -> None:
+    from alexandrite.shop.pages import pages
+
+    html = pages.env.get_template("_progress.html").render(
+        order={"id": uuid.uuid4(), "status": "PRICE_CALCULATING",
+               "progress": {"queue_position": position, "eta_seconds": eta}},
+        poll_seconds=2, csrf_token="")
+    assert all(w in html for w in words), html
+    assert 'hx-trigger="every 2s"' in html and 'aria-live="polite"' in html
