@@ -67,7 +67,7 @@ AUDIT_JS = """
 """
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def platform(settings: Settings, test_env: dict[str, str]) -> Iterator[Platform]:
     running = Platform.configure(settings, test_env, Path("test-artifacts") / f"browser-{uuid.uuid4().hex[:6]}")
     try:
