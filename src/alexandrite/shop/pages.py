@@ -178,6 +178,15 @@ async def new_order_form(request: Request, principal: Customer) -> Response:
                    idempotency_key=uuid.uuid4().hex)
 
 
+class UploadFailed(Exception):
+    """The model was refused; ``order_id`` is the order created for it, kept for the retry."""
+
+    def __init__(self, order_id: uuid.UUID, cause: ApiError | IllegalTransition) -> None:
+        super().__init__(str(cause))
+        self.order_id = order_id
+        self.cause = cause
+
+
 async def _order_with_model(request: Request, principal: Principal, alloy: str, idempotency_key: str,
                             order_id: str, data: bytes, filename: str) -> uuid.UUID:
     """Create the order (or reuse the one a failed upload left) and attach the model: the API's handlers."""
@@ -196,8 +205,7 @@ async def _order_with_model(request: Request, principal: Principal, alloy: str, 
         await handlers.attach_model(db, request.app.state.storage, request.app.state.settings, principal, reuse,
                                     data, filename)
     except (ApiError, IllegalTransition) as error:
-        error.order_id = reuse  # type: ignore[attr-defined]
-        raise
+        raise UploadFailed(reuse, error) from error
     return reuse
 
 
@@ -224,10 +232,12 @@ async def new_order(request: Request, principal: Customer, file: Annotated[Uploa
     try:
         data = await read_model_upload(request, file)
         created = await _order_with_model(request, principal, alloy, idempotency_key, order_id, data, file.filename)
+    except UploadFailed as failed:
+        return _render(request, "new_order.html", principal, status=getattr(failed.cause, "status", 409),
+                       **context, order_id=str(failed.order_id), error=plain_error(failed.cause))
     except (ApiError, IllegalTransition) as error:
-        kept = getattr(error, "order_id", None)
         return _render(request, "new_order.html", principal, status=getattr(error, "status", 409), **context,
-                       order_id=str(kept) if kept else "", error=plain_error(error))
+                       order_id=order_id, error=plain_error(error))
     return _redirect(f"/orders/{created}")
 
 
@@ -412,7 +422,8 @@ async def ring_order(request: Request, principal: Customer) -> Response:
     try:
         created = await _order_with_model(request, principal, alloy, params.get("idempotency_key", ""), "", data,
                                           filename)
-    except (ApiError, IllegalTransition) as error:
+    except (UploadFailed, ApiError, IllegalTransition) as failure:
+        error = failure.cause if isinstance(failure, UploadFailed) else failure
         return _render(request, "ring.html", principal, status=getattr(error, "status", 409), title="Design a ring",
                        spec=spec, sizes=size_chart(), profiles=rings.PROFILES, settings_=SETTINGS,
                        alloys=_alloys(), facts=None, idempotency_key=uuid.uuid4().hex, error=plain_error(error))
