@@ -100,9 +100,9 @@ def staff(settings: Settings, role: str, name: str) -> str:
     return issue_token(settings.secret_key, Principal(role=role, subject=name, name=name), 3600)
 
 
-async def staff_page(browser: object, url: str, token: str) -> object:
+async def staff_page(browser: object, url: str, token: str, viewport: dict[str, int] | None = None) -> object:
     """A signed-in staff tab (its sign-in page screenshotted on the way)."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    context = await browser.new_context(viewport=viewport or {"width": 1280, "height": 900})  # type: ignore[attr-defined]
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     await page.goto(url + "/signin")
@@ -268,6 +268,16 @@ async def test_ring_constructor_phone_width_and_a_bad_upload(platform: Platform,
     await page.get_by_text("Your ring is ready to order").wait_for()
     await page.locator(".viewer[data-loaded]").wait_for()
     await shoot(page, "23-phone-ring-ordered")
+
+    await page.goto(shop + "/orders")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    await shoot(page, "25-phone-my-orders")
+
+    seller = await staff_page(browser, platform.settings.crm_url, staff(platform.settings, "seller", "sam"),
+                              viewport={"width": 390, "height": 844})
+    await seller.get_by_role("button", name="Show orders").wait_for()
+    assert await seller.evaluate("document.documentElement.scrollWidth") <= 390, "the CRM list scrolls sideways"
+    await shoot(seller, "26-phone-crm-orders")
 
     wide = await browser.new_context(viewport={"width": 1280, "height": 900},  # type: ignore[attr-defined]
                                      storage_state=await context.storage_state())
