@@ -69,8 +69,14 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    if args.replicas < 0 or args.workers < 0:
+        return _fail("--replicas and --workers cannot be negative")
     if not args.no_migrate and cmd_migrate(settings, args) != 0:
         return 1
+    if args.replicas:
+        from alexandrite.ops.replicas import run_replicas
+
+        return run_replicas(settings, args.replicas, args.workers)
     env = dict(os.environ)
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     for service in SERVICES:
@@ -224,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="migrate, then run all three APIs, their relays and N pricing workers")
     up.add_argument("--workers", type=int, default=2)
     up.add_argument("--no-migrate", action="store_true")
+    up.add_argument("--replicas", type=int, default=0,
+                    help="N instances of each API behind HAProxy on the public ports (0: one, no load balancer)")
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run one service's API (with its outbox relay and event consumer)")
@@ -271,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--timeout", type=float, default=300.0, help="seconds an order may take per stage")
     simulate.add_argument("--seed", type=int)
     simulate.set_defaults(func=cmd_simulate)
+
+    from alexandrite.ops.commands import add_operations_commands
+
+    add_operations_commands(sub)
     return parser
 
 
