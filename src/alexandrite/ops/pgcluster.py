@@ -65,8 +65,15 @@ def find_cluster(*, port: int | None = None, name: str | None = None, version: s
     return None
 
 
+# Same access rules as this machine's main cluster: local connections only, no password.
+LOCAL_TRUST_HBA = """local all all trust
+host all all 127.0.0.1/32 trust
+host replication all 127.0.0.1/32 trust
+"""
+
+
 def create_cluster(version: str, name: str, port: int, settings: dict[str, str] | None = None) -> Cluster:
-    """A new, stopped cluster; ``settings`` go to ``conf.d/alexandrite.conf``."""
+    """A new, stopped cluster that trusts local connections; ``settings`` go to ``conf.d/alexandrite.conf``."""
     if find_cluster(name=name, version=version) is not None:
         raise ValueError(f"cluster {version}/{name} already exists")
     if find_cluster(port=port) is not None:
@@ -74,6 +81,7 @@ def create_cluster(version: str, name: str, port: int, settings: dict[str, str] 
     run(["pg_createcluster", version, name, "--port", str(port)])
     cluster = find_cluster(name=name, version=version)
     assert cluster is not None
+    (cluster.config_dir / "pg_hba.conf").write_text(LOCAL_TRUST_HBA)
     if settings:
         write_conf(cluster, settings)
     return cluster

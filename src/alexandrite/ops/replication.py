@@ -37,9 +37,11 @@ async def _ensure_replication_access(conn: asyncpg.Connection, user: str) -> Non
     line = f"host replication {user} 127.0.0.1/32 trust"
     with open(hba_file, encoding="utf-8") as handle:
         present = any(existing.split() == line.split() for existing in handle)
-    if not present:
-        with open(hba_file, "a", encoding="utf-8") as handle:
-            handle.write(f"# streaming replication to local standbys (alexandrite replica create)\n{line}\n")
+    if not present:  # first match wins: put it before any other replication rule
+        with open(hba_file, encoding="utf-8") as handle:
+            rules = handle.read()
+        with open(hba_file, "w", encoding="utf-8") as handle:
+            handle.write(f"# streaming replication to local standbys (alexandrite replica create)\n{line}\n{rules}")
         await conn.execute("SELECT pg_reload_conf()")
 
 
