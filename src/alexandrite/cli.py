@@ -26,11 +26,12 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
     from alexandrite.kit.messaging.topology import setup_topology
     from alexandrite.kit.migrations import create_databases, upgrade, wait_for_postgres
 
+    services = tuple(getattr(args, "service", None) or SERVICES)  # one service: its own database server
     asyncio.run(wait_for_postgres(settings))
-    created = asyncio.run(create_databases(settings))
+    created = asyncio.run(create_databases(settings, services))
     for name in created:
         print(f"created database {name}")
-    for service in SERVICES:
+    for service in services:
         upgrade(service, settings)
         print(f"migrated {settings.database_name(service)} to head")
     asyncio.run(setup_topology(settings))
@@ -246,8 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name")
     worker.set_defaults(func=cmd_worker)
 
-    sub.add_parser("migrate", help="create the databases, migrate them, declare the queues").set_defaults(
-        func=cmd_migrate)
+    migrate = sub.add_parser("migrate", help="create the databases, migrate them, declare the queues")
+    migrate.add_argument("--service", action="append", choices=SERVICES,
+                         help="only this service's database (repeatable; default: all three)")
+    migrate.set_defaults(func=cmd_migrate)
     sub.add_parser("seed", help="create a demo customer, partner and staff tokens").set_defaults(func=cmd_seed)
 
     partner = sub.add_parser("partner", help="partner accounts")
