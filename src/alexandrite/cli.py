@@ -22,7 +22,7 @@ def _fail(message: str, code: int = 2) -> int:
 
 # --- prestart -----------------------------------------------------------------------------
 
-def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.kit.messaging.topology import setup_topology
     from alexandrite.kit.migrations import create_databases, upgrade, wait_for_postgres
 

@@ -150,7 +150,8 @@ async def _checksums(conn: asyncpg.Connection) -> dict[str, tuple[int, str]]:
     return result
 
 
-async def snapshot_source(settings: Settings, databases: list[str], restore_point: str) -> dict[str, dict[str, tuple[int, str]]]:
+async def snapshot_source(settings: Settings, databases: list[str],
+                          restore_point: str) -> dict[str, dict[str, tuple[int, str]]]:
     """Checksums of every table, taken while writes are held (SHARE locks) around a restore point,
     so the restored cluster stopped at that point must hold exactly these rows."""
     conns = [await pgcluster.connect(settings.pg_dsn, db) for db in databases]

@@ -35,8 +35,9 @@ def cmd_restart(settings: Settings, args: argparse.Namespace) -> int:
         return _fail(str(error), 1)
     except (RuntimeError, TimeoutError) as error:
         return _fail(f"rolling restart failed: {error}", 1)
+    instances: dict[str, list[dict[str, int]]] = status["instances"]  # type: ignore[assignment]
     print(f"rolling restart {status['generation']} done: "
-          + ", ".join(f"{s} on {[i['port'] for i in v]}" for s, v in status["instances"].items()))  # type: ignore[union-attr]
+          + ", ".join(f"{s} on {[i['port'] for i in v]}" for s, v in instances.items()))
     return 0
 
 

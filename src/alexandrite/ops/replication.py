@@ -8,8 +8,10 @@ and ``synchronous_commit`` via ALTER SYSTEM + reload: no restart of the primary)
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -34,15 +36,19 @@ async def _ensure_replication_access(conn: asyncpg.Connection, user: str) -> Non
     if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", user):
         await conn.execute(f'CREATE ROLE "{user}" WITH REPLICATION LOGIN')
     hba_file = await conn.fetchval("SHOW hba_file")
-    line = f"host replication {user} 127.0.0.1/32 trust"
-    with open(hba_file, encoding="utf-8") as handle:
-        present = any(existing.split() == line.split() for existing in handle)
-    if not present:  # first match wins: put it before any other replication rule
-        with open(hba_file, encoding="utf-8") as handle:
-            rules = handle.read()
-        with open(hba_file, "w", encoding="utf-8") as handle:
-            handle.write(f"# streaming replication to local standbys (alexandrite replica create)\n{line}\n{rules}")
+    if await asyncio.to_thread(_allow_replication, Path(hba_file), user):
         await conn.execute("SELECT pg_reload_conf()")
+
+
+def _allow_replication(hba_file: Path, user: str) -> bool:
+    """Put a local replication rule for ``user`` first in pg_hba.conf (first match wins)."""
+    line = f"host replication {user} 127.0.0.1/32 trust"
+    rules = hba_file.read_text(encoding="utf-8")
+    if any(existing.split() == line.split() for existing in rules.splitlines()):
+        return False
+    hba_file.write_text(f"# streaming replication to local standbys (alexandrite replica create)\n{line}\n{rules}",
+                        encoding="utf-8")
+    return True
 
 
 async def _check_primary(conn: asyncpg.Connection) -> None:

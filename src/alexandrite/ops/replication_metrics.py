@@ -34,7 +34,7 @@ class ReplicationMetrics:
     async def collect(self, settings: Settings) -> None:
         try:
             rows = await primary_status(settings.pg_dsn)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        except (OSError, asyncpg.PostgresError, TimeoutError):
             self.primary_up.set(0)
         else:
             self.primary_up.set(1)
@@ -49,7 +49,7 @@ class ReplicationMetrics:
         if settings.pg_replica_dsn:
             try:
                 status = await standby_status(settings.pg_replica_dsn)
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+            except (OSError, asyncpg.PostgresError, TimeoutError):
                 self.replica_up.set(0)
             else:
                 self.replica_up.set(1 if status.get("in_recovery") else 0)
