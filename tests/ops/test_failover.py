@@ -12,6 +12,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from prometheus_client import generate_latest
+from sqlalchemy import text
 
 from alexandrite.kit.migrations import create_databases, upgrade
 from alexandrite.kit.settings import Settings
@@ -80,10 +81,20 @@ async def test_sync_standby_takes_over_without_losing_a_committed_order(
             # Lag is exported for Prometheus, from the primary and from the replica side.
             metrics = ReplicationMetrics()
             await metrics.collect(on_primary.model_copy(update={"pg_replica_dsn": pgcluster.server_dsn(standby_port)}))
-            text = generate_latest(metrics.registry).decode()
-            assert "alexandrite_pg_primary_up 1.0" in text and "alexandrite_pg_replica_up 1.0" in text
-            assert f'alexandrite_pg_replication_synchronous{{standby="{standby_name}"}} 1.0' in text
-            assert f'alexandrite_pg_replication_lag_bytes{{standby="{standby_name}"}}' in text
+            exported = generate_latest(metrics.registry).decode()
+            assert "alexandrite_pg_primary_up 1.0" in exported and "alexandrite_pg_replica_up 1.0" in exported
+            assert f'alexandrite_pg_replication_synchronous{{standby="{standby_name}"}} 1.0' in exported
+            assert f'alexandrite_pg_replication_lag_bytes{{standby="{standby_name}"}}' in exported
+
+            # Lag-tolerant reads: with ALEX_PG_REPLICA_DSN set, the service's read sessions land on the standby.
+            with_replica = on_primary.model_copy(update={"pg_replica_dsn": pgcluster.server_dsn(standby_port)})
+            app = create_app(with_replica)
+            async with LifespanManager(app):
+                db = app.state.db
+                async with db.read_sessions() as session:
+                    assert (await session.execute(text("SELECT pg_is_in_recovery()"))).scalar() is True
+                async with db.sessions() as session:
+                    assert (await session.execute(text("SELECT pg_is_in_recovery()"))).scalar() is False
 
             acknowledged: list[str] = []
             async with LifespanManager(create_app(on_primary)) as manager:

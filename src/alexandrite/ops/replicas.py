@@ -99,7 +99,7 @@ class ReplicaSupervisor:
     run_dir: Path = field(init=False)
     backends: dict[str, Backend] = field(default_factory=dict)
     instances: dict[str, dict[int, Instance]] = field(default_factory=dict)
-    workers_running: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    companions: list[subprocess.Popen[bytes]] = field(default_factory=list)
     haproxy: subprocess.Popen[bytes] | None = None
     generation: int = 0
     restart_requested: bool = False
@@ -145,8 +145,10 @@ class ReplicaSupervisor:
             for slot in self.instances[service]:
                 if not self._wait_lb(self.backends[service].server(slot), status="UP"):
                     raise RuntimeError(f"HAProxy never saw {service} slot {slot} UP; see {self.log_dir}")
+        if self.settings.pg_replica_dsn:  # replication lag for Prometheus
+            self.companions.append(spawn(["replica", "exporter"], self.env, self.log_dir / "replica-exporter.log"))
         for index in range(self.workers):
-            self.workers_running.append(spawn(
+            self.companions.append(spawn(
                 ["worker", "--metrics-port", str(self.settings.worker_metrics_port + index),
                  "--name", f"worker-{index + 1}"], self.env))
         self._write_status()
@@ -183,9 +185,10 @@ class ReplicaSupervisor:
                                  "starting it again")
                         slots[slot] = self._start_instance(service, slot)
                         self._write_status()
-            for worker in self.workers_running:
-                if worker.poll() is not None:
-                    self.say(f"a pricing worker exited with {worker.returncode}; stopping")
+            for companion in self.companions:
+                if companion.poll() is not None:
+                    self.say(f"process {companion.pid} ({companion.args!r}) exited with {companion.returncode}; "
+                             "stopping")
                     return 1
             time.sleep(0.3)
         return code
@@ -228,7 +231,7 @@ class ReplicaSupervisor:
 
     def stop(self) -> None:
         processes = [i.process for slots in self.instances.values() for i in slots.values()]
-        processes += self.workers_running
+        processes += self.companions
         for process in processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
