@@ -81,7 +81,8 @@ async def test_base_backup_and_wal_restore_drill_match_the_source(test_env: dict
             drill = cli(env, "backup", "restore-drill")
             assert drill.returncode == 0, drill.stdout + drill.stderr
             lines = drill.stdout.splitlines()
-            assert lines[-1].startswith("restore drill passed: 3 database(s)"), drill.stdout
+            assert lines[-2].startswith("restore drill passed: 3 database(s)"), drill.stdout
+            print("\n" + "\n".join(lines[-2:]))
             assert f"ok       {shop}.public.drill_after: source 3000 rows, restored 3000 rows" in lines
             kept = 5000 - 5000 // 11
             assert f"ok       {shop}.public.drill_before: source {kept} rows, restored {kept} rows" in lines

@@ -115,6 +115,8 @@ async def test_sync_standby_takes_over_without_losing_a_committed_order(
 
             promoted = cli(env, "replica", "promote", "--port", str(standby_port), "--env-file", str(env_file))
             assert promoted.returncode == 0, promoted.stderr
+            print(f"\n{len(acknowledged)} orders acknowledged, {failures} writes failed on the dead primary; "
+                  + promoted.stdout.splitlines()[0])
             repointed = env_file.read_text()
             assert f"ALEX_PG_DSN={pgcluster.server_dsn(standby_port)}" in repointed
             assert "ALEX_PG_REPLICA_DSN" not in repointed

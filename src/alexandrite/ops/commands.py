@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,10 @@ def cmd_replica(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if args.replica_command == "promote":
         dsn = pgcluster.server_dsn(args.port)
+        started = time.monotonic()
         asyncio.run(replication.promote(dsn))
-        print(f"promoted the standby on port {args.port}; it is the primary now")
+        print(f"promoted the standby on port {args.port} in {time.monotonic() - started:.2f} s; "
+              "it is the primary now")
         if args.env_file:
             pgcluster.update_env_file(Path(args.env_file), {"ALEX_PG_DSN": dsn, "ALEX_PG_REPLICA_DSN": None})
             print(f"wrote ALEX_PG_DSN={dsn} to {args.env_file}; `alexandrite restart` repoints running services")
@@ -125,9 +128,11 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.ops.replicas import allocate_ports
 
     port = args.port or allocate_ports(5500, 1)[0]
+    started = time.monotonic()
     report = asyncio.run(backup.restore_drill(settings, port=port, keep=args.keep))
     for line in report.lines():
         print(line)
+    print(f"drill took {time.monotonic() - started:.1f} s")
     return 0 if report.ok else 1
 
 
