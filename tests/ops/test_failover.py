@@ -138,12 +138,15 @@ async def test_sync_standby_takes_over_without_losing_a_committed_order(
             drop_clusters(standby_name)
 
 
-def test_replica_commands_refuse_bad_input(test_env: dict[str, str]) -> None:
+def test_operations_commands_refuse_bad_input(test_env: dict[str, str], tmp_path: Path) -> None:
     for args, expected in (
         (("replica", "create", "--port", "80"), "port must be between"),
         (("replica", "create", "--port", "5999", "--name", "Bad-Name"), "standby name"),
         (("replica", "promote"), "--port"),
         (("backup", "restore-drill", "--port", "x"), "invalid"),
+        (("backup", "restore-drill"), "run `alexandrite backup setup` first"),
+        (("backup", "base"), "run `alexandrite backup setup` first"),
+        (("up", "--replicas", "-1", "--no-migrate"), "cannot be negative"),
     ):
-        result = cli(test_env, *args)
+        result = cli({**test_env, "ALEX_BACKUP_REPO": str(tmp_path / "none")}, *args)
         assert result.returncode != 0 and expected in result.stderr, (args, result.stderr)

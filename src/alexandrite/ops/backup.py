@@ -70,6 +70,8 @@ class PgBackRest:
         self.config = self.repo / f"{self.stanza}.conf"
 
     def command(self, *args: str, timeout: float = 1800) -> str:
+        if not self.config.exists():
+            raise LookupError(f"no pgBackRest config at {self.config}: run `alexandrite backup setup` first")
         return pgcluster.run(["pgbackrest", f"--config={self.config}", f"--stanza={self.stanza}", *args],
                              owner=True, timeout=timeout)
 
@@ -175,6 +177,7 @@ async def snapshot_source(settings: Settings, databases: list[str],
 async def restore_drill(settings: Settings, *, port: int, keep: bool = False) -> DrillReport:
     source = primary_cluster(settings)
     tool = PgBackRest(settings)
+    tool.command("info")  # fails early, before holding any lock, when backups are not set up
     databases = [settings.database_name(s) for s in SERVICES]
     point = f"drill-{uuid.uuid4().hex[:12]}"
     sums = await snapshot_source(settings, databases, point)
