@@ -70,6 +70,13 @@ def test_deploy_script_migrates_first_smoke_tests_and_rolls_back() -> None:
     assert bad.returncode == 2 and "unknown environment" in bad.stderr
 
 
+def test_shell_scripts_pass_shellcheck() -> None:
+    scripts = sorted(str(p) for p in (ROOT / "scripts").glob("*.sh"))
+    result = subprocess.run([str(BIN / "shellcheck"), "--severity=warning", *scripts], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_ruff_passes() -> None:
     result = subprocess.run([str(BIN / "ruff"), "check", "--output-format", "concise"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
