@@ -78,6 +78,23 @@ async def test_sync_standby_takes_over_without_losing_a_committed_order(
             assert [(s["application_name"], s["state"], s["sync_state"]) for s in standbys] == [
                 (standby_name, "streaming", "sync")]
 
+            # A second, asynchronous standby can be added and dropped again (cluster and slot) without
+            # touching the synchronous one.
+            extra = f"{primary.name}_t"
+            added = cli(env, "replica", "create", "--port", str(free_pg_port()), "--name", extra)
+            assert added.returncode == 0 and "asynchronous" in added.stdout, added.stderr
+            dropped = cli(env, "replica", "drop", "--name", extra)
+            assert dropped.returncode == 0, dropped.stderr
+            assert extra not in {c.name for c in pgcluster.clusters()}
+            conn = await pgcluster.connect(primary_dsn)
+            try:
+                assert await conn.fetchval("SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", extra) == 0
+                assert await conn.fetchval("SHOW synchronous_standby_names") == f'"{standby_name}"'
+            finally:
+                await conn.close()
+            refused = cli(env, "replica", "drop", "--name", primary.name)
+            assert refused.returncode == 1 and "is the primary" in refused.stderr
+
             # Lag is exported for Prometheus, from the primary and from the replica side.
             metrics = ReplicationMetrics()
             await metrics.collect(on_primary.model_copy(update={"pg_replica_dsn": pgcluster.server_dsn(standby_port)}))
@@ -135,7 +152,7 @@ async def test_sync_standby_takes_over_without_losing_a_committed_order(
                     after = await client.post("/api/v1/orders", json={"alloy": "silver_925"}, headers=auth)
                     assert after.status_code == 201
         finally:
-            drop_clusters(standby_name)
+            drop_clusters(standby_name, f"{primary.name}_t")
 
 
 def test_operations_commands_refuse_bad_input(test_env: dict[str, str], tmp_path: Path) -> None:

@@ -119,9 +119,14 @@ async def drop_slot(primary_dsn: str, name: str) -> None:
         conn = await pgcluster.connect(primary_dsn, timeout=5)
     except (OSError, asyncpg.PostgresError):
         return
-    try:
-        await conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                           "WHERE slot_name = $1 AND NOT active", name)
+    try:  # the walsender of a just-stopped standby may hold the slot for a moment
+        for _ in range(50):
+            await conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                               "WHERE slot_name = $1 AND NOT active", name)
+            if not await conn.fetchval("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", name):
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"replication slot {name} is still in use; drop it with pg_drop_replication_slot")
     finally:
         await conn.close()
 
