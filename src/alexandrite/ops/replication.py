@@ -9,6 +9,7 @@ and ``synchronous_commit`` via ALTER SYSTEM + reload: no restart of the primary)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +95,8 @@ async def create_standby(primary_dsn: str, *, version: str, name: str, port: int
             await set_synchronous(primary_dsn, name, sync_mode)
     except BaseException:
         pgcluster.drop_cluster(cluster)
-        await drop_slot(primary_dsn, name)
+        with contextlib.suppress(RuntimeError):  # keep the original error
+            await drop_slot(primary_dsn, name)
         raise
     return Standby(cluster, pgcluster.server_dsn(port), sync)
 
