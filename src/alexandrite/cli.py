@@ -271,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--timeout", type=float, default=300.0, help="seconds an order may take per stage")
     simulate.add_argument("--seed", type=int)
     simulate.set_defaults(func=cmd_simulate)
+
+    from alexandrite.obs_commands import register as register_observability
+
+    register_observability(sub)
     return parser
 
 

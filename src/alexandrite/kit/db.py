@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope
 from alexandrite.kit.messaging.tables import OUTBOX
+from alexandrite.kit.tracing import instrument_engine, trace_headers
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +36,9 @@ class Database:
         self.engine = make_engine(url, pool_size=pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.replica_engine = make_engine(replica_url, pool_size=pool_size) if replica_url else None
+        for engine in (self.engine, self.replica_engine):
+            if engine is not None:
+                instrument_engine(engine)
         self.read_sessions = (
             async_sessionmaker(self.replica_engine, expire_on_commit=False)
             if self.replica_engine
@@ -84,6 +88,10 @@ class UnitOfWork:
             await self.session.close()
 
     def emit(self, envelope: Envelope) -> None:
+        """Queue an event; the current trace context goes with it (stored in the outbox row)."""
+        tracing = trace_headers()
+        if tracing and envelope.traceparent is None:
+            envelope = envelope.model_copy(update={"traceparent": tracing["traceparent"]})
         self._messages.append(
             OutgoingMessage(
                 exchange=EVENTS_EXCHANGE,
@@ -94,6 +102,7 @@ class UnitOfWork:
                     "order_id": str(envelope.order_id),
                     "seq": envelope.seq,
                     **({"traceparent": envelope.traceparent} if envelope.traceparent else {}),
+                    **tracing,
                 },
                 message_id=envelope.event_id,
                 order_id=envelope.order_id,
@@ -101,7 +110,10 @@ class UnitOfWork:
         )
 
     def send(self, message: OutgoingMessage) -> None:
-        """Queue a non-event message (a job) for the outbox."""
+        """Queue a non-event message (a job) for the outbox, with the current trace context."""
+        tracing = trace_headers()
+        if tracing:
+            message.headers = {**message.headers, **tracing}
         self._messages.append(message)
 
     def after_commit(self, callback: Callable[[], Awaitable[None] | None]) -> None:

@@ -6,6 +6,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -79,6 +80,18 @@ Index(
     "ix_pricing_jobs_finished",
     pricing_jobs.c.finished_at.desc(),
     postgresql_where=text("duration_ms IS NOT NULL"),
+)
+
+# Stage SLA breaches found by the watchdog: one row per order and stage, so one notice each.
+order_delays = Table(
+    "order_delays",
+    metadata,
+    Column("order_id", Uuid, ForeignKey("production_orders.id", ondelete="CASCADE"), primary_key=True),
+    Column("stage", Text, primary_key=True),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("sla_seconds", Float, nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("new_eta", DateTime(timezone=True), nullable=False),
 )
 
 order_history = define_history(metadata)

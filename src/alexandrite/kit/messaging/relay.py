@@ -20,6 +20,7 @@ from sqlalchemy import delete, func, select, update
 from alexandrite.kit import metrics
 from alexandrite.kit.db import Database
 from alexandrite.kit.messaging.tables import OUTBOX
+from alexandrite.kit.tracing import SpanKind, message_span, trace_headers
 
 log = structlog.get_logger(__name__)
 
@@ -64,9 +65,19 @@ class OutboxRelay:
 
     async def _publish(self, row: Any) -> None:
         exchange = await self._exchange(row.exchange)
+        headers = dict(row.headers or {})
+        # A child of the context that emitted the message, however long it waited in the outbox.
+        with message_span(f"{row.routing_key} publish", SpanKind.PRODUCER, headers,
+                          **{"messaging.system": "rabbitmq", "messaging.destination.name": row.exchange or "(default)",
+                             "messaging.rabbitmq.destination.routing_key": row.routing_key,
+                             "messaging.message.id": str(row.message_id), "alexandrite.service": self.service}):
+            headers.update(trace_headers())
+            await self._send(exchange, row, headers)
+
+    async def _send(self, exchange: AbstractExchange, row: Any, headers: dict[str, Any]) -> None:
         message = aio_pika.Message(
             body=row.body,
-            headers=dict(row.headers or {}),
+            headers=headers,
             message_id=str(row.message_id),
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
