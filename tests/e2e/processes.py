@@ -28,6 +28,7 @@ class Platform:
     env: dict[str, str]
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    worker_metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def configure(cls, settings: Settings, base_env: dict[str, str], log_dir: Path) -> "Platform":
@@ -58,7 +59,8 @@ class Platform:
         self.wait_ready()
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        return self.start(name, "worker", "--name", name, "--metrics-port", str(free_port()))
+        self.worker_metrics_ports[name] = port = free_port()
+        return self.start(name, "worker", "--name", name, "--metrics-port", str(port))
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -9,17 +9,19 @@ from typing import Any
 
 import structlog
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext import asyncio as sa_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope
 from alexandrite.kit.messaging.tables import OUTBOX
-from alexandrite.kit.tracing import instrument_engine, trace_headers
+from alexandrite.kit.tracing import trace_headers
 
 log = structlog.get_logger(__name__)
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    # Looked up at call time, so tracing's instrumented create_async_engine is used when tracing is on.
+    return sa_asyncio.create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -36,9 +38,6 @@ class Database:
         self.engine = make_engine(url, pool_size=pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.replica_engine = make_engine(replica_url, pool_size=pool_size) if replica_url else None
-        for engine in (self.engine, self.replica_engine):
-            if engine is not None:
-                instrument_engine(engine)
         self.read_sessions = (
             async_sessionmaker(self.replica_engine, expire_on_commit=False)
             if self.replica_engine

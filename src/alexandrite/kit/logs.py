@@ -65,8 +65,13 @@ def _ecs(_: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def configure_logging(service: str, *, level: str = "INFO", json_output: bool = True) -> None:
+    def _service(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        event.setdefault("service", service)  # every task's lines, not only those of the configuring task
+        return event
+
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _service,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
@@ -82,5 +87,4 @@ def configure_logging(service: str, *, level: str = "INFO", json_output: bool = 
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.bind_contextvars(service=service)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

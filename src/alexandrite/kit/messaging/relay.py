@@ -136,26 +136,35 @@ class OutboxRelay:
             ).one()
         return int(count), float(oldest or 0.0)
 
+    async def _export_backlog(self) -> None:
+        try:
+            count, age = await self.backlog()
+        except Exception as error:  # database away: the relay's own loop reports it
+            log.debug("outbox_backlog_unavailable", error=repr(error)[:200])
+            return
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
+        metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
+
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.5
         last_gauge = 0.0
         loop = asyncio.get_running_loop()
         while not stop.is_set():
+            published = 0
             try:
                 published = await self.publish_once()
                 backoff = 0.5
-                if loop.time() - last_gauge > 5:
-                    last_gauge = loop.time()
-                    count, age = await self.backlog()
-                    metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
-                    metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
-                if published:
-                    continue
                 delay = self.idle_seconds
             except Exception as error:  # broker or database away: keep the rows, retry later
                 log.warning("outbox_relay_error", error=repr(error)[:300], retry_in=backoff)
                 delay, backoff = backoff, min(backoff * 2, 10.0)
                 await self._reset()
+            # Also while publishing fails: that is when a growing backlog must show.
+            if loop.time() - last_gauge > 5:
+                last_gauge = loop.time()
+                await self._export_backlog()
+            if published:
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
         await self.close()
