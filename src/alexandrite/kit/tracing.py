@@ -25,8 +25,8 @@ from opentelemetry.trace import SpanKind
 from alexandrite.kit.settings import Settings
 
 TRACER_NAME = "alexandrite"
-_tracer = trace.get_tracer(TRACER_NAME)
 _installed: dict[str, Any] = {}
+_state: dict[str, Any] = {"tracer": trace.get_tracer(TRACER_NAME)}  # the global (no-op until installed)
 
 
 def tracing_enabled() -> bool:
@@ -75,6 +75,18 @@ def install_provider(provider: Any) -> None:
     SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
 
 
+@contextlib.contextmanager
+def use_provider(provider: Any) -> Iterator[None]:
+    """Message spans go to ``provider`` inside the block (tests: an in-memory exporter), with no
+    global instrumentation installed and the process's tracer restored afterwards."""
+    previous = _state["tracer"]
+    _state["tracer"] = provider.get_tracer(TRACER_NAME)
+    try:
+        yield
+    finally:
+        _state["tracer"] = previous
+
+
 def instrument_app(app: Any) -> None:
     if tracing_enabled():
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -105,7 +117,7 @@ def message_span(name: str, kind: SpanKind, headers: Mapping[str, Any], **attrib
     parent = propagate.extract({k: str(v) for k, v in headers.items() if k in ("traceparent", "tracestate")})
     token = otel_context.attach(parent)
     try:
-        with _tracer.start_as_current_span(name, kind=kind, attributes=attributes) as span:
+        with _state["tracer"].start_as_current_span(name, kind=kind, attributes=attributes) as span:
             yield span
     finally:
         otel_context.detach(token)
