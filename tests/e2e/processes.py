@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from alexandrite.kit.settings import Settings
@@ -20,6 +21,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def fetch(settings: Settings, service: str, query: str, *args: object) -> list[asyncpg.Record]:
+    """Rows of one query on a service's database (tests look at what the processes stored)."""
+    conn = await asyncpg.connect(settings.database_url(service).replace("+asyncpg", ""))  # type: ignore[arg-type]
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
 
 
 @dataclass

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import asyncpg
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -29,7 +28,7 @@ from alexandrite.kit.messaging.topology import PRICING_QUEUE, events_queue
 from alexandrite.kit.settings import SERVICES, Settings
 from alexandrite.kit.smtp_sink import SmtpSink
 from alexandrite.simulate import ring_model, simulate
-from tests.e2e.processes import Platform, free_port
+from tests.e2e.processes import Platform, fetch, free_port
 from tests.observability_config import exposed_names, missing_names, used_metric_names
 
 pytestmark = pytest.mark.e2e
@@ -74,14 +73,6 @@ class Observed:
 def total(samples: Samples, name: str, **labels: str) -> float:
     wanted = set(labels.items())
     return sum(v for (_, n, ls), v in samples.items() if n == name and wanted <= ls)
-
-
-async def fetch(settings: Settings, service: str, query: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(settings.database_url(service).replace("+asyncpg", ""))  # type: ignore[arg-type]
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
 
 
 async def history_counts(settings: Settings) -> dict[str, tuple[Counter[str], Counter[str]]]:

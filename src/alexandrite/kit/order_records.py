@@ -18,6 +18,8 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
+    ForeignKey,
     Integer,
     MetaData,
     Table,
@@ -47,6 +49,20 @@ def define_history(metadata: MetaData) -> Table:
         Column("at", DateTime(timezone=True), nullable=False),
         Column("by", Text, nullable=False),
         UniqueConstraint("order_id", "seq", name="uq_order_history_order_seq"),
+    )
+
+
+def define_delays(metadata: MetaData, orders_table: str) -> Table:
+    """Stage SLA breaches of an order: one row per order and stage (so one notice each)."""
+    return Table(
+        "order_delays",
+        metadata,
+        Column("order_id", Uuid, ForeignKey(f"{orders_table}.id", ondelete="CASCADE"), primary_key=True),
+        Column("stage", Text, primary_key=True),
+        Column("since", DateTime(timezone=True), nullable=False),
+        Column("sla_seconds", Float, nullable=False),
+        Column("detected_at", DateTime(timezone=True), nullable=False),
+        Column("new_eta", DateTime(timezone=True), nullable=False),
     )
 
 

@@ -6,7 +6,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -20,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from alexandrite.kit.messaging.tables import define_inbox, define_outbox
-from alexandrite.kit.order_records import define_history
+from alexandrite.kit.order_records import define_delays, define_history
 
 metadata = MetaData()
 
@@ -83,16 +82,7 @@ Index(
 )
 
 # Stage SLA breaches found by the watchdog: one row per order and stage, so one notice each.
-order_delays = Table(
-    "order_delays",
-    metadata,
-    Column("order_id", Uuid, ForeignKey("production_orders.id", ondelete="CASCADE"), primary_key=True),
-    Column("stage", Text, primary_key=True),
-    Column("since", DateTime(timezone=True), nullable=False),
-    Column("sla_seconds", Float, nullable=False),
-    Column("detected_at", DateTime(timezone=True), nullable=False),
-    Column("new_eta", DateTime(timezone=True), nullable=False),
-)
+order_delays = define_delays(metadata, "production_orders")
 
 order_history = define_history(metadata)
 outbox = define_outbox(metadata)

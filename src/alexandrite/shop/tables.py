@@ -6,7 +6,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -22,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from alexandrite.kit.messaging.tables import define_inbox, define_outbox
-from alexandrite.kit.order_records import define_history
+from alexandrite.kit.order_records import define_delays, define_history
 
 metadata = MetaData()
 
@@ -92,16 +91,7 @@ idempotency_keys = Table(
 )
 
 # Delays production reported (mes.order.delayed): shown on the order, one row per order and stage.
-order_delays = Table(
-    "order_delays",
-    metadata,
-    Column("order_id", Uuid, ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True),
-    Column("stage", Text, primary_key=True),
-    Column("since", DateTime(timezone=True), nullable=False),
-    Column("sla_seconds", Float, nullable=False),
-    Column("detected_at", DateTime(timezone=True), nullable=False),
-    Column("new_eta", DateTime(timezone=True), nullable=False),
-)
+order_delays = define_delays(metadata, "orders")
 
 # Notification outbox: written in the transaction that decides to notify, sent by the notifier.
 notifications = Table(
