@@ -113,7 +113,7 @@ def observed(settings: Settings, test_env: dict[str, str]) -> Iterator[Observed]
     env = {
         **test_env,
         "ALEX_TRACING": "file",
-        "ALEX_TRACE_FILE": str((log_dir / "traces").resolve()),
+        "ALEX_TRACE_DIR": str((log_dir / "traces").resolve()),
         "ALEX_SLA_SECONDS": json.dumps({"PRICE_CALCULATED": SLA_SECONDS}),
         "ALEX_WATCHDOG_INTERVAL_SECONDS": "0.5",
         "ALEX_NOTIFIER_INTERVAL_SECONDS": "0.3",

@@ -94,10 +94,10 @@ class Settings(BaseSettings):
     # How often each API recounts its orders per status for the orders-in-status gauge.
     status_gauge_interval_seconds: float = Field(default=15.0, gt=0)
     # OpenTelemetry: off by default (no instrumentation installed, near-zero cost).
-    # "otlp" exports to otlp_endpoint (OTLP/HTTP); "file" appends spans as JSON lines to trace_file.
+    # "otlp" exports to otlp_endpoint (OTLP/HTTP); "file" writes JSON lines to trace_dir/<service>-<pid>.jsonl.
     tracing: Literal["off", "otlp", "file"] = "off"
     otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
-    trace_file: Path = Path("var/traces.jsonl")
+    trace_dir: Path = Path("var/traces")
     # Per-stage SLAs: the longest an order may stay in a status, in seconds (JSON object in the
     # environment, e.g. ALEX_SLA_SECONDS='{"PRICE_CALCULATING": 1800}'); statuses not listed have none.
     sla_seconds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SLA_SECONDS))

@@ -47,7 +47,7 @@ def configure_tracing(service_name: str, settings: Settings) -> None:
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint)))
     else:
-        provider.add_span_processor(SimpleSpanProcessor(file_exporter(settings.trace_file, service_name)))
+        provider.add_span_processor(SimpleSpanProcessor(file_exporter(settings.trace_dir, service_name)))
     install_provider(provider)
 
 
