@@ -119,8 +119,6 @@ def observed(settings: Settings, test_env: dict[str, str]) -> Iterator[Observed]
         "ALEX_NOTIFIER_INTERVAL_SECONDS": "0.3",
         "ALEX_STATUS_GAUGE_INTERVAL_SECONDS": "0.5",
         "ALEX_SMTP_PORT": str(smtp_port),
-        # Small pools: the PostgreSQL server (100 connections) is shared with whatever else runs here.
-        "ALEX_DB_POOL_SIZE": "4",
     }
     platform = Platform.configure(settings, env, log_dir)
     with SmtpSink(port=smtp_port) as sink:
