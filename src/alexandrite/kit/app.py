@@ -16,8 +16,8 @@ from starlette.responses import JSONResponse, Response
 
 from alexandrite.kit.db import Database
 from alexandrite.kit.errors import install_error_handlers
-from alexandrite.kit.http import ObservabilityMiddleware
 from alexandrite.kit.graphite import run_graphite_push
+from alexandrite.kit.http import ObservabilityMiddleware
 from alexandrite.kit.logs import configure_logging
 from alexandrite.kit.messaging.consumer import Consumer, Delivery
 from alexandrite.kit.messaging.relay import OutboxRelay
