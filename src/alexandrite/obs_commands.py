@@ -16,6 +16,7 @@ def cmd_watchdog(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.kit.db import Database
     from alexandrite.kit.logs import configure_logging
     from alexandrite.mes.watchdog import run_watchdog, scan, slas_from
+    from alexandrite.mes.worker import SidePortServer
 
     configure_logging("mes", level=settings.log_level, json_output=settings.log_json)
 
@@ -32,7 +33,12 @@ def cmd_watchdog(settings: Settings, args: argparse.Namespace) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            await run_watchdog(db, settings, stop)
+            side = SidePortServer(settings.host, args.metrics_port, lambda: True) if args.metrics_port else None
+            try:
+                await run_watchdog(db, settings, stop)
+            finally:
+                if side is not None:
+                    side.close()
             return 0
         finally:
             await db.dispose()
@@ -60,6 +66,7 @@ def cmd_smtp_sink(settings: Settings, args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     watchdog = sub.add_parser("watchdog", help="find orders past their stage SLA and report each delay once")
     watchdog.add_argument("--once", action="store_true", help="one scan, print what was reported, exit")
+    watchdog.add_argument("--metrics-port", type=int, help="serve /metrics and /health/live on this port")
     watchdog.set_defaults(func=cmd_watchdog)
 
     sink = sub.add_parser("smtp-sink", help="a local SMTP server that keeps every e-mail (development, tests)")
