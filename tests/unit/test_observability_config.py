@@ -118,7 +118,7 @@ def test_log_lines_carry_the_ecs_fields_filebeat_maps() -> None:
 
     policy = json.loads((FILEBEAT / "ilm-policy.json").read_text())["policy"]
     assert policy["phases"]["delete"]["actions"] == {"delete": {}}
-    for service, index in routed.items():
+    for index in routed.values():
         template = json.loads((FILEBEAT / "index-templates" / f"{index}.json").read_text())
         assert any(index.startswith(p.rstrip("*")) for p in template["index_patterns"])
         assert template["template"]["settings"]["index.lifecycle.name"] == "alexandrite-logs"

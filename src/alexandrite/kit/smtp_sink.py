@@ -26,7 +26,7 @@ class _Collector:
         data = envelope.original_content or envelope.content
         message = message_from_bytes(data, policy=policy.default)
         with self.lock:
-            self.messages.append(message)  # type: ignore[arg-type]
+            self.messages.append(message)
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
             (self.directory / f"{uuid.uuid4().hex}.eml").write_bytes(data)

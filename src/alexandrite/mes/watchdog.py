@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from alexandrite.contracts.events import DELIVERY_STAGE, OrderDelayed, order_delayed_envelope, utcnow
@@ -44,8 +44,8 @@ def slas_from(settings: Settings) -> StageSlas:
     return StageSlas(dict(settings.sla_seconds), settings.promised_delivery_days * DAY)
 
 
-def _overdue_condition(slas: StageSlas, now: datetime):  # type: ignore[no-untyped-def]
-    """SQL: (stage expression, condition) pairs for every stage with an SLA."""
+def _overdue_condition(slas: StageSlas, now: datetime) -> list[tuple[str, ColumnElement[bool]]]:
+    """SQL: (stage, condition) pairs for every stage with an SLA."""
     pairs = [
         (status, and_(P.c.status == status, P.c.status_since < now - timedelta(seconds=seconds)))
         for status, seconds in slas.per_status.items()

@@ -14,9 +14,11 @@ import smtplib
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
+from collections.abc import Callable
 from typing import Any
 
 import structlog
+from prometheus_client import Counter
 from sqlalchemy import func, select, update
 
 from alexandrite.contracts.events import utcnow
@@ -48,6 +50,10 @@ def send_email(settings: Settings, message: EmailMessage) -> None:
         smtp.send_message(message)
 
 
+def _counting(counter: Counter, channel: str, kind: str) -> Callable[[], None]:
+    return lambda: counter.labels(channel, kind).inc()
+
+
 async def send_pending(db: Database, settings: Settings, *, batch: int = 20) -> int:
     """Send one batch of due notifications; returns how many were delivered."""
     sent = 0
@@ -68,13 +74,13 @@ async def send_pending(db: Database, settings: Settings, *, batch: int = 20) -> 
                     update(N).where(N.c.id == row.id).values(
                         attempts=N.c.attempts + 1, last_error=repr(error)[:500],
                         next_attempt_at=utcnow() + timedelta(seconds=backoff)))
-                uow.after_commit(lambda k=kind, c=row.channel: metrics.NOTIFICATION_FAILURES.labels(c, k).inc())
+                uow.after_commit(_counting(metrics.NOTIFICATION_FAILURES, row.channel, kind))
                 log.warning("notification_failed", order_id=str(row.order_id), kind=row.kind,
                             attempt=row.attempts + 1, error=repr(error)[:200])
                 continue
             await uow.session.execute(
                 update(N).where(N.c.id == row.id).values(sent_at=utcnow(), attempts=N.c.attempts + 1))
-            uow.after_commit(lambda k=kind, c=row.channel: metrics.NOTIFICATIONS_SENT.labels(c, k).inc())
+            uow.after_commit(_counting(metrics.NOTIFICATIONS_SENT, row.channel, kind))
             log.info("notification_sent", order_id=str(row.order_id), kind=row.kind, channel=row.channel)
             sent += 1
         await uow.commit()
