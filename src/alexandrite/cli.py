@@ -285,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int)
     simulate.set_defaults(func=cmd_simulate)
 
+    from alexandrite.obs_commands import register as register_observability
+
+    register_observability(sub)
+
     from alexandrite.ops.commands import add_operations_commands
 
     add_operations_commands(sub)
