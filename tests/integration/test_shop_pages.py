@@ -203,3 +203,23 @@ def test_pricing_progress_reads_plainly(position: int, eta: float, words: list[s
         poll_seconds=2, csrf_token="")
     assert all(w in html for w in words), html
     assert 'hx-trigger="every 2s"' in html and 'aria-live="polite"' in html
+
+
+async def test_a_recorded_delay_shows_on_the_order_page(app: object) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from alexandrite.shop.tables import order_delays
+
+    async with browser(app) as client:
+        token = await signed_up(client)
+        answer = await client.post("/orders/new", data={"alloy": "gold_585", "csrf_token": token},
+                                   files={"file": ("ring.stl", RING, "model/stl")})
+        order_id = uuid.UUID(answer.headers["location"].rsplit("/", 1)[-1])
+        now = datetime.now(UTC)
+        async with app.state.db.sessions() as session:  # type: ignore[attr-defined]
+            await session.execute(order_delays.insert().values(
+                order_id=order_id, stage="DELIVERY", since=now - timedelta(days=9), sla_seconds=86400.0,
+                detected_at=now, new_eta=datetime(2031, 3, 4, tzinfo=UTC)))
+            await session.commit()
+        page = await client.get(f"/orders/{order_id}")
+        assert "Delayed:" in page.text and "We now expect to ship it by 04 March 2031." in page.text
