@@ -27,6 +27,7 @@ from alexandrite.kit.settings import Settings
 from alexandrite.mes import handlers
 from alexandrite.mes.app import create_app
 from alexandrite.mes.consumers import handle_event
+from alexandrite.mes.dashboard import attach_cache
 from alexandrite.mes.progress import QueueEstimate
 from alexandrite.mes.tables import order_history, pricing_jobs, production_orders
 
@@ -39,18 +40,24 @@ BASE = "/api/v1/production"
 
 
 @pytest.fixture(scope="module")
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def app(settings: Settings) -> AsyncIterator[Any]:
     # Events are fed to the handler directly; outbox rows stay put so the tests can read them.
-    app = create_app(settings.model_copy(update={"run_relay": False, "run_consumer": False}))
-    async with LifespanManager(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://mes.test"
-    ) as http:
+    application = create_app(settings.model_copy(update={"run_relay": False, "run_consumer": False}))
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture(scope="module")
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mes.test") as http:
         yield http
 
 
 @pytest.fixture(scope="module")
-async def db(settings: Settings) -> AsyncIterator[Database]:
+async def db(settings: Settings, app: Any) -> AsyncIterator[Database]:
+    # Like the service's consumer: status changes made here drop the dashboard's cached pages.
     database = Database(settings.database_url("mes"), pool_size=3)
+    attach_cache(database, app.state.dashboard_cache)
     yield database
     await database.dispose()
 

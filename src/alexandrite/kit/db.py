@@ -28,8 +28,17 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     )
 
 
+StatusListener = Callable[[str | None, str], Awaitable[None] | None]
+
+
 class Database:
-    """A service's primary engine and, when configured, a read replica for lag-tolerant reads."""
+    """A service's primary engine and, when configured, a read replica for lag-tolerant reads.
+
+    Writes (:class:`UnitOfWork`) always use :attr:`sessions` (the primary); lag-tolerant reads use
+    :attr:`read_sessions`, which is the primary too when no replica is configured.
+    ``status_listeners`` are called after the commit of every order status change made through
+    this database (previous status or None for a new order, new status), e.g. to drop cached pages.
+    """
 
     def __init__(self, url: str, *, pool_size: int = 10, replica_url: str | None = None) -> None:
         self.engine = make_engine(url, pool_size=pool_size)
@@ -40,6 +49,7 @@ class Database:
             if self.replica_engine
             else self.sessions
         )
+        self.status_listeners: list[StatusListener] = []
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -9,6 +9,7 @@ counts the time the order spent in the status it leaves.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,6 +59,12 @@ class Transition:
     seq: int
     at: datetime
     by: str
+
+
+def _notify(uow: UnitOfWork, previous: str | None, status: str) -> None:
+    """The database's status listeners hear of the change once it is committed."""
+    for listener in getattr(uow.db, "status_listeners", ()):
+        uow.after_commit(functools.partial(listener, previous, status))
 
 
 async def current_seq(uow: UnitOfWork, orders: Table, order_id: uuid.UUID) -> int:
@@ -115,6 +122,7 @@ async def record_transition(
             metrics.TIME_IN_STATUS.labels(service, previous.value).observe(spent)
 
     uow.after_commit(_observe)
+    _notify(uow, previous.value, target.value)
     return Transition(order_id, previous, target, new_seq, at, by)
 
 
@@ -143,6 +151,7 @@ async def record_creation(
                                 at=at, by=by)
     )
     uow.after_commit(lambda: metrics.ORDER_TRANSITIONS.labels(service, status.value).inc())
+    _notify(uow, None, status.value)
     return Transition(order_id, None, status, seq, at, by)
 
 

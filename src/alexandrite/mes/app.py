@@ -12,14 +12,24 @@ from alexandrite.kit.app import create_service_app
 from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.mes.api import internal, router
 from alexandrite.mes.consumers import event_handler
+from alexandrite.mes.dashboard import attach_cache, make_cache
+from alexandrite.mes.pages import pages
 from alexandrite.mes.progress import QueueProbe
+
+
+async def _start_cache(app: FastAPI) -> None:
+    """The dashboard cache, dropped after every status change this process commits (API and events)."""
+    app.state.dashboard_cache = make_cache(app.state.settings)
+    attach_cache(app.state.db, app.state.dashboard_cache)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = create_service_app(
-        "mes", settings, [router, internal], event_handler=event_handler, title="Alexandrite MES API",
+        "mes", settings, [router, internal, pages], event_handler=event_handler, title="Alexandrite MES API",
+        on_startup=_start_cache,
     )
+    app.state.dashboard_cache = None
     # Workers on the pricing queue, for ETAs: connects lazily, closed when the app stops.
     probe = QueueProbe(settings.amqp_url)
     app.state.pricing_probe = probe
@@ -32,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield state
         finally:
             await probe.close()
+            if app.state.dashboard_cache is not None:
+                await app.state.dashboard_cache.close()
 
     app.router.lifespan_context = lifespan
     return app

@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alexandrite.mes.domain import ACTIVE_JOB_STATES, AVERAGE_WINDOW, JobState
-from alexandrite.mes.tables import pricing_jobs, production_orders
+from alexandrite.mes.tables import archived_production_orders, pricing_jobs, production_orders
 
 orders = production_orders
 _ACTIVE = tuple(s.value for s in ACTIVE_JOB_STATES)
@@ -41,6 +41,18 @@ async def get_order(session: AsyncSession, order_id: uuid.UUID, *, for_update: b
     return (await session.execute(stmt)).first()
 
 
+async def get_archived_order(session: AsyncSession, order_id: uuid.UUID) -> Any:
+    """An order in a month that ``alexandrite maintain`` archived (read-only)."""
+    stmt = select(archived_production_orders).where(archived_production_orders.c.id == order_id)
+    return (await session.execute(stmt)).first()
+
+
+def _statuses(name: str, statuses: tuple[str, ...]) -> Any:
+    """The statuses inlined as literals (they are enum values): the plan, cached or not, sees them and
+    can use the partial in-work index. A bound parameter list would get a generic plan that cannot."""
+    return bindparam(name, list(statuses), expanding=True, literal_execute=True)
+
+
 async def order_status(session: AsyncSession, order_id: uuid.UUID) -> str | None:
     return (await session.execute(select(orders.c.status).where(orders.c.id == order_id))).scalar_one_or_none()
 
@@ -48,9 +60,10 @@ async def order_status(session: AsyncSession, order_id: uuid.UUID) -> str | None
 async def list_orders(session: AsyncSession, statuses: tuple[str, ...],
                       after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[Any]:
     """Newest first; fetches ``limit + 1`` rows so the caller knows whether a next page exists."""
-    stmt = select(*SUMMARY_COLUMNS).where(orders.c.status.in_(statuses))
+    stmt = select(*SUMMARY_COLUMNS).where(orders.c.status.in_(_statuses("statuses", statuses)))
     if after is not None:
-        stmt = stmt.where(tuple_(orders.c.created_at, orders.c.id) < tuple_(*after))
+        # The plain bound lets the planner skip the months newer than the cursor (pruning).
+        stmt = stmt.where(orders.c.created_at <= after[0], tuple_(orders.c.created_at, orders.c.id) < tuple_(*after))
     stmt = stmt.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit + 1)
     return list((await session.execute(stmt)).all())
 
@@ -58,7 +71,9 @@ async def list_orders(session: AsyncSession, statuses: tuple[str, ...],
 async def count_by_status(session: AsyncSession, statuses: tuple[str, ...]) -> dict[str, int]:
     rows = (
         await session.execute(
-            select(orders.c.status, func.count()).where(orders.c.status.in_(statuses)).group_by(orders.c.status)
+            select(orders.c.status, func.count())
+            .where(orders.c.status.in_(_statuses("count_statuses", statuses)))
+            .group_by(orders.c.status)
         )
     ).all()
     found = {status: int(n) for status, n in rows}
