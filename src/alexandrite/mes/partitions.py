@@ -91,7 +91,8 @@ async def ensure_month(conn: AsyncConnection, month: date) -> bool:
     name = partition_name(month)
     if await _exists(conn, "public", name) or await _exists(conn, ARCHIVE_SCHEMA, name):
         return False
-    start, end = month.isoformat(), add_months(month, 1).isoformat()
+    start = datetime(month.year, month.month, 1, tzinfo=UTC)
+    end = datetime.combine(add_months(month, 1), datetime.min.time(), UTC)
     stray = (await conn.execute(text(
         f"SELECT 1 FROM {DEFAULT_PARTITION} WHERE created_at >= :start AND created_at < :end LIMIT 1"
     ), {"start": start, "end": end})).first()
