@@ -143,8 +143,13 @@ async def test_a_load_overtaken_by_a_change_is_not_stored(settings: Settings) ->
         assert await cache.get_or_load("page", ["A", "B"], load_while_changing) == b"1"
         assert await cache.get_or_load("page", ["A", "B"], load) == b"2"  # the stale "1" was not kept
         assert await cache.get_or_load("page", ["A", "B"], load_while_changing) == b"2"  # now cached
-        await cache.invalidate(["B"])
+        version = 3
+        await cache.invalidate(["B"])  # any of the entry's tags drops it
         assert await cache.get_or_load("page", ["A", "B"], load) == b"3"
+        assert await cache.get_or_load("other", ["C"], load) == b"3"
+        version = 4
+        await cache.invalidate(["A"])
+        assert await cache.get_or_load("other", ["C"], load) == b"3"  # untouched by other tags
     finally:
         await cache.close()
 
@@ -168,35 +173,41 @@ async def test_redis_unreachable_serves_from_the_database_and_says_so(settings: 
     assert f'alexandrite_cache_up{{cache="{CACHE_NAME}"}} 0.0' in metrics
 
 
+def browser(app: Any, token: str | None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mes.test",
+                             cookies={"token": token} if token else None)
+
+
 async def test_html_dashboard_renders_the_same_view(client: httpx.AsyncClient, app: Any,
                                                     settings: Settings) -> None:
-    order_id = await approved_order(app.state.db, created_at=datetime.now(UTC) + timedelta(days=403))
+    await approved_order(app.state.db, created_at=datetime.now(UTC) + timedelta(days=403))
+    order_id = await approved_order(app.state.db, created_at=datetime.now(UTC) + timedelta(days=404))
     json_page = await first_page(client, settings, limit=50)
     token = bearer(settings)["Authorization"].split()[1]
-    html = await client.get("/production/dashboard", cookies={"token": token})
-    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
-    assert f'data-id="{order_id}"' in html.text
-    for status, n in json_page["counts"].items():
-        assert f'<td data-status="{status}">{n}</td>' in html.text
+    async with browser(app, token) as web:
+        html = await web.get("/production/dashboard")
+        assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+        assert f'data-id="{order_id}"' in html.text
+        for status, n in json_page["counts"].items():
+            assert f'<td data-status="{status}">{n}</td>' in html.text
+        assert (await web.get("/production/dashboard", params={"status": "BAKING"})).status_code == 422
+        take = await web.post(f"/production/dashboard/orders/{order_id}/take")
+        assert take.status_code == 303
+        assert status_in(await first_page(client, settings, limit=50), order_id) == "MANUFACTURING_STARTED"
+        assert (await web.post(f"/production/dashboard/orders/{order_id}/take")).status_code == 409
+        other_site = await web.post(f"/production/dashboard/orders/{order_id}/take",
+                                    headers={"origin": "https://evil.example"})
+        assert other_site.status_code == 403
     by_header = await client.get("/production/dashboard", headers=bearer(settings),
-                                 params={"status": "MANUFACTURING_APPROVED", "limit": 5})
+                                 params={"status": "MANUFACTURING_APPROVED", "limit": 1})
     assert by_header.status_code == 200 and 'rel="next"' in by_header.text
 
-    take = await client.post(f"/production/dashboard/orders/{order_id}/take", cookies={"token": token})
-    assert take.status_code == 303
-    assert status_in(await first_page(client, settings, limit=50), order_id) == "MANUFACTURING_STARTED"
-    again = await client.post(f"/production/dashboard/orders/{order_id}/take", cookies={"token": token})
-    assert again.status_code == 409
-
-    assert (await client.get("/production/dashboard")).status_code == 401
-    assert (await client.get("/production/dashboard", cookies={"token": "forged.token"})).status_code == 401
-    seller = bearer(settings, "sam", "seller")["Authorization"].split()[1]
-    assert (await client.get("/production/dashboard", cookies={"token": seller})).status_code == 403
-    assert (await client.get("/production/dashboard", cookies={"token": token},
-                             params={"status": "BAKING"})).status_code == 422
-    other_site = await client.post(f"/production/dashboard/orders/{order_id}/take", cookies={"token": token},
-                                   headers={"origin": "https://evil.example"})
-    assert other_site.status_code == 403
+    async with browser(app, None) as web:
+        assert (await web.get("/production/dashboard")).status_code == 401
+    async with browser(app, "forged.token") as web:
+        assert (await web.get("/production/dashboard")).status_code == 401
+    async with browser(app, bearer(settings, "sam", "seller")["Authorization"].split()[1]) as web:
+        assert (await web.get("/production/dashboard")).status_code == 403
 
 
 async def test_fifty_operators_take_the_same_order_exactly_one_wins(client: httpx.AsyncClient, app: Any,
