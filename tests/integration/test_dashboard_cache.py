@@ -25,6 +25,7 @@ from alexandrite.kit.settings import Settings
 from alexandrite.mes.app import create_app
 from alexandrite.mes.dashboard import CACHE_NAME
 from mes_orders import QUOTE, approved_order, feed, priced_order
+from test_mes_partitions import assert_counts_exact
 
 S = OrderStatus
 BASE = "/api/v1/production"
@@ -101,7 +102,7 @@ async def test_a_status_change_is_visible_on_the_very_next_read(client: httpx.As
 
 async def test_entries_expire_with_jitter_and_misses_load_once(settings: Settings) -> None:
     cache = PageCache(settings.redis_url, prefix=settings.redis_prefix, name=f"t-{uuid.uuid4().hex[:6]}",
-                      ttl_seconds=10, jitter=0.5, lock_seconds=3)
+                      ttl_seconds=10, jitter=0.5, lock_seconds=5, timeout_seconds=5)
     loads = 0
 
     async def slow_load(fresh: bool) -> bytes:
@@ -126,7 +127,7 @@ async def test_entries_expire_with_jitter_and_misses_load_once(settings: Setting
 
 async def test_a_load_overtaken_by_a_change_is_not_stored(settings: Settings) -> None:
     cache = PageCache(settings.redis_url, prefix=settings.redis_prefix, name=f"t-{uuid.uuid4().hex[:6]}",
-                      ttl_seconds=10)
+                      ttl_seconds=10, timeout_seconds=5)
     version = 1
 
     async def load_while_changing(fresh: bool) -> bytes:
@@ -220,5 +221,6 @@ async def test_fifty_operators_take_the_same_order_exactly_one_wins(client: http
     winner = next(r for r in responses if r.status_code == 200).json()["operator"]
     assert status_in(await first_page(client, settings, limit=200), order_id) == "MANUFACTURING_STARTED"
     view = await client.get(f"{BASE}/orders/{order_id}", headers=bearer(settings))
+    await assert_counts_exact(app.state.db)
     assert view.json()["operator"] == winner and [h["status"] for h in view.json()["history"]].count(
         "MANUFACTURING_STARTED") == 1

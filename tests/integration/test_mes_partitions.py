@@ -138,9 +138,19 @@ async def test_dashboard_plan_uses_the_in_work_index_and_prunes_months(seeded: D
     assert not any(n["Node Type"] == "Sort" for n in nodes)
 
 
+async def assert_counts_exact(db: Database) -> None:
+    """The trigger-kept counts per in-work status equal a real count of the live table."""
+    async with db.sessions() as session:
+        kept = await repository.count_by_status(session, IN_WORK_STATUSES)
+        real = dict((await session.execute(text(
+            "SELECT status, count(*) FROM production_orders WHERE status = ANY(:s) GROUP BY status"),
+            {"s": list(IN_WORK_STATUSES)})).all())
+    assert kept == {s: real.get(s, 0) for s in IN_WORK_STATUSES}
+
+
 async def test_rows_in_the_default_partition_move_into_a_new_month(db: Database) -> None:
-    far = date(2041, 3, 1)
-    order_id = await approved_order(db, created_at=datetime(2041, 3, 15, tzinfo=UTC))
+    far = date(2019, 3, 1)  # older than any month the migration made
+    order_id = await approved_order(db, created_at=datetime(2019, 3, 15, tzinfo=UTC))
     async with db.engine.connect() as conn:
         where = (await conn.execute(text("SELECT tableoid::regclass::text FROM production_orders WHERE id = :id"),
                                     {"id": order_id})).scalar_one()
@@ -150,6 +160,7 @@ async def test_rows_in_the_default_partition_move_into_a_new_month(db: Database)
         where = (await conn.execute(text("SELECT tableoid::regclass::text FROM production_orders WHERE id = :id"),
                                     {"id": order_id})).scalar_one()
     assert where == partitions.partition_name(far)
+    await assert_counts_exact(db)
 
 
 async def test_archive_keeps_an_order_readable_by_id_and_restore_brings_it_back(
@@ -173,6 +184,7 @@ async def test_archive_keeps_an_order_readable_by_id_and_restore_brings_it_back(
         assert (await session.execute(select(production_orders.c.id).where(
             production_orders.c.id == order_id))).first() is None
     assert not await listed()
+    await assert_counts_exact(db)
     archived = await client.get(f"{BASE}/orders/{order_id}", headers=operator)
     assert archived.status_code == 200, archived.text
     body = archived.json()
@@ -188,6 +200,7 @@ async def test_archive_keeps_an_order_readable_by_id_and_restore_brings_it_back(
     with pytest.raises(LookupError):
         async with db.engine.begin() as conn:
             await partitions.restore_month(conn, month)  # not archived any more
+    await assert_counts_exact(db)
 
 
 async def test_maintain_creates_months_ahead_and_archives_old_ones(db: Database) -> None:

@@ -69,7 +69,7 @@ return n
 
 class PageCache:
     def __init__(self, url: str, *, prefix: str, name: str, ttl_seconds: float, jitter: float = 0.2,
-                 lock_seconds: float = 2.0, timeout_seconds: float = 0.1, retry_seconds: float = 1.0,
+                 lock_seconds: float = 2.0, timeout_seconds: float = 0.25, retry_seconds: float = 1.0,
                  fresh_seconds: float = 2.0) -> None:
         self.name = name
         self._redis = Redis.from_url(url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     cache_ttl_seconds: float = Field(default=30.0, ge=0)  # 0 disables the page cache
     cache_ttl_jitter: float = Field(default=0.2, ge=0, le=1)  # TTL grows by up to this fraction, at random
     cache_lock_seconds: float = Field(default=2.0, gt=0)  # one loader per missing page; others wait this long
-    cache_redis_timeout_seconds: float = Field(default=0.1, gt=0)
+    cache_redis_timeout_seconds: float = Field(default=0.25, gt=0)
     cache_retry_seconds: float = Field(default=1.0, ge=0)  # after a Redis failure, go straight to the database
     replica_fresh_seconds: float = Field(default=2.0, ge=0)  # after a change, cache refills read the primary
 

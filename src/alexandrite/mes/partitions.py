@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 PARENT = "production_orders"
 ARCHIVE_SCHEMA = "archive"
 DEFAULT_PARTITION = f"{PARENT}_default"
+COUNTS = "production_status_counts"
 _NAME = re.compile(rf"^{PARENT}_p(\d{{4}})(\d{{2}})$")
 
 
@@ -105,6 +106,7 @@ async def ensure_month(conn: AsyncConnection, month: date) -> bool:
         f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE created_at >= :start AND created_at < :end "
         f"RETURNING *) INSERT INTO {name} SELECT * FROM moved"), {"start": start, "end": end})
     await conn.execute(text(f"ALTER TABLE {PARENT} ATTACH PARTITION {name} FOR VALUES {_bounds(month)}"))
+    await _count_in(conn, name, +1)  # the delete from the default partition counted them out
     return True
 
 
@@ -124,6 +126,7 @@ async def archive_month(conn: AsyncConnection, month: date) -> None:
     if not await _exists(conn, "public", name):
         raise LookupError(f"no live partition {name}")
     await conn.execute(text(f"ALTER TABLE {PARENT} DETACH PARTITION {name}"))
+    await _count_in(conn, name, -1)
     await conn.execute(text(f"ALTER TABLE {name} SET SCHEMA {ARCHIVE_SCHEMA}"))
     await conn.execute(text(
         f"ALTER TABLE {ARCHIVE_SCHEMA}.{PARENT} ATTACH PARTITION {ARCHIVE_SCHEMA}.{name} FOR VALUES {_bounds(month)}"))
@@ -137,6 +140,15 @@ async def restore_month(conn: AsyncConnection, month: date) -> None:
     await conn.execute(text(f"ALTER TABLE {ARCHIVE_SCHEMA}.{PARENT} DETACH PARTITION {ARCHIVE_SCHEMA}.{name}"))
     await conn.execute(text(f"ALTER TABLE {ARCHIVE_SCHEMA}.{name} SET SCHEMA public"))
     await conn.execute(text(f"ALTER TABLE {PARENT} ATTACH PARTITION {name} FOR VALUES {_bounds(month)}"))
+    await _count_in(conn, name, +1)
+
+
+async def _count_in(conn: AsyncConnection, table: str, sign: int) -> None:
+    """Add (or take out) a whole month's in-work orders to the per-status counts: attaching and
+    detaching partitions moves rows without firing the row trigger that keeps the counts."""
+    await conn.execute(text(
+        f"UPDATE {COUNTS} c SET n = c.n + :sign * m.n FROM (SELECT status, count(*) AS n FROM {table} "
+        f"GROUP BY status) m WHERE m.status = c.status"), {"sign": sign})
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     DateTime,
@@ -69,6 +70,14 @@ Index(
     production_orders.c.id.desc(),
     postgresql_include=["status"],
     postgresql_where=production_orders.c.status.in_([s.value for s in IN_WORK]),
+)
+
+# Orders in each in-work status, kept by a trigger on production_orders (see the migration).
+production_status_counts = Table(
+    "production_status_counts",
+    metadata,
+    Column("status", Text, primary_key=True),
+    Column("n", BigInteger, nullable=False),
 )
 
 # Months detached from the live table by ``alexandrite maintain`` (still readable by id).
