@@ -24,6 +24,7 @@ from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
 from alexandrite.mes.app import create_app
 from alexandrite.mes.dashboard import CACHE_NAME
+from alexandrite.mes.schemas import OrderPage
 from mes_orders import QUOTE, approved_order, feed, priced_order
 from test_mes_partitions import assert_counts_exact
 
@@ -77,6 +78,7 @@ async def test_a_status_change_is_visible_on_the_very_next_read(client: httpx.As
     order_id = await approved_order(db, created_at=datetime.now(UTC) + timedelta(days=400))
     page = await first_page(client, settings)
     assert status_in(page, order_id) == "MANUFACTURING_APPROVED"
+    OrderPage.model_validate(page)  # the documented shape
     hits = cache_count("hit")
     again = await first_page(client, settings)
     assert cache_count("hit") == hits + 1 and again == page  # served from the cache

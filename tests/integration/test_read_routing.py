@@ -112,6 +112,10 @@ async def test_cache_refills_right_after_a_change_read_the_primary(settings: Set
 async def test_without_a_replica_everything_uses_the_primary(settings: Settings) -> None:
     db = Database(settings.database_url("mes"), pool_size=1)
     try:
-        assert db.replica_engine is None and db.read_sessions is db.sessions
+        assert db.replica_engine is None
+        async with db.read_sessions() as session:
+            assert (await session.execute(text("SELECT current_user"))).scalar_one() == "postgres"
+            assert await session.connection() is not None
+            assert (await session.connection()).engine.url == db.engine.url
     finally:
         await db.dispose()

@@ -35,7 +35,7 @@ class Database:
     """A service's primary engine and, when configured, a read replica for lag-tolerant reads.
 
     Writes (:class:`UnitOfWork`) always use :attr:`sessions` (the primary); lag-tolerant reads use
-    :attr:`read_sessions`, which is the primary too when no replica is configured.
+    :attr:`read_sessions` (outside a transaction), which is the primary too when no replica is configured.
     ``status_listeners`` are called after the commit of every order status change made through
     this database (previous status or None for a new order, new status), e.g. to drop cached pages.
     """
@@ -44,11 +44,10 @@ class Database:
         self.engine = make_engine(url, pool_size=pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.replica_engine = make_engine(replica_url, pool_size=pool_size) if replica_url else None
-        self.read_sessions = (
-            async_sessionmaker(self.replica_engine, expire_on_commit=False)
-            if self.replica_engine
-            else self.sessions
-        )
+        # Lag-tolerant reads run outside a transaction (no BEGIN/ROLLBACK round trips); each
+        # statement sees what was committed when it started.
+        read_engine = (self.replica_engine or self.engine).execution_options(isolation_level="AUTOCOMMIT")
+        self.read_sessions = async_sessionmaker(read_engine, expire_on_commit=False)
         self.status_listeners: list[StatusListener] = []
 
     async def dispose(self) -> None:

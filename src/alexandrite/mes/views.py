@@ -32,7 +32,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def summary(row: Any) -> dict[str, Any]:
-    total, currency = quote_summary(row.quote)
+    """An order as lists show it; ``row`` is a whole order or a row of ``repository.SUMMARY_COLUMNS``."""
+    total, currency = quote_summary(row.quote) if "quote" in row._fields else (row.total, row.currency)
     return {
         "id": row.id,
         "status": row.status,
