@@ -7,7 +7,8 @@ most orders closed, up to 5,000 in work); ``naive.production_orders`` gets the s
 one unpartitioned table with only its primary key, seen by a role whose search path puts it
 first. Then one real uvicorn process at a time (``alexandrite serve mes``, one worker, no relay
 or consumer) is measured with sequential keep-alive requests (``http.client``), first page and
-a deep page (the 40th page of 50 in-work orders):
+a deep page (the 40th page of 50 in-work orders). The three servers run side by side and
+are asked in alternating rounds, so the shared machine's noise hits every variant alike:
 
 - naive:       the unpartitioned table, PK only, cache off
 - partitioned: monthly partitions + the dashboard's indexes, cache off
@@ -141,6 +142,25 @@ def measure(port: int, token: str, query: str, count: int) -> list[float]:
     return timings
 
 
+def interleaved(servers: dict[str, Server], counts: dict[str, int], queries: dict[str, str],
+                token: str) -> dict[tuple[str, str], list[float]]:
+    """Requests to the variants in alternating rounds, so the shared machine's noise hits them alike.
+    Each round sends every variant its share of requests for each page (after one warm-up round)."""
+    rounds = max(counts.values())
+    per_round = {name: max(1, count // min(rounds, 50)) for name, count in counts.items()}
+    rounds = min(rounds, 50)
+    samples: dict[tuple[str, str], list[float]] = {(n, p): [] for n in servers for p in queries}
+    for round_index in range(rounds + 1):
+        for page, query in queries.items():
+            for name, server in servers.items():
+                if round_index and len(samples[(name, page)]) >= counts[name]:
+                    continue
+                values = measure(server.port, token, query, per_round[name] if round_index else 3)
+                if round_index:  # round 0 warms up connections, caches and plans
+                    samples[(name, page)] += values
+    return samples
+
+
 def deep_cursor(port: int, token: str) -> str:
     import json
 
@@ -178,21 +198,24 @@ def run_size(orders: int, requests: int, naive_requests: int) -> list[dict[str, 
             ("partitioned", False, settings.pg_dsn, requests),
             ("cached", True, settings.pg_dsn, requests),
         ]
-        cursor = ""
-        for name, cached, dsn, count in variants:
-            server = Server(settings, cached=cached, pg_dsn=dsn)
-            try:
-                if not cursor:
-                    cursor = deep_cursor(server.port, bearer)
-                for page, query in (("first", f"limit={LIMIT}"), ("deep", f"limit={LIMIT}&cursor={cursor}")):
-                    measure(server.port, bearer, query, max(2, count // 20))  # warm up
-                    values = measure(server.port, bearer, query, count)
-                    rows.append({"orders": orders, "page": page, "variant": name, "n": count,
-                                 "p50": statistics.median(values), "p95": percentile(values, 95),
-                                 "p99": percentile(values, 99)})
-                    print("  " + line(rows[-1], rows), flush=True)
-            finally:
+        servers = {name: Server(settings, cached=cached, pg_dsn=dsn) for name, cached, dsn, _ in variants}
+        try:
+            cursor = deep_cursor(servers["partitioned"].port, bearer)
+            queries = {"first": f"limit={LIMIT}", "deep": f"limit={LIMIT}&cursor={cursor}"}
+            load_before = os.getloadavg()[0]
+            samples = interleaved(servers, {name: count for name, _, _, count in variants}, queries, bearer)
+            load_after = os.getloadavg()[0]
+        finally:
+            for server in servers.values():
                 server.stop()
+        print(f"# load average {load_before:.1f} before, {load_after:.1f} after measuring", flush=True)
+        for page in queries:
+            for name, *_ in variants:
+                values = samples[(name, page)]
+                rows.append({"orders": orders, "page": page, "variant": name, "n": len(values),
+                             "p50": statistics.median(values), "p95": percentile(values, 95),
+                             "p99": percentile(values, 99)})
+                print("  " + line(rows[-1], rows), flush=True)
     finally:
         asyncio.run(cleanup(settings, role))
     return rows

@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
@@ -36,20 +34,6 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    # Events are fed through the app's own database, as its consumer does.
-    application = create_app(settings.model_copy(update={"run_relay": False, "run_consumer": False}))
-    async with LifespanManager(application):
-        yield application
-
-
-@pytest.fixture(scope="module")
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mes.test") as http:
-        yield http
 
 
 def bearer(settings: Settings, name: str = "vera", role: str = "operator") -> dict[str, str]:

@@ -8,55 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy import select
 
-from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope, StatusChanged, status_envelope
+from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.db import Database
-from alexandrite.kit.messaging.consumer import Delivery
 from alexandrite.kit.messaging.tables import OUTBOX
 from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
 from alexandrite.mes import handlers
-from alexandrite.mes.app import create_app
-from alexandrite.mes.consumers import handle_event
-from alexandrite.mes.dashboard import attach_cache
-from mes_orders import QUOTE, approved_order, feed, priced_order, submitted_order
-from alexandrite.mes.progress import QueueEstimate
 from alexandrite.mes.tables import order_history, pricing_jobs, production_orders
+from mes_orders import QUOTE, approved_order, priced_order, submitted_order
 
 S = OrderStatus
 BASE = "/api/v1/production"
-
-
-@pytest.fixture(scope="module")
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    # Events are fed to the handler directly; outbox rows stay put so the tests can read them.
-    application = create_app(settings.model_copy(update={"run_relay": False, "run_consumer": False}))
-    async with LifespanManager(application):
-        yield application
-
-
-@pytest.fixture(scope="module")
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mes.test") as http:
-        yield http
-
-
-@pytest.fixture(scope="module")
-async def db(settings: Settings, app: Any) -> AsyncIterator[Database]:
-    # Like the service's consumer: status changes made here drop the dashboard's cached pages.
-    database = Database(settings.database_url("mes"), pool_size=3)
-    attach_cache(database, app.state.dashboard_cache)
-    yield database
-    await database.dispose()
 
 
 def bearer(settings: Settings, role: str, name: str) -> dict[str, str]:

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql
 
@@ -23,34 +22,12 @@ from alexandrite.kit.pagination import encode_cursor
 from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
 from alexandrite.mes import partitions, repository
-from alexandrite.mes.app import create_app
-from alexandrite.mes.dashboard import IN_WORK_STATUSES, attach_cache
+from alexandrite.mes.dashboard import IN_WORK_STATUSES
 from alexandrite.mes.tables import production_orders
 from alexandrite.seed_orders import Plan, load_service
 from mes_orders import approved_order
 
 BASE = "/api/v1/production"
-
-
-@pytest.fixture(scope="module")
-async def app(settings: Settings) -> AsyncIterator[Any]:
-    application = create_app(settings.model_copy(update={"run_relay": False, "run_consumer": False}))
-    async with LifespanManager(application):
-        yield application
-
-
-@pytest.fixture(scope="module")
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mes.test") as http:
-        yield http
-
-
-@pytest.fixture(scope="module")
-async def db(settings: Settings, app: Any) -> AsyncIterator[Database]:
-    database = Database(settings.database_url("mes"), pool_size=3)
-    attach_cache(database, app.state.dashboard_cache)
-    yield database
-    await database.dispose()
 
 
 @pytest.fixture(scope="module")
