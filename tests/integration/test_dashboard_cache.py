@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
@@ -139,6 +140,29 @@ async def test_a_load_overtaken_by_a_change_is_not_stored(settings: Settings) ->
         assert await cache.get_or_load("other", ["C"], load) == b"3"  # untouched by other tags
     finally:
         await cache.close()
+
+
+async def test_a_failing_load_is_not_taken_for_redis_down(settings: Settings) -> None:
+    cache = PageCache(settings.redis_url, prefix=settings.redis_prefix, name=f"t-{uuid.uuid4().hex[:6]}",
+                      ttl_seconds=10, timeout_seconds=5)
+
+    async def database_down(fresh: bool) -> bytes:
+        raise ConnectionRefusedError("the database is down")
+
+    async def load(fresh: bool) -> bytes:
+        return b"ok"
+
+    unavailable = REGISTRY.get_sample_value("alexandrite_cache_requests_total",
+                                            {"cache": cache.name, "outcome": "unavailable"}) or 0.0
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            await cache.get_or_load("page", ["A"], database_down)
+        assert await cache.get_or_load("page", ["A"], load) == b"ok"  # the lock was released at once
+    finally:
+        await cache.close()
+    assert (REGISTRY.get_sample_value("alexandrite_cache_requests_total",
+                                      {"cache": cache.name, "outcome": "unavailable"}) or 0.0) == unavailable
+    assert REGISTRY.get_sample_value("alexandrite_cache_up", {"cache": cache.name}) == 1
 
 
 async def test_redis_unreachable_serves_from_the_database_and_says_so(settings: Settings) -> None:

@@ -133,34 +133,44 @@ class PageCache:
     # --- read ---------------------------------------------------------------------------------
 
     async def get_or_load(self, key: str, tags: Iterable[str], load: Loader) -> bytes:
-        """The cached body for ``key``, or ``load``'s, stored for the next reader."""
+        """The cached body for ``key``, or ``load``'s, stored for the next reader.
+
+        Errors of ``load`` (the database) propagate; Redis errors only send the read to ``load``.
+        """
         tags = sorted(set(tags))
         if not self._available():
-            metrics.CACHE_REQUESTS.labels(self.name, "unavailable").inc()
-            return await load(False)
+            return await self._bypass(load)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.get(self._value(key))
                 pipe.mget([self._gen(t) for t in tags] or [self._base + "none"])
                 pipe.get(self._base + "fresh")
                 value, generations, fresh = await pipe.execute()
-            self._recovered()
-            if value is not None:
-                metrics.CACHE_REQUESTS.labels(self.name, "hit").inc()
-                return bytes(value)
-            seen = [(g or b"0").decode() for g in generations[: len(tags)]]
-            return await self._load_once(key, tags, seen, fresh is not None, load)
         except (RedisError, OSError) as error:
             self._failed("read", error)
-            metrics.CACHE_REQUESTS.labels(self.name, "unavailable").inc()
-            return await load(False)
+            return await self._bypass(load)
+        self._recovered()
+        if value is not None:
+            metrics.CACHE_REQUESTS.labels(self.name, "hit").inc()
+            return bytes(value)
+        seen = [(g or b"0").decode() for g in generations[: len(tags)]]
+        return await self._load_once(key, tags, seen, fresh is not None, load)
+
+    async def _bypass(self, load: Loader) -> bytes:
+        metrics.CACHE_REQUESTS.labels(self.name, "unavailable").inc()
+        return await load(False)
 
     async def _load_once(self, key: str, tags: list[str], seen: list[str], fresh: bool, load: Loader) -> bytes:
         token = uuid.uuid4().hex
         deadline = time.monotonic() + self._lock_ms / 1000
         pause = 0.002
         while True:
-            if await self._redis.set(self._lock(key), token, nx=True, px=self._lock_ms):
+            try:
+                locked = await self._redis.set(self._lock(key), token, nx=True, px=self._lock_ms)
+            except (RedisError, OSError) as error:
+                self._failed("lock", error)
+                return await self._bypass(load)
+            if locked:
                 metrics.CACHE_REQUESTS.labels(self.name, "miss").inc()
                 try:
                     value = await load(fresh)
@@ -171,7 +181,11 @@ class PageCache:
                 return value
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
-            waited = await self._redis.get(self._value(key))
+            try:
+                waited = await self._redis.get(self._value(key))
+            except (RedisError, OSError) as error:
+                self._failed("wait", error)
+                return await self._bypass(load)
             if waited is not None:
                 metrics.CACHE_REQUESTS.labels(self.name, "coalesced").inc()
                 return bytes(waited)
