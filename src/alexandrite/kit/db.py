@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import insert
+from sqlalchemy import event, exc, insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope
@@ -17,15 +18,41 @@ from alexandrite.kit.messaging.tables import OUTBOX
 log = structlog.get_logger(__name__)
 
 
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_timeout=10,
         connect_args={"server_settings": {"application_name": "alexandrite"}, "command_timeout": 30},
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Pre-ping, but only connections idle for a while: a busy pool skips the extra round trip
+    on every checkout. A connection found dead is replaced before use; a disconnect seen during
+    use invalidates the whole pool (SQLAlchemy's default)."""
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.DisconnectionError("connection failed the idle ping") from error
 
 
 StatusListener = Callable[[str | None, str], Awaitable[None] | None]

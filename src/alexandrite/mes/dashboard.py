@@ -68,7 +68,7 @@ async def _render(db: Database, fresh: bool, wanted: tuple[str, ...], after: Any
             counts = await repository.count_by_status(session, IN_WORK_STATUSES)
     items, next_cursor = pagination.page(rows, limit)
     # Serialised straight from the summaries (the shape of schemas.OrderPage, which documents it).
-    return to_json({"items": [views.summary(r) for r in items], "next_cursor": next_cursor, "counts": counts})
+    return to_json({"items": [views.list_item(r) for r in items], "next_cursor": next_cursor, "counts": counts})
 
 
 async def cached_counts(db: Database, cache: PageCache | None) -> dict[str, int]:

@@ -32,8 +32,16 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def summary(row: Any) -> dict[str, Any]:
-    """An order as lists show it; ``row`` is a whole order or a row of ``repository.SUMMARY_COLUMNS``."""
-    total, currency = quote_summary(row.quote) if "quote" in row._fields else (row.total, row.currency)
+    """An order as lists show it, from a whole order row (its quote gives the total)."""
+    return _summary(row, *quote_summary(row.quote))
+
+
+def list_item(row: Any) -> dict[str, Any]:
+    """The same, from a row of ``repository.SUMMARY_COLUMNS`` (total and currency selected)."""
+    return _summary(row, row.total, row.currency)
+
+
+def _summary(row: Any, total: Any, currency: str | None) -> dict[str, Any]:
     return {
         "id": row.id,
         "status": row.status,
