@@ -101,6 +101,8 @@ class Server:
             "ALEX_DB_PREFIX": settings.db_prefix, "ALEX_PG_DSN": pg_dsn, "ALEX_SECRET_KEY": settings.secret_key,
             "ALEX_REDIS_PREFIX": settings.redis_prefix, "ALEX_CACHE_TTL_SECONDS": "30" if cached else "0",
             "ALEX_RUN_RELAY": "false", "ALEX_RUN_CONSUMER": "false", "ALEX_LOG_LEVEL": "WARNING",
+            # Background loops would scan the same tables while we measure: off / rare.
+            "ALEX_RUN_WATCHDOG": "false", "ALEX_STATUS_GAUGE_INTERVAL_SECONDS": "3600",
             "ALEX_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/",  # no broker: nothing to consume
         })
         self.process = subprocess.Popen([sys.executable, "-m", "alexandrite", "serve", "mes", "--port",

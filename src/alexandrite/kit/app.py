@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from alexandrite.kit.db import Database
 from alexandrite.kit.errors import install_error_handlers
+from alexandrite.kit.graphite import run_graphite_push
 from alexandrite.kit.http import ObservabilityMiddleware
 from alexandrite.kit.logs import configure_logging
 from alexandrite.kit.messaging.consumer import Consumer, Delivery
@@ -24,10 +25,13 @@ from alexandrite.kit.messaging.topology import events_queue, setup_topology
 from alexandrite.kit.peers import Peers
 from alexandrite.kit.settings import Service, Settings
 from alexandrite.kit.storage import LocalStorage
+from alexandrite.kit.tracing import configure_tracing, instrument_app, shutdown_tracing
 
 log = structlog.get_logger(__name__)
 
 EventHandlerFactory = Callable[[FastAPI], Callable[[Delivery], Awaitable[str | None]]]
+# A service's own background loop (status gauge, SLA watchdog, notifier): runs until the event is set.
+BackgroundLoop = Callable[[FastAPI, asyncio.Event], Awaitable[None]]
 
 
 def create_service_app(
@@ -38,7 +42,10 @@ def create_service_app(
     event_handler: EventHandlerFactory | None = None,
     title: str | None = None,
     on_startup: Callable[[FastAPI], Awaitable[None]] | None = None,
+    loops: Sequence[BackgroundLoop] = (),
 ) -> FastAPI:
+    configure_tracing(service, settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(service, level=settings.log_level, json_output=settings.log_json)
@@ -69,6 +76,10 @@ def create_service_app(
                                 prefetch=settings.consumer_prefetch, retry_delays_ms=settings.retry_delays_ms)
             app.state.consumer = consumer
             tasks.append(asyncio.create_task(consumer.run(stop), name=f"{service}-consumer"))
+        for loop in loops:
+            tasks.append(asyncio.create_task(loop(app, stop), name=f"{service}-{getattr(loop, '__name__', 'loop')}"))
+        if settings.graphite_address:
+            tasks.append(asyncio.create_task(run_graphite_push(settings, service, stop), name=f"{service}-graphite"))
         app.state.ready = True
         log.info("service_started", port=settings.service_port(service))
         try:
@@ -78,6 +89,7 @@ def create_service_app(
             stop.set()
             if tasks:
                 await asyncio.wait(tasks, timeout=30)
+            shutdown_tracing()
             await app.state.peers.close()
             await app.state.db.dispose()
             log.info("service_stopped")
@@ -112,4 +124,5 @@ def create_service_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(ObservabilityMiddleware, service=service)
+    instrument_app(app)
     return app

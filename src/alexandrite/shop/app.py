@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI, Request
 
 from alexandrite.kit.app import create_service_app
@@ -11,6 +13,12 @@ from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.shop import handlers
 from alexandrite.shop.api import internal, router
 from alexandrite.shop.consumers import event_handler
+from alexandrite.shop.notifier import run_notifier
+
+
+async def notifier(app: FastAPI, stop: asyncio.Event) -> None:
+    if app.state.settings.run_notifier:
+        await run_notifier(app.state.db, app.state.settings, stop)
 
 
 async def _startup(app: FastAPI) -> None:
@@ -29,5 +37,5 @@ async def _startup(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(
         "shop", settings or get_settings(), [router, internal], event_handler=event_handler, on_startup=_startup,
-        title="Alexandrite shop API",
+        title="Alexandrite shop API", loops=(notifier,),
     )

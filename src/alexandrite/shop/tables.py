@@ -13,6 +13,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
     text,
@@ -20,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from alexandrite.kit.messaging.tables import define_inbox, define_outbox
-from alexandrite.kit.order_records import define_history
+from alexandrite.kit.order_records import define_delays, define_history
 
 metadata = MetaData()
 
@@ -88,6 +89,29 @@ idempotency_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("owner_kind", "owner_id", "key"),
 )
+
+# Delays production reported (mes.order.delayed): shown on the order, one row per order and stage.
+order_delays = define_delays(metadata, "orders")
+
+# Notification outbox: written in the transaction that decides to notify, sent by the notifier.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("order_id", Uuid, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", Text, nullable=False),  # e.g. "delay:PRICE_CALCULATING"
+    Column("channel", Text, nullable=False, server_default="email"),
+    Column("recipient", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    UniqueConstraint("order_id", "kind", name="uq_notifications_order_kind"),
+)
+Index("ix_notifications_pending", notifications.c.next_attempt_at, postgresql_where=text("sent_at IS NULL"))
 
 order_history = define_history(metadata)
 outbox = define_outbox(metadata)

@@ -20,6 +20,7 @@ from sqlalchemy import delete, func, select, update
 from alexandrite.kit import metrics
 from alexandrite.kit.db import Database
 from alexandrite.kit.messaging.tables import OUTBOX
+from alexandrite.kit.tracing import SpanKind, message_span, trace_headers
 
 log = structlog.get_logger(__name__)
 
@@ -64,9 +65,19 @@ class OutboxRelay:
 
     async def _publish(self, row: Any) -> None:
         exchange = await self._exchange(row.exchange)
+        headers = dict(row.headers or {})
+        # A child of the context that emitted the message, however long it waited in the outbox.
+        with message_span(f"{row.routing_key} publish", SpanKind.PRODUCER, headers,
+                          **{"messaging.system": "rabbitmq", "messaging.destination.name": row.exchange or "(default)",
+                             "messaging.rabbitmq.destination.routing_key": row.routing_key,
+                             "messaging.message.id": str(row.message_id), "alexandrite.service": self.service}):
+            headers.update(trace_headers())
+            await self._send(exchange, row, headers)
+
+    async def _send(self, exchange: AbstractExchange, row: Any, headers: dict[str, Any]) -> None:
         message = aio_pika.Message(
             body=row.body,
-            headers=dict(row.headers or {}),
+            headers=headers,
             message_id=str(row.message_id),
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -125,26 +136,35 @@ class OutboxRelay:
             ).one()
         return int(count), float(oldest or 0.0)
 
+    async def _export_backlog(self) -> None:
+        try:
+            count, age = await self.backlog()
+        except Exception as error:  # database away: the relay's own loop reports it
+            log.debug("outbox_backlog_unavailable", error=repr(error)[:200])
+            return
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
+        metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
+
     async def run(self, stop: asyncio.Event) -> None:
         backoff = 0.5
         last_gauge = 0.0
         loop = asyncio.get_running_loop()
         while not stop.is_set():
+            published = 0
             try:
                 published = await self.publish_once()
                 backoff = 0.5
-                if loop.time() - last_gauge > 5:
-                    last_gauge = loop.time()
-                    count, age = await self.backlog()
-                    metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
-                    metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
-                if published:
-                    continue
                 delay = self.idle_seconds
             except Exception as error:  # broker or database away: keep the rows, retry later
                 log.warning("outbox_relay_error", error=repr(error)[:300], retry_in=backoff)
                 delay, backoff = backoff, min(backoff * 2, 10.0)
                 await self._reset()
+            # Also while publishing fails: that is when a growing backlog must show.
+            if loop.time() - last_gauge > 5:
+                last_gauge = loop.time()
+                await self._export_backlog()
+            if published:
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
         await self.close()
