@@ -53,12 +53,16 @@ def define_history(metadata: MetaData) -> Table:
     )
 
 
-def define_delays(metadata: MetaData, orders_table: str) -> Table:
-    """Stage SLA breaches of an order: one row per order and stage (so one notice each)."""
+def define_delays(metadata: MetaData, orders_table: str | None) -> Table:
+    """Stage SLA breaches of an order: one row per order and stage (so one notice each).
+
+    ``orders_table`` None: no foreign key (a partitioned orders table has no key on id alone)."""
+    order_id = (Column("order_id", Uuid, ForeignKey(f"{orders_table}.id", ondelete="CASCADE"), primary_key=True)
+                if orders_table else Column("order_id", Uuid, primary_key=True))
     return Table(
         "order_delays",
         metadata,
-        Column("order_id", Uuid, ForeignKey(f"{orders_table}.id", ondelete="CASCADE"), primary_key=True),
+        order_id,
         Column("stage", Text, primary_key=True),
         Column("since", DateTime(timezone=True), nullable=False),
         Column("sla_seconds", Float, nullable=False),

@@ -121,7 +121,7 @@ Index(
 )
 
 # Stage SLA breaches found by the watchdog: one row per order and stage, so one notice each.
-order_delays = define_delays(metadata, "production_orders")
+order_delays = define_delays(metadata, None)  # production_orders is partitioned: no foreign key
 
 order_history = define_history(metadata)
 outbox = define_outbox(metadata)

@@ -1,13 +1,13 @@
 """production orders partitioned by creation month; dashboard index on the in-work statuses
 
 Revision ID: baa00b041613
-Revises: a5d61948361e
+Revises: afad35e8282b
 Create Date: 2026-11-25 10:55:00
 
 The table is rebuilt as ``PARTITION BY RANGE (created_at)`` with primary key (id, created_at),
-its rows moved over, and the old one dropped. ``pricing_jobs.order_id`` can no longer carry a
-foreign key (a key on a partitioned table must include the partition column); jobs are only
-ever created for an order the same transaction has just locked. ``archive.production_orders``
+its rows moved over, and the old one dropped. ``pricing_jobs.order_id`` and
+``order_delays.order_id`` can no longer carry a foreign key (a key on a partitioned table must
+include the partition column); both are only written for an order the service already holds. ``archive.production_orders``
 receives detached months (``alexandrite maintain``). ``production_status_counts`` holds the
 number of orders in each in-work status, kept by a trigger in the same transaction as the change
 (the dashboard's counts without counting thousands of rows on every request).
@@ -20,7 +20,7 @@ from alembic import op
 from alexandrite.mes.partitions import add_months, create_partition_sql, month_start
 
 revision: str = 'baa00b041613'
-down_revision: Union[str, Sequence[str], None] = 'a5d61948361e'
+down_revision: Union[str, Sequence[str], None] = 'afad35e8282b'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
@@ -64,6 +64,7 @@ $$
 def upgrade() -> None:
     bind = op.get_bind()
     op.execute("ALTER TABLE pricing_jobs DROP CONSTRAINT IF EXISTS pricing_jobs_order_id_fkey")
+    op.execute("ALTER TABLE order_delays DROP CONSTRAINT IF EXISTS order_delays_order_id_fkey")
     op.execute("ALTER TABLE production_orders RENAME TO production_orders_unpartitioned")
     op.execute("ALTER INDEX production_orders_pkey RENAME TO production_orders_unpartitioned_pkey")
     op.execute("DROP INDEX ix_production_orders_status_newest")
@@ -117,4 +118,6 @@ def downgrade() -> None:
     op.execute("CREATE INDEX ix_production_orders_status_newest ON production_orders "
                "(status, created_at DESC, id DESC)")
     op.execute("ALTER TABLE pricing_jobs ADD CONSTRAINT pricing_jobs_order_id_fkey FOREIGN KEY (order_id) "
+               "REFERENCES production_orders (id) ON DELETE CASCADE")
+    op.execute("ALTER TABLE order_delays ADD CONSTRAINT order_delays_order_id_fkey FOREIGN KEY (order_id) "
                "REFERENCES production_orders (id) ON DELETE CASCADE")
