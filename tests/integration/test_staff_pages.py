@@ -17,8 +17,8 @@ from alexandrite.kit.db import Database
 from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
 from alexandrite.mes.app import create_app as create_mes
+from mes_orders import approved_order
 from tests.integration.test_crm_api import closed_port, seed
-from tests.integration.test_mes_api import approved_order
 
 S = OrderStatus
 

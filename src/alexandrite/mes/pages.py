@@ -1,6 +1,6 @@
 """MES pages for operators: the production dashboard and an order page with the stage actions.
 
-The dashboard renders the same ``views.dashboard`` the JSON endpoint returns (no second query), and
+The dashboard renders ``dashboard.dashboard_page``, the JSON endpoint's own view (no second query), and
 the actions call the same ``handlers.advance`` as the API.
 """
 
@@ -22,6 +22,7 @@ from alexandrite.kit.web.render import Pages, plain_error, redirect_with, status
 from alexandrite.kit.web.preview import model_stl, stl_response
 from alexandrite.kit.web.staff import staff_pages
 from alexandrite.mes import handlers, views
+from alexandrite.mes.dashboard import dashboard_page
 from alexandrite.mes.schemas import ShipIn
 
 SERVICE = "mes"
@@ -60,8 +61,9 @@ async def dashboard(request: Request, principal: Operator, status: Annotated[str
         context["error"] = "Pick a status from the list."
         return _render(request, "dashboard.html", principal, 422, **context)
     try:
-        async with request.app.state.db.read_sessions() as session:
-            board = await views.dashboard(session, wanted, cursor or None, PAGE_SIZE)
+        # The JSON endpoint's own view (cached first pages, replica reads): the same data as the API.
+        board = await dashboard_page(request.app.state.db, request.app.state.dashboard_cache, wanted,
+                                     cursor or None, PAGE_SIZE)
     except ApiError as failure:
         context["error"] = plain_error(failure)
         return _render(request, "dashboard.html", principal, failure.status, **context)
