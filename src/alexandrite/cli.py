@@ -43,17 +43,16 @@ def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from alexandrite.kit.shutdown import serve
+
     port = args.port or settings.service_port(args.service)
-    uvicorn.run(
-        f"alexandrite.{args.service}.app:create_app",
-        factory=True,
-        host=args.host or settings.host,
-        port=port,
-        workers=args.workers,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
+    options = dict(factory=True, host=args.host or settings.host, port=port, log_level="warning",
+                   access_log=False, timeout_graceful_shutdown=settings.shutdown_timeout_seconds)
+    if args.workers > 1:  # uvicorn's supervisor: its children stop without the readiness drain
+        uvicorn.run(f"alexandrite.{args.service}.app:create_app", workers=args.workers, **options)  # type: ignore[arg-type]
+    else:
+        serve(f"alexandrite.{args.service}.app:create_app", drain_seconds=settings.shutdown_drain_seconds,
+              **options)
     return 0
 
 

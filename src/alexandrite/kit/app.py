@@ -14,6 +14,8 @@ from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from alexandrite.kit import shutdown
+from alexandrite.kit.breaker import breaker_from_settings
 from alexandrite.kit.db import Database
 from alexandrite.kit.errors import install_error_handlers
 from alexandrite.kit.http import ObservabilityMiddleware
@@ -24,6 +26,7 @@ from alexandrite.kit.messaging.topology import events_queue, setup_topology
 from alexandrite.kit.peers import Peers
 from alexandrite.kit.settings import Service, Settings
 from alexandrite.kit.storage import LocalStorage
+from alexandrite.kit.throttle import RateLimiter, ThrottleMiddleware
 
 log = structlog.get_logger(__name__)
 
@@ -48,8 +51,16 @@ def create_service_app(
             settings.database_url(service), pool_size=settings.db_pool_size,
             replica_url=settings.database_url(service, replica=True) if settings.pg_replica_dsn else None,
         )
-        app.state.storage = LocalStorage(settings.storage_dir)
+        app.state.storage = LocalStorage(
+            settings.storage_dir, breaker=breaker_from_settings("storage", settings,
+                                                                timeout=settings.storage_timeout_seconds))
         app.state.peers = Peers(settings)
+        app.state.redis = redis_client(settings)
+        app.state.rate_limiter = (
+            RateLimiter(app.state.redis, settings.redis_prefix, settings.rate_limit_window_seconds,
+                        breaker_from_settings("redis", settings, timeout=settings.redis_timeout_seconds))
+            if settings.rate_limit_enabled else None
+        )
         app.state.ready = False
         stop = asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
@@ -62,8 +73,11 @@ def create_service_app(
             await on_startup(app)
         if settings.run_relay:
             relay = OutboxRelay(app.state.db, settings.amqp_url, service=service,
-                                batch_size=settings.relay_batch_size, idle_seconds=settings.relay_idle_seconds)
+                                batch_size=settings.relay_batch_size, idle_seconds=settings.relay_idle_seconds,
+                                breaker=breaker_from_settings(f"rabbitmq-publish:{service}", settings))
             tasks.append(asyncio.create_task(relay.run(stop), name=f"{service}-relay"))
+        for start_background in getattr(app.state, "background", ()):
+            tasks.append(start_background(stop))
         if settings.run_consumer and event_handler is not None:
             consumer = Consumer(settings.amqp_url, events_queue(service), event_handler(app),
                                 prefetch=settings.consumer_prefetch, retry_delays_ms=settings.retry_delays_ms)
@@ -79,6 +93,8 @@ def create_service_app(
             if tasks:
                 await asyncio.wait(tasks, timeout=30)
             await app.state.peers.close()
+            with contextlib.suppress(Exception):
+                await app.state.redis.aclose()
             await app.state.db.dispose()
             log.info("service_stopped")
 
@@ -104,6 +120,8 @@ def create_service_app(
         consumer = getattr(state, "consumer", None)
         if consumer is not None:
             checks["rabbitmq"] = "ok" if consumer.ready.is_set() else "not connected"
+        if shutdown.draining():
+            checks["shutdown"] = "draining"
         ok = bool(getattr(state, "ready", False)) and all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
 
@@ -111,5 +129,14 @@ def create_service_app(
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(ThrottleMiddleware, service=service)
     app.add_middleware(ObservabilityMiddleware, service=service)
     return app
+
+
+def redis_client(settings: Settings) -> Any:
+    """A Redis client with short timeouts (connects lazily, on first use)."""
+    from redis.asyncio import Redis
+
+    return Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_seconds,
+                          socket_connect_timeout=settings.redis_timeout_seconds, health_check_interval=0)

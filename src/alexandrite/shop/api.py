@@ -91,10 +91,13 @@ async def upload_model(
     return await _view(request, order_id, principal)
 
 
-@router.post("/orders/{order_id}/submit", response_model=OrderOut, status_code=202)
-async def submit(order_id: uuid.UUID, request: Request, principal: Buyer) -> dict[str, Any]:
+@router.post("/orders/{order_id}/submit", response_model=OrderOut, status_code=202,
+             responses={503: {"description": "Pricing backlog exceeds its SLA; see Retry-After"}})
+async def submit(order_id: uuid.UUID, request: Request, principal: Buyer) -> JSONResponse:
+    eta = await request.app.state.backlog.admit()
     await handlers.submit(request.app.state.db, principal, order_id)
-    return await _view(request, order_id, principal)
+    headers = {"Pricing-ETA-Seconds": str(round(eta))} if eta is not None else {}
+    return JSONResponse(await _view(request, order_id, principal), 202, headers=headers)
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI, Request
+from sqlalchemy import select
 
 from alexandrite.kit.app import create_service_app
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings, get_settings
+from alexandrite.kit.throttle import PlanCache
 from alexandrite.shop import handlers
 from alexandrite.shop.api import internal, router
+from alexandrite.shop.backpressure import PricingBacklog
 from alexandrite.shop.consumers import event_handler
+from alexandrite.shop.tables import partners
+from alexandrite.shop.webhook_api import webhook_router
+from alexandrite.shop.webhook_dispatch import WebhookDispatcher
 
 
 async def _startup(app: FastAPI) -> None:
@@ -25,9 +33,22 @@ async def _startup(app: FastAPI) -> None:
 
     app.state.extra_auth = partner_auth
 
+    async def plan_of(key_hash: str) -> str | None:
+        async with app.state.db.sessions() as session:
+            return (await session.execute(select(partners.c.plan).where(
+                partners.c.key_hash == key_hash, partners.c.active))).scalar()
+
+    app.state.partner_plans = PlanCache(plan_of)
+    app.state.backlog = PricingBacklog(app.state.peers, app.state.settings)
+    app.state.background = []
+    if app.state.settings.run_webhooks:
+        dispatcher = WebhookDispatcher(app.state.db, app.state.settings, app.state.redis)
+        app.state.webhook_dispatcher = dispatcher
+        app.state.background.append(lambda stop: asyncio.create_task(dispatcher.run(stop), name="shop-webhooks"))
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(
-        "shop", settings or get_settings(), [router, internal], event_handler=event_handler, on_startup=_startup,
+        "shop", settings or get_settings(), [router, webhook_router, internal], event_handler=event_handler, on_startup=_startup,
         title="Alexandrite shop API",
     )

@@ -21,7 +21,7 @@ from alexandrite.kit.security import Principal, hash_api_key, hash_password, iss
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.storage import LocalStorage
 from alexandrite.mes.pricing.formats import ModelFormatError, parse_model
-from alexandrite.shop import repository
+from alexandrite.shop import repository, webhooks
 from alexandrite.shop.domain import MODEL_EXTENSIONS, Owner, normalise_email, request_fingerprint
 from alexandrite.shop.tables import customers, idempotency_keys, order_history, orders, partners
 
@@ -85,10 +85,12 @@ async def partner_principal(db: Database, api_key: str) -> Principal | None:
 
 # --- orders -------------------------------------------------------------------------------
 
-def _emit(uow: UnitOfWork, order_id: uuid.UUID, seq: int, change: StatusChanged,
-          correlation_id: str | None = None) -> None:
-    uow.emit(status_envelope(producer=SERVICE, order_id=order_id, seq=seq, change=change,
-                             correlation_id=correlation_id))
+async def _emit(uow: UnitOfWork, order_id: uuid.UUID, seq: int, change: StatusChanged,
+                correlation_id: str | None = None) -> None:
+    envelope = status_envelope(producer=SERVICE, order_id=order_id, seq=seq, change=change,
+                               correlation_id=correlation_id)
+    uow.emit(envelope)
+    await webhooks.enqueue(uow, order_id, envelope.type, webhooks.status_payload(order_id, seq, change))
 
 
 async def create_order(db: Database, principal: Principal, alloy: str, idempotency_key: str | None,
@@ -125,7 +127,7 @@ async def create_order(db: Database, principal: Principal, alloy: str, idempoten
                     )
                 except IntegrityError:
                     continue  # the same key won a race in another request: read its order
-            _emit(uow, order_id, transition.seq, StatusChanged(
+            await _emit(uow, order_id, transition.seq, StatusChanged(
                 status=S.INITIATED, actor=principal.actor, at=now, alloy=alloy, created_at=now,
                 owner=Party(kind=owner.kind, id=owner.id, name=owner.name),
             ), correlation_id)
@@ -184,7 +186,7 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
             by=principal.actor, requested_by=SERVICE,
             values={"model": model_json, "failure": None, "quote": None, "progress": None},
         )
-        _emit(uow, order_id, transition.seq, StatusChanged(
+        await _emit(uow, order_id, transition.seq, StatusChanged(
             status=S.FILE_UPLOADED, previous_status=transition.previous, actor=principal.actor,
             at=transition.at, model=model,
         ))
@@ -212,7 +214,7 @@ async def submit(db: Database, principal: Principal, order_id: uuid.UUID) -> Non
             uow, orders, order_history, service=SERVICE, order_id=order_id, target=S.SUBMITTED,
             by=principal.actor, requested_by=SERVICE,
         )
-        _emit(uow, order_id, transition.seq, StatusChanged(
+        await _emit(uow, order_id, transition.seq, StatusChanged(
             status=S.SUBMITTED, previous_status=transition.previous, actor=principal.actor, at=transition.at,
             model=ModelRef.model_validate(row.model), alloy=row.alloy,
         ))
@@ -231,7 +233,7 @@ async def cancel_locally(db: Database, order_id: uuid.UUID, *, requested_by: str
             uow, orders, order_history, service=SERVICE, order_id=order_id, target=S.CANCELLED, by=actor,
             requested_by=requested_by, values={"progress": None},
         )
-        _emit(uow, order_id, transition.seq, StatusChanged(
+        await _emit(uow, order_id, transition.seq, StatusChanged(
             status=S.CANCELLED, previous_status=transition.previous, actor=actor, at=transition.at, reason=reason,
         ))
         await uow.commit()
@@ -278,3 +280,5 @@ async def apply_event(uow: UnitOfWork, envelope: Any, change: StatusChanged) -> 
         uow, orders, order_history, service=SERVICE, order_id=envelope.order_id, target=change.status,
         by=change.actor, requested_by=envelope.producer, seq=envelope.seq, at=change.at, values=values,
     )
+    await webhooks.enqueue(uow, envelope.order_id, envelope.type,
+                           webhooks.status_payload(envelope.order_id, envelope.seq, change))

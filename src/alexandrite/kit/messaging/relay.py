@@ -18,6 +18,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from sqlalchemy import delete, func, select, update
 
 from alexandrite.kit import metrics
+from alexandrite.kit.breaker import CircuitBreaker
 from alexandrite.kit.db import Database
 from alexandrite.kit.messaging.tables import OUTBOX
 
@@ -34,7 +35,9 @@ class OutboxRelay:
         batch_size: int = 200,
         idle_seconds: float = 0.05,
         publish_timeout: float = 10.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
+        self.breaker = breaker or CircuitBreaker(f"rabbitmq-publish:{service}")
         self.db = db
         self.amqp_url = amqp_url
         self.service = service
@@ -89,7 +92,12 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            await self._ensure_channel()
+            self.breaker.before_call()  # open: the rows stay, the batch is retried after the pause
+            try:
+                await asyncio.wait_for(self._ensure_channel(), self.publish_timeout)
+            except BaseException:
+                self.breaker.record_failure()
+                raise
             results = await asyncio.gather(*(self._publish(r) for r in rows), return_exceptions=True)
             done = [r.id for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
             failed = [(r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
@@ -102,6 +110,7 @@ class OutboxRelay:
                     .values(attempts=OUTBOX.c.attempts + 1, last_error=repr(error)[:500])
                 )
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(done))
+        self.breaker.record_success() if done else self.breaker.record_failure()
         if failed:
             metrics.OUTBOX_PUBLISH_FAILURES.labels(self.service).inc(len(failed))
             log.warning(
