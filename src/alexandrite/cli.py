@@ -134,7 +134,26 @@ def cmd_partner_create(settings: Settings, args: argparse.Namespace) -> int:
         return _fail(str(error), 1)
     print(f"partner {args.name} created; its API key (shown once, keep it secret):")
     print(key)
+    if args.webhook_url:
+        print("webhook signing secret (PUT /api/v1/webhook issues a new one):")
+        print(asyncio.run(_webhook_secret(settings, key, args.webhook_url)))
     return 0
+
+
+async def _webhook_secret(settings: Settings, key: str, url: str) -> str:
+    from alexandrite.kit.db import Database
+    from alexandrite.shop import webhooks
+    from alexandrite.shop.handlers import partner_principal
+
+    db = Database(settings.database_url("shop"), pool_size=1)
+    try:
+        principal = await partner_principal(db, key)
+        assert principal is not None
+        import uuid
+
+        return await webhooks.register(db, uuid.UUID(principal.subject), webhooks.check_url(url, settings))
+    finally:
+        await db.dispose()
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -270,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--timeout", type=float, default=300.0, help="seconds an order may take per stage")
     simulate.add_argument("--seed", type=int)
     simulate.set_defaults(func=cmd_simulate)
+
+    from alexandrite import webhooks_cli
+
+    webhooks_cli.register(sub)
     return parser
 
 

@@ -1,0 +1,68 @@
+"""Circuit breaker rules (a fake clock; no sleeping)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from alexandrite.kit.breaker import BREAKER_STATE, BreakerOpen, CircuitBreaker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _fail() -> None:
+    raise ConnectionError("down")
+
+
+async def _ok() -> str:
+    return "ok"
+
+
+async def test_opens_after_threshold_fails_fast_then_half_open_trial_closes_it() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("test-dep", failure_threshold=3, reset_seconds=10, clock=clock)
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            await breaker.call(_fail)
+    assert breaker.state == "open"
+    assert BREAKER_STATE.labels("test-dep")._value.get() == 2
+    with pytest.raises(BreakerOpen) as refused:
+        await breaker.call(_ok)
+    assert 0 < refused.value.retry_after <= 10
+    clock.now += 10.5
+    assert breaker.state == "half_open"
+    assert await breaker.call(_ok) == "ok"
+    assert breaker.state == "closed" and BREAKER_STATE.labels("test-dep")._value.get() == 0
+
+
+async def test_failed_trial_reopens_and_only_one_trial_at_a_time() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("test-dep-2", failure_threshold=1, reset_seconds=5, clock=clock)
+    with pytest.raises(ConnectionError):
+        await breaker.call(_fail)
+    clock.now += 6
+    breaker.before_call()  # the trial is out...
+    with pytest.raises(BreakerOpen):
+        breaker.before_call()  # ...so a second caller is refused meanwhile
+    breaker.record_failure()
+    assert breaker.state == "open"
+    clock.now += 4
+    with pytest.raises(BreakerOpen):
+        breaker.before_call()
+
+
+async def test_timeout_counts_as_failure_and_successes_reset_the_count() -> None:
+    breaker = CircuitBreaker("test-dep-3", failure_threshold=2, reset_seconds=5, timeout=0.01)
+    with pytest.raises(TimeoutError):
+        await breaker.call(lambda: asyncio.sleep(1))
+    await breaker.call(_ok)
+    with pytest.raises(ConnectionError):
+        await breaker.call(_fail)
+    assert breaker.state == "closed"  # 1 failure since the last success
