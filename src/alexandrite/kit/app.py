@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from alexandrite.kit import shutdown
+from alexandrite.kit.auth import unguarded_routes
 from alexandrite.kit.breaker import breaker_from_settings
 from alexandrite.kit.db import Database
 from alexandrite.kit.errors import install_error_handlers
@@ -45,6 +46,9 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(service, level=settings.log_level, json_output=settings.log_json)
+        unguarded = unguarded_routes(app.routes)
+        if unguarded:  # default deny: a route without a role requirement or a public reason never serves
+            raise RuntimeError(f"routes without a role requirement: {', '.join(unguarded)}")
         app.state.settings = settings
         app.state.service = service
         app.state.db = Database(

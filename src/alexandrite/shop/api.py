@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from alexandrite.contracts.order_status import OrderStatus
-from alexandrite.kit.auth import CurrentService, require
+from alexandrite.kit.auth import CurrentService, public, require
 from alexandrite.kit.errors import ApiError, not_found
 from alexandrite.kit.pagination import page
 from alexandrite.kit.security import Principal
@@ -51,12 +51,13 @@ async def _view(request: Request, order_id: uuid.UUID, principal: Principal, *, 
     return OrderOut.model_validate(view).model_dump(mode="json")
 
 
-@router.post("/auth/signup", response_model=CustomerOut, status_code=201)
+@router.post("/auth/signup", response_model=CustomerOut, status_code=201,
+             dependencies=[public("anyone may open a customer account")])
 async def sign_up(body: SignUp, request: Request) -> dict[str, Any]:
     return await handlers.sign_up(request.app.state.db, body.email, body.password, body.name)
 
 
-@router.post("/auth/token", response_model=TokenOut)
+@router.post("/auth/token", response_model=TokenOut, dependencies=[public("signing in needs no token")])
 async def sign_in(body: SignIn, request: Request) -> dict[str, Any]:
     return await handlers.sign_in(request.app.state.db, request.app.state.settings, body.email, body.password)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from alexandrite.kit.app import create_service_app
-from alexandrite.kit.errors import ApiError
+from alexandrite.kit.errors import ApiError, error_body
 from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.kit.throttle import PlanCache
@@ -47,8 +48,15 @@ async def _startup(app: FastAPI) -> None:
         app.state.background.append(lambda stop: asyncio.create_task(dispatcher.run(stop), name="shop-webhooks"))
 
 
+async def _not_an_owner(_: Request, exc: PermissionError) -> JSONResponse:
+    return JSONResponse(error_body("forbidden", "Only customers and partners own orders; "
+                                   "staff read them in the CRM and MES."), 403)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(
-        "shop", settings or get_settings(), [router, webhook_router, internal], event_handler=event_handler, on_startup=_startup,
-        title="Alexandrite shop API",
+    app = create_service_app(
+        "shop", settings or get_settings(), [router, webhook_router, internal], event_handler=event_handler,
+        on_startup=_startup, title="Alexandrite shop API",
     )
+    app.add_exception_handler(PermissionError, _not_an_owner)  # type: ignore[arg-type]  # Owner.of(staff)
+    return app
