@@ -191,3 +191,12 @@ async def test_hostile_uploads_are_refused_with_a_reason(clients: dict[str, http
     assert (await shop.get(f"/api/v1/orders/{oid}", headers=headers)).json()["status"] == "INITIATED"
     assert not list((settings.storage_dir / "models").rglob("*")) or all(
         p.stat().st_size != len(data) for p in (settings.storage_dir / "models").rglob("*") if p.is_file())
+
+
+async def test_text_postgres_cannot_store_is_a_client_error(clients: dict[str, httpx.AsyncClient]) -> None:
+    shop = clients["shop"]
+    signup = await shop.post("/api/v1/auth/signup", json={"email": "a\u0000b@example.test", "password": "p" * 8,
+                                                          "name": "Nul"})
+    assert signup.status_code == 422 and signup.json()["error"]["code"] == "invalid_request"
+    token = await shop.post("/api/v1/auth/token", json={"email": "\u0000@x.y", "password": "x"})
+    assert token.status_code == 422

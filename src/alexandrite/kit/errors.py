@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -48,6 +49,9 @@ _HTTP_CODES = {
 }
 
 
+_UNSTORABLE_TEXT = frozenset({"22021", "22P05"})  # character_not_in_repertoire, untranslatable_character
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -67,6 +71,18 @@ def install_error_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         return JSONResponse(error_body("invalid_request", "The request is not valid.", details), 422)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        # Text PostgreSQL cannot store (NUL characters, broken encodings) is the client's error.
+        if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT:
+            return JSONResponse(error_body("invalid_request", "The request contains characters that cannot be "
+                                           "stored (for example NUL)."), 422)
+        raise exc
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def _encoding(_: Request, exc: UnicodeEncodeError) -> JSONResponse:
+        return JSONResponse(error_body("invalid_request", "The request contains text that is not valid Unicode."), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
