@@ -178,8 +178,11 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
     await storage.put(key, data)  # content-addressed: a later failure leaves no half-state
     model = ModelRef(key=key, filename=(filename or "")[:255] or None, **facts_for_ref(facts))
     async with UnitOfWork(db) as uow:
-        if await repository.get_owned_order(uow.session, order_id, owner, for_update=True) is None:
+        current = await repository.get_owned_order(uow.session, order_id, owner, for_update=True)
+        if current is None:
             raise not_found()
+        if current.status == S.FILE_UPLOADED.value and (current.model or {}).get("sha256") == facts["sha256"]:
+            return  # the same file again (a retried upload): nothing changes
         model_json = {**model.model_dump(mode="json"), "size_mm": facts["size_mm"]}
         transition = await record_transition(
             uow, orders, order_history, service=SERVICE, order_id=order_id, target=S.FILE_UPLOADED,
