@@ -66,3 +66,28 @@ async def test_timeout_counts_as_failure_and_successes_reset_the_count() -> None
     with pytest.raises(ConnectionError):
         await breaker.call(_fail)
     assert breaker.state == "closed"  # 1 failure since the last success
+
+
+async def test_load_shedding_answers_503_at_once_beyond_the_in_flight_limit() -> None:
+    import httpx
+
+    from alexandrite.kit.throttle import LoadShedMiddleware
+
+    release = asyncio.Event()
+
+    async def slow_app(scope: dict, receive: object, send: object) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+
+    app = LoadShedMiddleware(slow_app, service="test", max_in_flight=2)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        held = [asyncio.create_task(client.get("/work")) for _ in range(2)]
+        while app.in_flight < 2:
+            await asyncio.sleep(0.01)
+        shed = await client.get("/work")
+        assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
+        assert shed.json()["error"]["code"] == "overloaded"
+        release.set()
+        assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+        assert app.in_flight == 0

@@ -27,7 +27,7 @@ from alexandrite.kit.messaging.topology import events_queue, setup_topology
 from alexandrite.kit.peers import Peers
 from alexandrite.kit.settings import Service, Settings
 from alexandrite.kit.storage import LocalStorage
-from alexandrite.kit.throttle import RateLimiter, ThrottleMiddleware
+from alexandrite.kit.throttle import LoadShedMiddleware, RateLimiter, ThrottleMiddleware
 
 log = structlog.get_logger(__name__)
 
@@ -134,6 +134,7 @@ def create_service_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(ThrottleMiddleware, service=service)
+    app.add_middleware(LoadShedMiddleware, service=service, max_in_flight=settings.max_in_flight_requests)
     app.add_middleware(ObservabilityMiddleware, service=service)
     return app
 

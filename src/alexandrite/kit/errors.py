@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -79,6 +80,11 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(error_body("invalid_request", "The request contains characters that cannot be "
                                            "stored (for example NUL)."), 422)
         raise exc
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool(_: Request, exc: PoolTimeout) -> JSONResponse:
+        return JSONResponse(error_body("database_busy", "The database is busy; retry shortly."), 503,
+                            headers={"Retry-After": "2"})
 
     @app.exception_handler(UnicodeEncodeError)
     async def _encoding(_: Request, exc: UnicodeEncodeError) -> JSONResponse:

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     # Redis away: True lets requests through (counted), False answers 503.
     rate_limit_fail_open: bool = True
     redis_timeout_seconds: float = Field(default=0.25, gt=0)
+    # Requests served at once per process; more are answered 503 + Retry-After immediately.
+    max_in_flight_requests: int = Field(default=64, ge=1)
     # Backpressure at submit: the pricing stage SLA and what to do when the backlog would break it.
     pricing_stage_sla_seconds: float = Field(default=900.0, gt=0)
     backpressure_mode: Literal["reject", "accept_with_eta", "off"] = "reject"
