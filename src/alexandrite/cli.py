@@ -47,7 +47,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     port = args.port or settings.service_port(args.service)
     options = dict(factory=True, host=args.host or settings.host, port=port, log_level="warning",
-                   access_log=False, timeout_graceful_shutdown=settings.shutdown_timeout_seconds)
+                   access_log=False, timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+                   timeout_keep_alive=30)  # longer than clients' idle expiry: no close-while-reused races
     if args.workers > 1:  # uvicorn's supervisor: its children stop without the readiness drain
         uvicorn.run(f"alexandrite.{args.service}.app:create_app", workers=args.workers, **options)  # type: ignore[arg-type]
     else:
