@@ -91,3 +91,26 @@ async def test_load_shedding_answers_503_at_once_beyond_the_in_flight_limit() ->
         release.set()
         assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
         assert app.in_flight == 0
+
+
+async def test_peer_calls_open_the_peer_breaker_and_then_fail_fast() -> None:
+    from alexandrite.kit.errors import ApiError
+    from alexandrite.kit.peers import Peers
+    from alexandrite.kit.settings import Settings
+
+    peers = Peers(Settings(_env_file=None, mes_url="http://127.0.0.1:1", breaker_failure_threshold=2,  # type: ignore[call-arg]
+                           breaker_reset_seconds=30))
+    try:
+        for _ in range(2):
+            with pytest.raises(ApiError) as refused:
+                await peers.post("mes", "/internal/v1/orders/x/cancel", {})
+            assert refused.value.status == 503
+        assert peers.breakers["mes"].state == "open"
+        assert BREAKER_STATE.labels("peer:mes")._value.get() == 2
+        with pytest.raises(ApiError) as fast:
+            await peers.post("mes", "/internal/v1/orders/x/cancel", {})
+        assert fast.value.status == 503 and 1 <= int(fast.value.headers["Retry-After"]) <= 30
+        assert await peers.get_quick("mes", "/anything") is None  # enrichment just goes without
+        assert peers.breakers["crm"].state == "closed"  # one breaker per peer
+    finally:
+        await peers.close()
