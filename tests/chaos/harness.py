@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 
 from alexandrite.kit.settings import Settings
 from tests.chaos.proxy import CuttableProxy
+from tests.e2e.test_order_pipeline import fetch
 from tests.e2e.processes import Platform
 
 PRICED = ("PRICE_CALCULATED", "PRICE_CALCULATION_FAILED")
@@ -79,14 +79,6 @@ class ChaosPlatform:
         ARTIFACTS.mkdir(exist_ok=True)
         (ARTIFACTS / f"{name}.json").write_text(json.dumps(self.report, indent=2, default=str))
         print(f"\n{name}: {json.dumps(self.report, default=str)}")
-
-
-async def fetch(settings: Settings, service: str, query: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(settings.database_url(service).replace("+asyncpg", ""))  # type: ignore[arg-type]
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
 
 
 async def wait_until_priced_everywhere(settings: Settings, ids: list[uuid.UUID], timeout: float = 180) -> None:

@@ -12,7 +12,6 @@ and a crashed one's rows come back by themselves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import time
@@ -28,6 +27,7 @@ from sqlalchemy import ARRAY, Uuid, bindparam, func, select, text, update
 
 from alexandrite.kit.breaker import SharedBreakers
 from alexandrite.kit.db import Database, UnitOfWork
+from alexandrite.kit.loops import poll_until_stopped
 from alexandrite.kit.metrics import LATENCY_BUCKETS
 from alexandrite.kit.settings import Settings
 from alexandrite.shop.tables import partners, webhook_deliveries
@@ -195,23 +195,12 @@ class WebhookDispatcher:
             return int((await session.execute(select(func.count()).select_from(webhook_deliveries)
                                                .where(webhook_deliveries.c.state == "pending"))).scalar() or 0)
 
+    async def _gauges(self) -> None:
+        PENDING.set(await self.pending())
+
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = 0.5
-        last_gauge = 0.0
-        loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            try:
-                claimed = await self.run_once()
-                backoff = 0.5
-                if loop.time() - last_gauge > 5:
-                    last_gauge = loop.time()
-                    PENDING.set(await self.pending())
-                delay = 0.01 if claimed else self.settings.webhook_idle_seconds
-            except Exception as error:  # database away: retry later, nothing is lost
-                log.warning("webhook_dispatcher_error", error=repr(error)[:300], retry_in=backoff)
-                delay, backoff = backoff, min(backoff * 2, 10.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+        await poll_until_stopped(stop, self.run_once, idle_seconds=self.settings.webhook_idle_seconds,
+                                 busy_seconds=0.01, error_event="webhook_dispatcher_error", gauges=self._gauges)
         if self.tasks:  # in-flight requests end within their timeout; unfinished leases expire
             await asyncio.wait(set(self.tasks), timeout=self.settings.webhook_timeout_seconds + 1)
         await self.client.aclose()

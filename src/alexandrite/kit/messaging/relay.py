@@ -20,6 +20,7 @@ from sqlalchemy import delete, func, select, update
 from alexandrite.kit import metrics
 from alexandrite.kit.breaker import CircuitBreaker
 from alexandrite.kit.db import Database
+from alexandrite.kit.loops import poll_until_stopped
 from alexandrite.kit.messaging.tables import OUTBOX
 
 log = structlog.get_logger(__name__)
@@ -134,28 +135,15 @@ class OutboxRelay:
             ).one()
         return int(count), float(oldest or 0.0)
 
+    async def _gauges(self) -> None:
+        count, age = await self.backlog()
+        metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
+        metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
+
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = 0.5
-        last_gauge = 0.0
-        loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            try:
-                published = await self.publish_once()
-                backoff = 0.5
-                if loop.time() - last_gauge > 5:
-                    last_gauge = loop.time()
-                    count, age = await self.backlog()
-                    metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
-                    metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
-                if published:
-                    continue
-                delay = self.idle_seconds
-            except Exception as error:  # broker or database away: keep the rows, retry later
-                log.warning("outbox_relay_error", error=repr(error)[:300], retry_in=backoff)
-                delay, backoff = backoff, min(backoff * 2, 10.0)
-                await self._reset()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+        # Broker or database away: the rows stay in the outbox, the connection is rebuilt.
+        await poll_until_stopped(stop, self.publish_once, idle_seconds=self.idle_seconds,
+                                 error_event="outbox_relay_error", gauges=self._gauges, on_error=self._reset)
         await self.close()
 
     async def _reset(self) -> None:
