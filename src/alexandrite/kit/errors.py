@@ -51,6 +51,19 @@ _HTTP_CODES = {
 
 
 _UNSTORABLE_TEXT = frozenset({"22021", "22P05"})  # character_not_in_repertoire, untranslatable_character
+# connection exception, insufficient resources (too many connections), operator intervention (shutdown)
+_UNAVAILABLE_CLASSES = ("08", "53", "57P")
+
+
+def infrastructure_unavailable(error: BaseException) -> bool:
+    """A database or network outage (retrying later helps), not a fault of the request or the data."""
+    if isinstance(error, (PoolTimeout, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(error, DBAPIError):
+        state = str(getattr(error.orig, "sqlstate", None) or "")
+        return bool(error.connection_invalidated) or state.startswith(_UNAVAILABLE_CLASSES) or isinstance(
+            error.orig, OSError)
+    return isinstance(error, OSError) and not isinstance(error, FileNotFoundError)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -76,9 +89,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
         # Text PostgreSQL cannot store (NUL characters, broken encodings) is the client's error.
-        if getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT:
+        state = str(getattr(exc.orig, "sqlstate", None) or "")
+        if state in _UNSTORABLE_TEXT:
             return JSONResponse(error_body("invalid_request", "The request contains characters that cannot be "
                                            "stored (for example NUL)."), 422)
+        if infrastructure_unavailable(exc):
+            return JSONResponse(error_body("database_unavailable", "The database is not available; retry shortly."),
+                                503, headers={"Retry-After": "2"})
         raise exc
 
     @app.exception_handler(PoolTimeout)
