@@ -35,7 +35,8 @@ class ChaosPlatform:
         vhost = settings.amqp_url.rsplit("/", 1)[1]
         env = {**base_env, "ALEX_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{rabbit.port}/{vhost}",
                "ALEX_REDIS_URL": f"redis://127.0.0.1:{redis.port}/0", "ALEX_LOG_LEVEL": "WARNING",
-               "ALEX_BREAKER_RESET_SECONDS": "2", **env_overrides}
+               "ALEX_BREAKER_RESET_SECONDS": "2",
+               "ALEX_DB_POOL_SIZE": "3", **env_overrides}  # the machine's PostgreSQL is shared: few connections
         platform = Platform.configure(settings, env, ARTIFACTS / f"{name}-{uuid.uuid4().hex[:6]}")
         platform.start_all(workers=workers)
         return cls(platform, rabbit, redis)
