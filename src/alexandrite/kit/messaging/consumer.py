@@ -163,6 +163,7 @@ class Consumer:
                     self.ready.set()
                     backoff = 0.5
                     await stop.wait()
+                    self.ready.clear()  # shutting down: not ready from here on
                     with contextlib.suppress(Exception):
                         await queue.cancel(tag)
                     deadline = time.monotonic() + drain_seconds
