@@ -120,7 +120,15 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_partner_create(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.kit.db import Database
+    from alexandrite.kit.errors import ApiError
     from alexandrite.shop.handlers import create_partner
+    from alexandrite.shop.webhooks import check_url
+
+    if args.webhook_url:
+        try:
+            check_url(args.webhook_url, settings)
+        except ApiError as error:
+            return _fail(error.message)
 
     async def _run() -> str:
         db = Database(settings.database_url("shop"), pool_size=1)
@@ -137,24 +145,10 @@ def cmd_partner_create(settings: Settings, args: argparse.Namespace) -> int:
     print(key)
     if args.webhook_url:
         print("webhook signing secret (PUT /api/v1/webhook issues a new one):")
-        print(asyncio.run(_webhook_secret(settings, key, args.webhook_url)))
+        from alexandrite.webhooks_cli import register_endpoint
+
+        print(asyncio.run(register_endpoint(settings, key, args.webhook_url)))
     return 0
-
-
-async def _webhook_secret(settings: Settings, key: str, url: str) -> str:
-    from alexandrite.kit.db import Database
-    from alexandrite.shop import webhooks
-    from alexandrite.shop.handlers import partner_principal
-
-    db = Database(settings.database_url("shop"), pool_size=1)
-    try:
-        principal = await partner_principal(db, key)
-        assert principal is not None
-        import uuid
-
-        return await webhooks.register(db, uuid.UUID(principal.subject), webhooks.check_url(url, settings))
-    finally:
-        await db.dispose()
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:

@@ -47,6 +47,22 @@ async def _run(settings: Settings, args: argparse.Namespace) -> str:
         await db.dispose()
 
 
+async def register_endpoint(settings: Settings, api_key: str, url: str) -> str:
+    """Register a partner's webhook URL (``partner create --webhook-url``); returns the signing secret."""
+    from alexandrite.kit.db import Database
+    from alexandrite.shop import webhooks
+    from alexandrite.shop.handlers import partner_principal
+
+    db = Database(settings.database_url("shop"), pool_size=1)
+    try:
+        principal = await partner_principal(db, api_key)
+        if principal is None:
+            raise LookupError("the partner was not found")
+        return await webhooks.register(db, uuid.UUID(principal.subject), webhooks.check_url(url, settings))
+    finally:
+        await db.dispose()
+
+
 def cmd_webhooks(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "replay" and not args.id and not args.all:
         print("alexandrite: say which deliveries to replay: --id DELIVERY_ID (repeatable) or --all", file=sys.stderr)

@@ -191,3 +191,15 @@ async def test_dead_letter_after_max_attempts_then_replay_by_api_and_cli(setting
             assert unknown.returncode == 1 and "no partner" in unknown.stderr
     finally:
         receiver.stop()
+
+
+def test_partner_create_with_a_webhook_url_prints_the_secret(test_env: dict[str, str]) -> None:
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    created = subprocess.run([sys.executable, "-m", "alexandrite", "partner", "create", name, "--webhook-url",
+                              "https://partner.example/hooks"], env=test_env, capture_output=True, text=True,
+                             timeout=60)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip().splitlines()[-1].startswith("whsec_")
+    bad = subprocess.run([sys.executable, "-m", "alexandrite", "partner", "create", f"{name}-2", "--webhook-url",
+                          "ftp://nope"], env=test_env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "http(s)" in bad.stderr
