@@ -22,15 +22,16 @@ def _fail(message: str, code: int = 2) -> int:
 
 # --- prestart -----------------------------------------------------------------------------
 
-def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.kit.messaging.topology import setup_topology
     from alexandrite.kit.migrations import create_databases, upgrade, wait_for_postgres
 
+    services = tuple(getattr(args, "service", None) or SERVICES)  # one service: its own database server
     asyncio.run(wait_for_postgres(settings))
-    created = asyncio.run(create_databases(settings))
+    created = asyncio.run(create_databases(settings, services))
     for name in created:
         print(f"created database {name}")
-    for service in SERVICES:
+    for service in services:
         upgrade(service, settings)
         print(f"migrated {settings.database_name(service)} to head")
     asyncio.run(setup_topology(settings))
@@ -69,8 +70,14 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    if args.replicas < 0 or args.workers < 0:
+        return _fail("--replicas and --workers cannot be negative")
     if not args.no_migrate and cmd_migrate(settings, args) != 0:
         return 1
+    if args.replicas:
+        from alexandrite.ops.replicas import run_replicas
+
+        return run_replicas(settings, args.replicas, args.workers)
     env = dict(os.environ)
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     for service in SERVICES:
@@ -237,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="migrate, then run all three APIs, their relays and N pricing workers")
     up.add_argument("--workers", type=int, default=2)
     up.add_argument("--no-migrate", action="store_true")
+    up.add_argument("--replicas", type=int, default=0,
+                    help="N instances of each API behind HAProxy on the public ports (0: one, no load balancer)")
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run one service's API (with its outbox relay and event consumer)")
@@ -251,8 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name")
     worker.set_defaults(func=cmd_worker)
 
-    sub.add_parser("migrate", help="create the databases, migrate them, declare the queues").set_defaults(
-        func=cmd_migrate)
+    migrate = sub.add_parser("migrate", help="create the databases, migrate them, declare the queues")
+    migrate.add_argument("--service", action="append", choices=SERVICES,
+                         help="only this service's database (repeatable; default: all three)")
+    migrate.set_defaults(func=cmd_migrate)
     sub.add_parser("seed", help="create a demo customer, partner and staff tokens").set_defaults(func=cmd_seed)
 
     partner = sub.add_parser("partner", help="partner accounts")
@@ -288,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     from alexandrite import webhooks_cli
 
     webhooks_cli.register(sub)
+
+    from alexandrite.ops.commands import add_operations_commands
+
+    add_operations_commands(sub)
     return parser
 
 

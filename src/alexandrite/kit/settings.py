@@ -108,6 +108,20 @@ class Settings(BaseSettings):
     webhook_breaker_reset_seconds: float = Field(default=30.0, gt=0)
     webhook_allow_private_urls: bool = True  # production: False refuses loopback/private partner URLs
 
+    # --- Operations: replicas behind HAProxy, PostgreSQL replication, backups --------------
+    run_dir: Path = Path("var/run")  # `up --replicas`: HAProxy config, socket, logs, up.json
+    instance_base_port: int = Field(default=8100, ge=1024, le=65535)  # API instances behind the LB
+    haproxy_bin: str = "haproxy"
+    lb_stats_port: int = 8404  # HAProxy /stats and /metrics
+    lb_start_timeout: float = Field(default=60.0, gt=0)
+    lb_drain_timeout_seconds: float = Field(default=30.0, gt=0)
+    pg_version: str = "15"  # Debian cluster version used by `replica` and `backup`
+    replication_user: str = "alexandrite_replicator"
+    replication_metrics_port: int = 9190  # `alexandrite replica exporter`
+    backup_repo: Path = Path("/var/lib/pgbackrest")  # pgBackRest repository (owned by postgres)
+    backup_stanza: str = "alexandrite"
+    backup_retention_full: int = Field(default=2, ge=1)
+
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> "Settings":
         if self.environment == "production":

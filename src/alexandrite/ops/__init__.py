@@ -1,0 +1,1 @@
+"""Operations: replicas behind a load balancer, PostgreSQL replication and backups, RabbitMQ definitions."""
