@@ -7,7 +7,6 @@ Run: ``./scripts/chaos.sh`` (or ``.venv/bin/python -m pytest -m chaos tests/chao
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 import uuid
 from collections.abc import Iterator

@@ -195,9 +195,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, *, m
                 installed.append(sig)
     pricing = load_pricing(str(settings.pricing_config) if settings.pricing_config else None)
     db = Database(settings.database_url("mes"), pool_size=2)
-    worker = PricingWorker(db=db, storage=LocalStorage(
-        settings.storage_dir, breaker=breaker_from_settings("storage", settings, timeout=settings.storage_timeout_seconds)),
-        pricing=pricing, name=name)
+    storage = LocalStorage(settings.storage_dir, breaker=breaker_from_settings(
+        "storage", settings, timeout=settings.storage_timeout_seconds))
+    worker = PricingWorker(db=db, storage=storage, pricing=pricing, name=name)
     consumer = Consumer(settings.amqp_url, PRICING_QUEUE, worker.handle, prefetch=1,
                         retry_delays_ms=settings.retry_delays_ms)
     side: SidePortServer | None = None

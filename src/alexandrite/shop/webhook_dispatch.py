@@ -112,8 +112,8 @@ class WebhookDispatcher:
                 .join(partners, partners.c.id == webhook_deliveries.c.partner_id)
                 .where(webhook_deliveries.c.id.in_(claimed)))).all() if claimed else []
             await uow.commit()
-        return [Claimed(r.id, r.delivery_id, r.partner_id, r.order_id, r.name, r.webhook_url, r.webhook_secret, r.event_type,
-                        r.payload, r.attempts) for r in rows]
+        return [Claimed(r.id, r.delivery_id, r.partner_id, r.order_id, r.name, r.webhook_url, r.webhook_secret,
+                        r.event_type, r.payload, r.attempts) for r in rows]
 
     async def _finish(self, row: Claimed, *, ok: bool, status: int | None = None, error: str | None = None,
                       defer_seconds: float | None = None) -> str:
