@@ -85,20 +85,25 @@ async def test_api_sigterm_turns_readiness_off_first_and_finishes_in_flight_requ
     assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
 
 
-RUNNING = "SELECT id FROM pricing_jobs WHERE state = 'running' AND worker = 'worker-1' LIMIT 1"
+# Only jobs of this test: the session's queue may still hold other tests' leftovers.
+RUNNING = ("SELECT id FROM pricing_jobs WHERE state = 'running' AND worker = 'worker-1' AND enqueued_at > $1 "
+           "LIMIT 1")
 
 
 async def test_worker_sigterm_mid_job_finishes_the_job_then_exits(platform: Platform, settings: Settings) -> None:
     platform.start_all(workers=1)
     dsn = settings.database_url("mes").replace("+asyncpg", "")
+    conn = await asyncpg.connect(dsn)
+    since = await conn.fetchval("SELECT now()")
+    await conn.close()
 
     async def stop_mid_job() -> str:
         conn = await asyncpg.connect(dsn)
         try:
             for _ in range(1200):
-                if await conn.fetchval(RUNNING):
+                if await conn.fetchval(RUNNING, since):
                     platform.signal("worker-1", signal.SIGSTOP)  # frozen mid-job
-                    job = await conn.fetchval(RUNNING)
+                    job = await conn.fetchval(RUNNING, since)
                     if job:
                         platform.signal("worker-1", signal.SIGTERM)
                         platform.signal("worker-1", signal.SIGCONT)
