@@ -23,6 +23,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# RabbitMQ's Prometheus endpoint (:15692), scraped by deploy/prometheus/prometheus.yml.
+if command -v rabbitmq-plugins >/dev/null && ! rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_prometheus; then
+  SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
+  $SUDO rabbitmq-plugins enable rabbitmq_prometheus >/dev/null || echo "warning: could not enable rabbitmq_prometheus" >&2
+fi
+
 # Front-end assets and Node tools at the versions pinned in package-lock.json.
 if [ -f package-lock.json ]; then
   lock_stamp=node_modules/.installed-$(sha256sum package-lock.json | cut -c1-16)

@@ -300,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     webhooks_cli.register(sub)
 
+    from alexandrite.obs_commands import register as register_observability
+
+    register_observability(sub)
+
     from alexandrite.ops.commands import add_operations_commands
 
     add_operations_commands(sub)

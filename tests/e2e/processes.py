@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from alexandrite.kit.settings import Settings
@@ -22,12 +23,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def fetch(settings: Settings, service: str, query: str, *args: object) -> list[asyncpg.Record]:
+    """Rows of one query on a service's database (tests look at what the processes stored)."""
+    conn = await asyncpg.connect(settings.database_url(service).replace("+asyncpg", ""))  # type: ignore[arg-type]
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
 @dataclass
 class Platform:
     settings: Settings
     env: dict[str, str]
     log_dir: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    worker_metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def configure(cls, settings: Settings, base_env: dict[str, str], log_dir: Path) -> "Platform":
@@ -58,7 +69,8 @@ class Platform:
         self.wait_ready()
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        return self.start(name, "worker", "--name", name, "--metrics-port", str(free_port()))
+        self.worker_metrics_ports[name] = port = free_port()
+        return self.start(name, "worker", "--name", name, "--metrics-port", str(port))
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

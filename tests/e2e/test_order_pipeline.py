@@ -8,12 +8,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from alexandrite.kit.settings import Settings
 from alexandrite.simulate import simulate
-from tests.e2e.processes import Platform
+from tests.e2e.processes import Platform, fetch
 
 pytestmark = pytest.mark.e2e
 ORDERS = 50
@@ -27,14 +26,6 @@ def platform(settings: Settings, test_env: dict[str, str], tmp_path: Path) -> It
         yield running
     finally:
         running.stop_all()
-
-
-async def fetch(settings: Settings, service: str, query: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(settings.database_url(service).replace("+asyncpg", ""))  # type: ignore[arg-type]
-    try:
-        return list(await conn.fetch(query, *args))
-    finally:
-        await conn.close()
 
 
 RUNNING_ON_WORKER_1 = "SELECT id FROM pricing_jobs WHERE state = 'running' AND worker = 'worker-1' LIMIT 1"

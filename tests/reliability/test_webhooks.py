@@ -203,3 +203,37 @@ def test_partner_create_with_a_webhook_url_prints_the_secret(test_env: dict[str,
     bad = subprocess.run([sys.executable, "-m", "alexandrite", "partner", "create", f"{name}-2", "--webhook-url",
                           "ftp://nope"], env=test_env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "http(s)" in bad.stderr
+
+
+async def test_a_delay_notice_reaches_the_partner_webhook(settings: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from alexandrite.contracts.events import OrderDelayed
+    from alexandrite.contracts.order_status import OrderStatus
+    from alexandrite.shop.delays import apply_delay
+
+    local = _settings(settings)
+    receiver = Receiver().start()
+    try:
+        async with shop(local) as client:
+            headers, secret, _ = await partner(local, client, receiver)
+            order = (await client.post("/api/v1/orders", headers=headers, json={"alloy": "gold_750"})).json()
+            now = datetime.now(UTC)
+            delay = OrderDelayed(stage="PRICE_CALCULATING", status=OrderStatus.PRICE_CALCULATING,
+                                 since=now - timedelta(hours=1), sla_seconds=1800, detected_at=now,
+                                 new_eta=now + timedelta(days=3), owner_kind="partner")
+            db = Database(local.database_url("shop"), pool_size=1)
+            try:
+                assert await apply_delay(db, uuid.UUID(order["id"]), delay) == "ok"
+                assert await apply_delay(db, uuid.UUID(order["id"]), delay) == "duplicate"  # told once
+            finally:
+                await db.dispose()
+            await wait_for(lambda: len(receiver.received) == 2)
+            notice = next(r for r in receiver.received if r.headers["X-Alexandrite-Event"] == "mes.order.delayed")
+            assert notice.json["type"] == "order.delayed" and notice.json["stage"] == "PRICE_CALCULATING"
+            assert verify(secret, notice.headers["X-Alexandrite-Timestamp"], notice.body,
+                          notice.headers["X-Alexandrite-Signature"])
+            await asyncio.sleep(0.5)
+            assert len(receiver.received) == 2
+    finally:
+        receiver.stop()

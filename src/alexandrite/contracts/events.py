@@ -125,3 +125,43 @@ def status_envelope(
 
 def parse_status_change(envelope: Envelope) -> StatusChanged:
     return StatusChanged.model_validate(envelope.payload)
+
+
+# --- Delay notices ------------------------------------------------------------------------------
+
+ORDER_DELAYED_TYPE = "mes.order.delayed"
+ORDER_DELAYED_VERSION = 1
+DELIVERY_STAGE = "DELIVERY"  # the promised delivery, counted from the seller's approval
+
+
+class OrderDelayed(BaseModel):
+    """Payload of ``mes.order.delayed`` (v1): an order stayed in a stage longer than its SLA.
+
+    Emitted once per order and stage by the MES SLA watchdog. ``seq`` of its envelope is the
+    order's sequence number when the delay was found; it is not a status change and does not
+    advance the sequence. The shop e-mails the customer; partner orders go to the partner's
+    webhook. ``stage`` is a status name, or ``DELIVERY`` for the promised delivery date.
+    """
+
+    stage: str
+    status: OrderStatus  # the order's status when the delay was found
+    since: datetime  # when the order entered the stage (approval for DELIVERY)
+    sla_seconds: float
+    detected_at: datetime
+    new_eta: datetime  # the new estimate for shipping
+    owner_kind: str | None = None  # "customer" | "partner"
+
+
+def order_delayed_envelope(*, order_id: uuid.UUID, seq: int, delay: OrderDelayed) -> Envelope:
+    return Envelope(
+        type=ORDER_DELAYED_TYPE,
+        version=ORDER_DELAYED_VERSION,
+        order_id=order_id,
+        seq=max(seq, 1),
+        producer="mes",
+        payload=delay.model_dump(mode="json", exclude_none=True),
+    )
+
+
+def is_order_delayed(routing_key: str, headers: dict[str, Any]) -> bool:
+    return str(headers.get("event_type") or routing_key) == ORDER_DELAYED_TYPE

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
 from alexandrite.crm.api import internal, router, webhooks
 from alexandrite.crm.consumers import event_handler
 from alexandrite.kit.app import create_service_app
+from alexandrite.crm.tables import orders
 from alexandrite.kit.settings import Settings, get_settings
+from alexandrite.kit.status_gauge import run_status_gauge
+
+
+async def status_gauge(app: FastAPI, stop: asyncio.Event) -> None:
+    settings = app.state.settings
+    await run_status_gauge(app.state.db, orders, "crm", settings.status_gauge_interval_seconds, stop)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(
         "crm", settings or get_settings(), [router, webhooks, internal], event_handler=event_handler,
-        title="Alexandrite CRM API",
+        title="Alexandrite CRM API", loops=(status_gauge,),
     )

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 
+from alexandrite.contracts.events import is_order_delayed
 from alexandrite.contracts.order_status import IllegalTransition
 from alexandrite.crm import handlers
 from alexandrite.crm.domain import SERVICE
@@ -21,6 +22,8 @@ CANNOT_APPLY = (IllegalTransition, LookupError, handlers.WrongProducer, ValueErr
 
 async def handle_event(db: Database, delivery: Delivery) -> str:
     """Returns the inbox outcome: "ok", "duplicate", "stale" or "deferred" (parked until its turn)."""
+    if is_order_delayed(delivery.routing_key, delivery.headers):
+        return "ignored"  # delay notices are the shop's to send; the seller sees delays on the dashboards
     return await consume_order_event(db, delivery, service=SERVICE, producers=PRODUCERS, orders=orders,
                                      apply=handlers.apply_event, cannot_apply=CANNOT_APPLY)
 

@@ -19,6 +19,7 @@ from alexandrite.kit.auth import unguarded_routes
 from alexandrite.kit.breaker import breaker_from_settings
 from alexandrite.kit.db import Database
 from alexandrite.kit.errors import install_error_handlers
+from alexandrite.kit.graphite import run_graphite_push
 from alexandrite.kit.http import ObservabilityMiddleware
 from alexandrite.kit.logs import configure_logging
 from alexandrite.kit.messaging.consumer import Consumer, Delivery
@@ -28,10 +29,13 @@ from alexandrite.kit.peers import Peers
 from alexandrite.kit.settings import Service, Settings
 from alexandrite.kit.storage import LocalStorage
 from alexandrite.kit.throttle import LoadShedMiddleware, RateLimiter, ThrottleMiddleware
+from alexandrite.kit.tracing import configure_tracing, instrument_app, shutdown_tracing
 
 log = structlog.get_logger(__name__)
 
 EventHandlerFactory = Callable[[FastAPI], Callable[[Delivery], Awaitable[str | None]]]
+# A service's own background loop (status gauge, SLA watchdog, notifier): runs until the event is set.
+BackgroundLoop = Callable[[FastAPI, asyncio.Event], Awaitable[None]]
 
 
 def create_service_app(
@@ -42,7 +46,10 @@ def create_service_app(
     event_handler: EventHandlerFactory | None = None,
     title: str | None = None,
     on_startup: Callable[[FastAPI], Awaitable[None]] | None = None,
+    loops: Sequence[BackgroundLoop] = (),
 ) -> FastAPI:
+    configure_tracing(service, settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(service, level=settings.log_level, json_output=settings.log_json)
@@ -80,13 +87,15 @@ def create_service_app(
                                 batch_size=settings.relay_batch_size, idle_seconds=settings.relay_idle_seconds,
                                 breaker=breaker_from_settings(f"rabbitmq-publish:{service}", settings))
             tasks.append(asyncio.create_task(relay.run(stop), name=f"{service}-relay"))
-        for start_background in getattr(app.state, "background", ()):
-            tasks.append(start_background(stop))
         if settings.run_consumer and event_handler is not None:
             consumer = Consumer(settings.amqp_url, events_queue(service), event_handler(app),
                                 prefetch=settings.consumer_prefetch, retry_delays_ms=settings.retry_delays_ms)
             app.state.consumer = consumer
             tasks.append(asyncio.create_task(consumer.run(stop), name=f"{service}-consumer"))
+        for loop in loops:
+            tasks.append(asyncio.create_task(loop(app, stop), name=f"{service}-{getattr(loop, '__name__', 'loop')}"))
+        if settings.graphite_address:
+            tasks.append(asyncio.create_task(run_graphite_push(settings, service, stop), name=f"{service}-graphite"))
         app.state.ready = True
         log.info("service_started", port=settings.service_port(service))
         try:
@@ -96,6 +105,7 @@ def create_service_app(
             stop.set()
             if tasks:
                 await asyncio.wait(tasks, timeout=30)
+            shutdown_tracing()
             await app.state.peers.close()
             with contextlib.suppress(Exception):
                 await app.state.redis.aclose()
@@ -136,6 +146,7 @@ def create_service_app(
     app.add_middleware(ThrottleMiddleware, service=service)
     app.add_middleware(LoadShedMiddleware, service=service, max_in_flight=settings.max_in_flight_requests)
     app.add_middleware(ObservabilityMiddleware, service=service)
+    instrument_app(app)
     return app
 
 

@@ -9,16 +9,19 @@ from typing import Any
 
 import structlog
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext import asyncio as sa_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope
 from alexandrite.kit.messaging.tables import OUTBOX
+from alexandrite.kit.tracing import trace_headers
 
 log = structlog.get_logger(__name__)
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    # Looked up at call time, so tracing's instrumented create_async_engine is used when tracing is on.
+    return sa_asyncio.create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -84,6 +87,10 @@ class UnitOfWork:
             await self.session.close()
 
     def emit(self, envelope: Envelope) -> None:
+        """Queue an event; the current trace context goes with it (stored in the outbox row)."""
+        tracing = trace_headers()
+        if tracing and envelope.traceparent is None:
+            envelope = envelope.model_copy(update={"traceparent": tracing["traceparent"]})
         self._messages.append(
             OutgoingMessage(
                 exchange=EVENTS_EXCHANGE,
@@ -94,6 +101,7 @@ class UnitOfWork:
                     "order_id": str(envelope.order_id),
                     "seq": envelope.seq,
                     **({"traceparent": envelope.traceparent} if envelope.traceparent else {}),
+                    **tracing,
                 },
                 message_id=envelope.event_id,
                 order_id=envelope.order_id,
@@ -101,7 +109,10 @@ class UnitOfWork:
         )
 
     def send(self, message: OutgoingMessage) -> None:
-        """Queue a non-event message (a job) for the outbox."""
+        """Queue a non-event message (a job) for the outbox, with the current trace context."""
+        tracing = trace_headers()
+        if tracing:
+            message.headers = {**message.headers, **tracing}
         self._messages.append(message)
 
     def after_commit(self, callback: Callable[[], Awaitable[None] | None]) -> None:

@@ -32,15 +32,18 @@ async def poll_until_stopped(
         try:
             done = await step()
             backoff = 0.5
-            if gauges is not None and loop.time() - last_gauge > gauge_every:
-                last_gauge = loop.time()
-                await gauges()
             delay = busy_seconds if done else idle_seconds
         except Exception as error:  # dependency away: the work stays where it is, retried later
             log.warning(error_event, error=repr(error)[:300], retry_in=backoff)
             delay, backoff = backoff, min(backoff * 2, 10.0)
             if on_error is not None:
                 await on_error()
+        if gauges is not None and loop.time() - last_gauge > gauge_every:  # also while failing
+            last_gauge = loop.time()
+            try:
+                await gauges()
+            except Exception as error:
+                log.debug("gauges_unavailable", error=repr(error)[:200])
         if delay <= 0:
             continue
         with contextlib.suppress(TimeoutError):

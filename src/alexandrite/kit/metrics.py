@@ -60,3 +60,41 @@ PRICING_QUEUE_WAIT = Histogram(
     "Time a pricing job waited in the queue",
     buckets=LATENCY_BUCKETS + (30, 60, 300),
 )
+
+# --- Consumers, order pipeline and SLAs -------------------------------------------------------
+
+MESSAGE_FAILURES = Counter(
+    "alexandrite_message_failures_total",
+    "Message deliveries whose handler failed (then retried or dead-lettered)",
+    ["queue", "type"],
+)
+ORDERS_IN_STATUS = Gauge(
+    "alexandrite_orders_in_status",
+    "Orders currently in each status, as this service's projection sees them (recounted periodically)",
+    ["service", "status"],
+)
+ORDER_DURATION = Histogram(
+    "alexandrite_order_duration_seconds",
+    "End-to-end order duration, from creation to a final status",
+    ["service", "outcome"],  # outcome: CLOSED or CANCELLED
+    buckets=STAGE_BUCKETS + (60 * 86400,),
+)
+ORDERS_PAST_SLA = Gauge(
+    "alexandrite_orders_past_sla",
+    "Orders now past their stage SLA (stage = status, or DELIVERY for the promised delivery)",
+    ["stage"],
+)
+DELAYS_DETECTED = Counter(
+    "alexandrite_order_delays_detected_total", "Stage SLA breaches detected (once per order and stage)", ["stage"]
+)
+WATCHDOG_RUNS = Counter("alexandrite_sla_watchdog_runs_total", "SLA watchdog scans", ["outcome"])
+WATCHDOG_LAST_RUN = Gauge(
+    "alexandrite_sla_watchdog_last_run_timestamp_seconds", "When the SLA watchdog last finished a scan"
+)
+NOTIFICATIONS_SENT = Counter(
+    "alexandrite_notifications_sent_total", "Notifications delivered", ["channel", "kind"]
+)
+NOTIFICATION_FAILURES = Counter(
+    "alexandrite_notification_failures_total", "Notification delivery attempts that failed", ["channel", "kind"]
+)
+NOTIFICATION_BACKLOG = Gauge("alexandrite_notification_backlog", "Notifications waiting to be delivered")

@@ -18,6 +18,8 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
+    ForeignKey,
     Integer,
     MetaData,
     Table,
@@ -29,7 +31,7 @@ from sqlalchemy import (
 )
 
 from alexandrite.contracts.events import utcnow
-from alexandrite.contracts.order_status import CANCELLABLE, OrderStatus, check_transition, owner_of
+from alexandrite.contracts.order_status import CANCELLABLE, TERMINAL, OrderStatus, check_transition, owner_of
 from alexandrite.kit import metrics
 from alexandrite.kit.db import UnitOfWork
 from alexandrite.kit.errors import ApiError
@@ -47,6 +49,20 @@ def define_history(metadata: MetaData) -> Table:
         Column("at", DateTime(timezone=True), nullable=False),
         Column("by", Text, nullable=False),
         UniqueConstraint("order_id", "seq", name="uq_order_history_order_seq"),
+    )
+
+
+def define_delays(metadata: MetaData, orders_table: str) -> Table:
+    """Stage SLA breaches of an order: one row per order and stage (so one notice each)."""
+    return Table(
+        "order_delays",
+        metadata,
+        Column("order_id", Uuid, ForeignKey(f"{orders_table}.id", ondelete="CASCADE"), primary_key=True),
+        Column("stage", Text, primary_key=True),
+        Column("since", DateTime(timezone=True), nullable=False),
+        Column("sla_seconds", Float, nullable=False),
+        Column("detected_at", DateTime(timezone=True), nullable=False),
+        Column("new_eta", DateTime(timezone=True), nullable=False),
     )
 
 
@@ -86,7 +102,7 @@ async def record_transition(
     """
     row = (
         await uow.session.execute(
-            select(orders.c.status, orders.c.seq, orders.c.status_since)
+            select(orders.c.status, orders.c.seq, orders.c.status_since, orders.c.created_at)
             .where(orders.c.id == order_id)
             .with_for_update()
         )
@@ -108,11 +124,15 @@ async def record_transition(
         )
     )
     spent = max((at - row.status_since).total_seconds(), 0.0) if row.status_since else None
+    lifetime = (max((at - row.created_at).total_seconds(), 0.0)
+                if target in TERMINAL and previous not in TERMINAL and row.created_at else None)
 
     def _observe() -> None:
         metrics.ORDER_TRANSITIONS.labels(service, target.value).inc()
         if spent is not None:
             metrics.TIME_IN_STATUS.labels(service, previous.value).observe(spent)
+        if lifetime is not None:
+            metrics.ORDER_DURATION.labels(service, target.value).observe(lifetime)
 
     uow.after_commit(_observe)
     return Transition(order_id, previous, target, new_seq, at, by)

@@ -56,6 +56,7 @@ def sandbox_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
             "ALEX_STORAGE_DIR": str(settings.storage_dir),
             "ALEX_RETRY_DELAYS_MS": "[" + ",".join(str(d) for d in settings.retry_delays_ms) + "]",
             "ALEX_RELAY_IDLE_SECONDS": str(settings.relay_idle_seconds),
+            "ALEX_DB_POOL_SIZE": str(settings.db_pool_size),  # children share one PostgreSQL with the rest
             "ALEX_SECRET_KEY": settings.secret_key,
             "ALEX_SERVICE_TOKEN": settings.service_token,
             "ALEX_CARRIER_WEBHOOK_SECRET": settings.carrier_webhook_secret,

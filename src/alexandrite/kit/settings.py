@@ -9,11 +9,26 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alexandrite.contracts.order_status import OrderStatus
+
 DEFAULT_SECRET = "local-development-secret-change-me"
 DEFAULT_SERVICE_TOKEN = "local-service-token-change-me"
 DEFAULT_CARRIER_SECRET = "local-carrier-secret-change-me"
 
 Service = Literal["shop", "crm", "mes"]
+
+DAY = 86400.0
+# Longest time an order may stay in a status before the customer is told of the delay.
+DEFAULT_SLA_SECONDS: dict[str, float] = {
+    "SUBMITTED": 600.0,
+    "PRICE_CALCULATING": 1800.0,
+    "PRICE_CALCULATED": 2 * DAY,  # waiting for the seller's approval
+    "MANUFACTURING_APPROVED": 2 * DAY,  # until an operator starts it
+    "MANUFACTURING_STARTED": 7 * DAY,
+    "MANUFACTURING_COMPLETED": 1 * DAY,
+    "PACKAGING": 1 * DAY,
+    "SHIPPED": 10 * DAY,
+}
 SERVICES: tuple[Service, ...] = ("shop", "crm", "mes")
 
 
@@ -108,6 +123,43 @@ class Settings(BaseSettings):
     webhook_breaker_reset_seconds: float = Field(default=30.0, gt=0)
     webhook_allow_private_urls: bool = True  # production: False refuses loopback/private partner URLs
 
+    # --- Observability: metrics push, tracing, per-stage SLAs, delay notices -----------------
+    # Optional push of every metric to Graphite (carbon plaintext "host:port"); off when unset.
+    graphite_address: str | None = None
+    graphite_prefix: str = "alexandrite"
+    graphite_interval_seconds: float = Field(default=30.0, gt=0)
+    # How often each API recounts its orders per status for the orders-in-status gauge.
+    status_gauge_interval_seconds: float = Field(default=15.0, gt=0)
+    # OpenTelemetry: off by default (no instrumentation installed, near-zero cost).
+    # "otlp" exports to otlp_endpoint (OTLP/HTTP); "file" writes JSON lines to trace_dir/<service>-<pid>.jsonl.
+    tracing: Literal["off", "otlp", "file"] = "off"
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    trace_dir: Path = Path("var/traces")
+    # Per-stage SLAs: the longest an order may stay in a status, in seconds (JSON object in the
+    # environment, e.g. ALEX_SLA_SECONDS='{"PRICE_CALCULATING": 1800}'); statuses not listed have none.
+    sla_seconds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SLA_SECONDS))
+    promised_delivery_days: float = Field(default=21.0, gt=0)
+    # The SLA watchdog runs inside the mes service (and as "alexandrite watchdog").
+    run_watchdog: bool = True
+    watchdog_interval_seconds: float = Field(default=60.0, gt=0)
+    # Delay notices: the shop's notification outbox is sent by SMTP (a local sink in development).
+    run_notifier: bool = True
+    notifier_interval_seconds: float = Field(default=2.0, gt=0)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_sender: str = "Alexandrite <orders@alexandrite.local>"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _known_sla_statuses(self) -> "Settings":
+        unknown = sorted(set(self.sla_seconds) - {s.value for s in OrderStatus})
+        if unknown:
+            raise ValueError(f"ALEX_SLA_SECONDS names unknown statuses: {', '.join(unknown)}")
+        if self.graphite_address and not self.graphite_address.rpartition(":")[2].isdigit():
+            raise ValueError("ALEX_GRAPHITE_ADDRESS must be host:port")
+        if any(value <= 0 for value in self.sla_seconds.values()):
+            raise ValueError("ALEX_SLA_SECONDS values must be positive seconds")
+        return self
     # --- Operations: replicas behind HAProxy, PostgreSQL replication, backups --------------
     run_dir: Path = Path("var/run")  # `up --replicas`: HAProxy config, socket, logs, up.json
     instance_base_port: int = Field(default=8100, ge=1024, le=65535)  # API instances behind the LB

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,13 +13,27 @@ from alexandrite.kit.app import create_service_app
 from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.mes.api import internal, router
 from alexandrite.mes.consumers import event_handler
+from alexandrite.kit.status_gauge import run_status_gauge
 from alexandrite.mes.progress import QueueProbe
+from alexandrite.mes.tables import production_orders
+from alexandrite.mes.watchdog import run_watchdog
+
+
+async def status_gauge(app: FastAPI, stop: asyncio.Event) -> None:
+    settings = app.state.settings
+    await run_status_gauge(app.state.db, production_orders, "mes", settings.status_gauge_interval_seconds, stop)
+
+
+async def sla_watchdog(app: FastAPI, stop: asyncio.Event) -> None:
+    if app.state.settings.run_watchdog:
+        await run_watchdog(app.state.db, app.state.settings, stop)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = create_service_app(
         "mes", settings, [router, internal], event_handler=event_handler, title="Alexandrite MES API",
+        loops=(status_gauge, sla_watchdog),
     )
     # Workers on the pricing queue, for ETAs: connects lazily, closed when the app stops.
     probe = QueueProbe(settings.amqp_url)

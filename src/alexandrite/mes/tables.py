@@ -19,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from alexandrite.kit.messaging.tables import define_inbox, define_outbox
-from alexandrite.kit.order_records import define_history
+from alexandrite.kit.order_records import define_delays, define_history
 
 metadata = MetaData()
 
@@ -80,6 +80,9 @@ Index(
     pricing_jobs.c.finished_at.desc(),
     postgresql_where=text("duration_ms IS NOT NULL"),
 )
+
+# Stage SLA breaches found by the watchdog: one row per order and stage, so one notice each.
+order_delays = define_delays(metadata, "production_orders")
 
 order_history = define_history(metadata)
 outbox = define_outbox(metadata)

@@ -32,11 +32,13 @@ from pydantic import ValidationError
 from alexandrite.kit import metrics as kit_metrics
 from alexandrite.kit.breaker import breaker_from_settings
 from alexandrite.kit.db import Database
+from alexandrite.kit.graphite import run_graphite_push
 from alexandrite.kit.logs import configure_logging
 from alexandrite.kit.messaging.consumer import Consumer, Delivery, PermanentError
 from alexandrite.kit.messaging.topology import PRICING_QUEUE, setup_topology
 from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.kit.storage import LocalStorage
+from alexandrite.kit.tracing import configure_tracing, shutdown_tracing
 from alexandrite.mes import handlers, metrics
 from alexandrite.mes.domain import PricingJobMessage
 from alexandrite.mes.pricing.formats import ModelFormatError
@@ -184,6 +186,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, *, m
     an unfinished job stays unacknowledged and returns to the queue for another worker.
     """
     configure_logging("mes", level=settings.log_level, json_output=settings.log_json)
+    configure_tracing("mes-worker", settings)
     name = worker_name or default_worker_name()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -209,8 +212,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, *, m
         except Exception as error:  # the consumer keeps retrying; readiness tells
             log.warning("topology_setup_failed", error=repr(error)[:300])
         log.info("pricing_worker_started", worker=name, metrics_port=side.port if side else None)
+        graphite = asyncio.create_task(run_graphite_push(settings, "mes-worker", stop, instance=name))
         await consumer.run(stop, drain_seconds=DRAIN_SECONDS)
+        await graphite
     finally:
+        shutdown_tracing()
         for sig in installed:
             loop.remove_signal_handler(sig)
         if side is not None:

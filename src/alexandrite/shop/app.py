@@ -17,9 +17,20 @@ from alexandrite.shop import handlers
 from alexandrite.shop.api import internal, router
 from alexandrite.shop.backpressure import PricingBacklog
 from alexandrite.shop.consumers import event_handler
+from alexandrite.shop.notifier import run_notifier
 from alexandrite.shop.tables import partners
 from alexandrite.shop.webhook_api import webhook_router
 from alexandrite.shop.webhook_dispatch import WebhookDispatcher
+
+
+async def notifier(app: FastAPI, stop: asyncio.Event) -> None:
+    if app.state.settings.run_notifier:
+        await run_notifier(app.state.db, app.state.settings, stop)
+
+
+async def webhook_dispatcher(app: FastAPI, stop: asyncio.Event) -> None:
+    if app.state.settings.run_webhooks:
+        await WebhookDispatcher(app.state.db, app.state.settings, app.state.redis).run(stop)
 
 
 async def _startup(app: FastAPI) -> None:
@@ -41,11 +52,6 @@ async def _startup(app: FastAPI) -> None:
 
     app.state.partner_plans = PlanCache(plan_of)
     app.state.backlog = PricingBacklog(app.state.peers, app.state.settings)
-    app.state.background = []
-    if app.state.settings.run_webhooks:
-        dispatcher = WebhookDispatcher(app.state.db, app.state.settings, app.state.redis)
-        app.state.webhook_dispatcher = dispatcher
-        app.state.background.append(lambda stop: asyncio.create_task(dispatcher.run(stop), name="shop-webhooks"))
 
 
 async def _not_an_owner(_: Request, exc: PermissionError) -> JSONResponse:
@@ -56,7 +62,7 @@ async def _not_an_owner(_: Request, exc: PermissionError) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = create_service_app(
         "shop", settings or get_settings(), [router, webhook_router, internal], event_handler=event_handler,
-        on_startup=_startup, title="Alexandrite shop API",
+        on_startup=_startup, title="Alexandrite shop API", loops=(notifier, webhook_dispatcher),
     )
     app.add_exception_handler(PermissionError, _not_an_owner)  # type: ignore[arg-type]  # Owner.of(staff)
     return app

@@ -68,6 +68,16 @@ class FailureOut(BaseModel):
     message: str
 
 
+class DelayOut(BaseModel):
+    """Production reported the order late: ``stage`` (a status, or DELIVERY) is past its SLA."""
+
+    stage: str
+    since: datetime
+    sla_seconds: float
+    detected_at: datetime
+    new_eta: datetime
+
+
 class OrderOut(BaseModel):
     id: uuid.UUID
     status: str
@@ -81,6 +91,7 @@ class OrderOut(BaseModel):
     model: dict[str, Any] | None
     tracking_number: str | None = None
     carrier: str | None = None
+    delay: DelayOut | None = None
 
 
 class OrderSummary(BaseModel):

@@ -14,6 +14,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
     text,
@@ -21,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from alexandrite.kit.messaging.tables import define_inbox, define_outbox
-from alexandrite.kit.order_records import define_history
+from alexandrite.kit.order_records import define_delays, define_history
 
 metadata = MetaData()
 
@@ -113,6 +114,29 @@ Index("ix_webhook_deliveries_due", webhook_deliveries.c.next_attempt_at,
       postgresql_where=webhook_deliveries.c.state == "pending")
 Index("ix_webhook_deliveries_partner", webhook_deliveries.c.partner_id, webhook_deliveries.c.state,
       webhook_deliveries.c.id.desc())
+
+# Delays production reported (mes.order.delayed): shown on the order, one row per order and stage.
+order_delays = define_delays(metadata, "orders")
+
+# Notification outbox: written in the transaction that decides to notify, sent by the notifier.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("order_id", Uuid, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", Text, nullable=False),  # e.g. "delay:PRICE_CALCULATING"
+    Column("channel", Text, nullable=False, server_default="email"),
+    Column("recipient", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    UniqueConstraint("order_id", "kind", name="uq_notifications_order_kind"),
+)
+Index("ix_notifications_pending", notifications.c.next_attempt_at, postgresql_where=text("sent_at IS NULL"))
 
 order_history = define_history(metadata)
 outbox = define_outbox(metadata)

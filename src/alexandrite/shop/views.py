@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.order_records import load_history
 from alexandrite.shop import repository
+from alexandrite.shop.delays import current_delay
 from alexandrite.shop.domain import Owner
 from alexandrite.shop.tables import order_history
 
@@ -46,6 +47,7 @@ async def order_view(session: AsyncSession, order_id: uuid.UUID, owner: Owner | 
         "model": row.model,
         "tracking_number": row.tracking_number,
         "carrier": row.carrier,
+        "delay": await current_delay(session, order_id, row.status),
     }
 
 

@@ -22,6 +22,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from alexandrite.kit import metrics
 from alexandrite.kit.errors import infrastructure_unavailable
 from alexandrite.kit.messaging.topology import dead_letter_queue, retry_queue
+from alexandrite.kit.tracing import SpanKind, message_span
 
 log = structlog.get_logger(__name__)
 
@@ -85,8 +86,23 @@ class Consumer:
     async def _on_message(self, channel: aio_pika.abc.AbstractChannel, message: AbstractIncomingMessage) -> None:
         self.in_flight += 1
         headers = dict(message.headers or {})
-        attempt = int(headers.get(ATTEMPT_HEADER, 0) or 0)
         kind = str(headers.get("event_type") or message.type or "unknown")
+        order_id = str(headers.get("order_id") or "")
+        if order_id:
+            structlog.contextvars.bind_contextvars(order_id=order_id)
+        try:
+            with message_span(f"{self.queue} process", SpanKind.CONSUMER, headers,
+                              **{"messaging.system": "rabbitmq", "messaging.destination.name": self.queue,
+                                 "messaging.message.id": message.message_id or "", "alexandrite.message_type": kind,
+                                 "alexandrite.order_id": order_id}):
+                await self._process(channel, message, headers, kind)
+        finally:
+            structlog.contextvars.unbind_contextvars("order_id")
+            self.in_flight -= 1
+
+    async def _process(self, channel: aio_pika.abc.AbstractChannel, message: AbstractIncomingMessage,
+                       headers: dict[str, Any], kind: str) -> None:
+        attempt = int(headers.get(ATTEMPT_HEADER, 0) or 0)
         started = time.perf_counter()
         delivery = Delivery(
             body=message.body,
@@ -100,8 +116,10 @@ class Consumer:
         try:
             outcome = await self.handler(delivery) or "ok"
         except PermanentError as error:
+            metrics.MESSAGE_FAILURES.labels(self.queue, kind).inc()
             await self._dead_letter(channel, message, headers, kind, error)
         except Exception as error:
+            metrics.MESSAGE_FAILURES.labels(self.queue, kind).inc()
             # An outage (database away, too many connections) does not use up the message's attempts:
             # it waits in the retry tiers as long as the outage lasts instead of being dead-lettered.
             outage = infrastructure_unavailable(error) and bool(self.retry_delays_ms)
@@ -128,7 +146,6 @@ class Consumer:
             metrics.MESSAGES_PROCESSED.labels(self.queue, kind, outcome).inc()
         finally:
             metrics.MESSAGE_DURATION.labels(self.queue, kind).observe(time.perf_counter() - started)
-            self.in_flight -= 1
 
     async def _dead_letter(self, channel: aio_pika.abc.AbstractChannel, message: AbstractIncomingMessage,
                            headers: dict[str, Any], kind: str, error: BaseException) -> None:

@@ -22,6 +22,7 @@ from alexandrite.kit.breaker import CircuitBreaker
 from alexandrite.kit.db import Database
 from alexandrite.kit.loops import poll_until_stopped
 from alexandrite.kit.messaging.tables import OUTBOX
+from alexandrite.kit.tracing import SpanKind, message_span, trace_headers
 
 log = structlog.get_logger(__name__)
 
@@ -68,9 +69,19 @@ class OutboxRelay:
 
     async def _publish(self, row: Any) -> None:
         exchange = await self._exchange(row.exchange)
+        headers = dict(row.headers or {})
+        # A child of the context that emitted the message, however long it waited in the outbox.
+        with message_span(f"{row.routing_key} publish", SpanKind.PRODUCER, headers,
+                          **{"messaging.system": "rabbitmq", "messaging.destination.name": row.exchange or "(default)",
+                             "messaging.rabbitmq.destination.routing_key": row.routing_key,
+                             "messaging.message.id": str(row.message_id), "alexandrite.service": self.service}):
+            headers.update(trace_headers())
+            await self._send(exchange, row, headers)
+
+    async def _send(self, exchange: AbstractExchange, row: Any, headers: dict[str, Any]) -> None:
         message = aio_pika.Message(
             body=row.body,
-            headers=dict(row.headers or {}),
+            headers=headers,
             message_id=str(row.message_id),
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -135,15 +146,20 @@ class OutboxRelay:
             ).one()
         return int(count), float(oldest or 0.0)
 
-    async def _gauges(self) -> None:
-        count, age = await self.backlog()
+    async def _export_backlog(self) -> None:
+        try:
+            count, age = await self.backlog()
+        except Exception as error:  # database away: the relay's own loop reports it
+            log.debug("outbox_backlog_unavailable", error=repr(error)[:200])
+            return
         metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
         metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
 
     async def run(self, stop: asyncio.Event) -> None:
-        # Broker or database away: the rows stay in the outbox, the connection is rebuilt.
+        # Broker or database away: the rows stay in the outbox, the connection is rebuilt; the backlog
+        # gauges are refreshed also while publishing fails, which is when a growing backlog must show.
         await poll_until_stopped(stop, self.publish_once, idle_seconds=self.idle_seconds,
-                                 error_event="outbox_relay_error", gauges=self._gauges, on_error=self._reset)
+                                 error_event="outbox_relay_error", gauges=self._export_backlog, on_error=self._reset)
         await self.close()
 
     async def _reset(self) -> None:

@@ -1,7 +1,7 @@
 """partner webhook deliveries
 
 Revision ID: 88048c889e7c
-Revises: 4c82fff20697
+Revises: 3fbb5b6b2dd8
 Create Date: 2026-11-25 10:44:14.510932
 
 """
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision: str = '88048c889e7c'
-down_revision: Union[str, Sequence[str], None] = '4c82fff20697'
+down_revision: Union[str, Sequence[str], None] = '3fbb5b6b2dd8'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
