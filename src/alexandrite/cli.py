@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 
 from alexandrite.kit.settings import SERVICES, Settings, get_settings
+from alexandrite.scale_cli import add_maintain_parser, seed_orders_arguments, seed_orders_command
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -188,7 +189,8 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
             await db.dispose()
 
     asyncio.run(_run())
-    return cmd_token_pair(settings)
+    code = cmd_token_pair(settings)
+    return code or seed_orders_command(settings, args)
 
 
 def cmd_token_pair(settings: Settings) -> int:
@@ -264,7 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--service", action="append", choices=SERVICES,
                          help="only this service's database (repeatable; default: all three)")
     migrate.set_defaults(func=cmd_migrate)
-    sub.add_parser("seed", help="create a demo customer, partner and staff tokens").set_defaults(func=cmd_seed)
+    seed = sub.add_parser("seed", help="create a demo customer, partner and staff tokens (and --orders N orders)")
+    seed_orders_arguments(seed)
+    seed.set_defaults(func=cmd_seed)
+    add_maintain_parser(sub)
 
     partner = sub.add_parser("partner", help="partner accounts")
     partner_sub = partner.add_subparsers(dest="partner_command", required=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import insert
+from sqlalchemy import event, exc, insert
 from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -19,30 +20,65 @@ from alexandrite.kit.tracing import trace_headers
 log = structlog.get_logger(__name__)
 
 
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     # Looked up at call time, so tracing's instrumented create_async_engine is used when tracing is on.
-    return sa_asyncio.create_async_engine(
+    engine = sa_asyncio.create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_timeout=10,
         connect_args={"server_settings": {"application_name": "alexandrite"}, "command_timeout": 30},
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Pre-ping, but only connections idle for a while: a busy pool skips the extra round trip
+    on every checkout. A connection found dead is replaced before use; a disconnect seen during
+    use invalidates the whole pool (SQLAlchemy's default)."""
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.DisconnectionError("connection failed the idle ping") from error
+
+
+StatusListener = Callable[[str | None, str], Awaitable[None] | None]
 
 
 class Database:
-    """A service's primary engine and, when configured, a read replica for lag-tolerant reads."""
+    """A service's primary engine and, when configured, a read replica for lag-tolerant reads.
+
+    Writes (:class:`UnitOfWork`) always use :attr:`sessions` (the primary); lag-tolerant reads use
+    :attr:`read_sessions` (outside a transaction), which is the primary too when no replica is configured.
+    ``status_listeners`` are called after the commit of every order status change made through
+    this database (previous status or None for a new order, new status), e.g. to drop cached pages.
+    """
 
     def __init__(self, url: str, *, pool_size: int = 10, replica_url: str | None = None) -> None:
         self.engine = make_engine(url, pool_size=pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.replica_engine = make_engine(replica_url, pool_size=pool_size) if replica_url else None
-        self.read_sessions = (
-            async_sessionmaker(self.replica_engine, expire_on_commit=False)
-            if self.replica_engine
-            else self.sessions
-        )
+        # Lag-tolerant reads run outside a transaction (no BEGIN/ROLLBACK round trips); each
+        # statement sees what was committed when it started.
+        read_engine = (self.replica_engine or self.engine).execution_options(isolation_level="AUTOCOMMIT")
+        self.read_sessions = async_sessionmaker(read_engine, expire_on_commit=False)
+        self.status_listeners: list[StatusListener] = []
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -61,6 +61,14 @@ PRICING_QUEUE_WAIT = Histogram(
     buckets=LATENCY_BUCKETS + (30, 60, 300),
 )
 
+# Page cache (kit/cache.py). outcome: hit, miss, coalesced (waited for another loader),
+# unavailable (Redis failed or is being left alone: served from the database).
+CACHE_REQUESTS = Counter("alexandrite_cache_requests_total", "Page cache lookups", ["cache", "outcome"])
+CACHE_INVALIDATIONS = Counter(
+    "alexandrite_cache_invalidations_total", "Page cache invalidations after commit", ["cache", "outcome"]
+)
+CACHE_UP = Gauge("alexandrite_cache_up", "1 while the page cache's Redis answers, 0 after a failure", ["cache"])
+
 # --- Consumers, order pipeline and SLAs -------------------------------------------------------
 
 MESSAGE_FAILURES = Counter(

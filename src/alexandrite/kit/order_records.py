@@ -9,6 +9,7 @@ counts the time the order spent in the status it leaves.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,12 +53,16 @@ def define_history(metadata: MetaData) -> Table:
     )
 
 
-def define_delays(metadata: MetaData, orders_table: str) -> Table:
-    """Stage SLA breaches of an order: one row per order and stage (so one notice each)."""
+def define_delays(metadata: MetaData, orders_table: str | None) -> Table:
+    """Stage SLA breaches of an order: one row per order and stage (so one notice each).
+
+    ``orders_table`` None: no foreign key (a partitioned orders table has no key on id alone)."""
+    order_id = (Column("order_id", Uuid, ForeignKey(f"{orders_table}.id", ondelete="CASCADE"), primary_key=True)
+                if orders_table else Column("order_id", Uuid, primary_key=True))
     return Table(
         "order_delays",
         metadata,
-        Column("order_id", Uuid, ForeignKey(f"{orders_table}.id", ondelete="CASCADE"), primary_key=True),
+        order_id,
         Column("stage", Text, primary_key=True),
         Column("since", DateTime(timezone=True), nullable=False),
         Column("sla_seconds", Float, nullable=False),
@@ -74,6 +79,12 @@ class Transition:
     seq: int
     at: datetime
     by: str
+
+
+def _notify(uow: UnitOfWork, previous: str | None, status: str) -> None:
+    """The database's status listeners hear of the change once it is committed."""
+    for listener in getattr(uow.db, "status_listeners", ()):
+        uow.after_commit(functools.partial(listener, previous, status))
 
 
 async def current_seq(uow: UnitOfWork, orders: Table, order_id: uuid.UUID) -> int:
@@ -135,6 +146,7 @@ async def record_transition(
             metrics.ORDER_DURATION.labels(service, target.value).observe(lifetime)
 
     uow.after_commit(_observe)
+    _notify(uow, previous.value, target.value)
     return Transition(order_id, previous, target, new_seq, at, by)
 
 
@@ -163,6 +175,7 @@ async def record_creation(
                                 at=at, by=by)
     )
     uow.after_commit(lambda: metrics.ORDER_TRANSITIONS.labels(service, status.value).inc())
+    _notify(uow, None, status.value)
     return Transition(order_id, None, status, seq, at, by)
 
 

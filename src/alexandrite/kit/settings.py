@@ -123,6 +123,16 @@ class Settings(BaseSettings):
     webhook_breaker_reset_seconds: float = Field(default=30.0, gt=0)
     webhook_allow_private_urls: bool = True  # production: False refuses loopback/private partner URLs
 
+    # Reading fast at scale: partitions, Redis cache of hot pages, replica reads.
+    partition_months_ahead: int = Field(default=3, ge=0, le=60)  # "alexandrite maintain" creates these
+    partition_archive_after_months: int = Field(default=24, ge=0)  # 0: never archive
+    cache_ttl_seconds: float = Field(default=30.0, ge=0)  # 0 disables the page cache
+    cache_ttl_jitter: float = Field(default=0.2, ge=0, le=1)  # TTL grows by up to this fraction, at random
+    cache_lock_seconds: float = Field(default=2.0, gt=0)  # one loader per missing page; others wait this long
+    cache_redis_timeout_seconds: float = Field(default=0.25, gt=0)
+    cache_retry_seconds: float = Field(default=1.0, ge=0)  # after a Redis failure, go straight to the database
+    replica_fresh_seconds: float = Field(default=2.0, ge=0)  # after a change, cache refills read the primary
+
     # --- Observability: metrics push, tracing, per-stage SLAs, delay notices -----------------
     # Optional push of every metric to Graphite (carbon plaintext "host:port"); off when unset.
     graphite_address: str | None = None

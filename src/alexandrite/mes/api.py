@@ -6,12 +6,14 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
 
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.auth import CurrentService, require
 from alexandrite.kit.errors import not_found
 from alexandrite.kit.security import Principal
 from alexandrite.mes import handlers, progress, views
+from alexandrite.mes.dashboard import dashboard_payload
 from alexandrite.mes.progress import QueueEstimate, QueueProbe, QueueStats
 from alexandrite.mes.schemas import (
     InternalCancel,
@@ -66,9 +68,11 @@ async def dashboard(
                                                       "default: the in-work ones")] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> dict[str, Any]:
-    async with request.app.state.db.read_sessions() as session:
-        return await views.dashboard(session, tuple(status or ()), cursor, limit)
+) -> Response:
+    """Orders in work (or the given statuses), newest first, keyset pages; first pages come from the cache."""
+    state = request.app.state
+    body = await dashboard_payload(state.db, state.dashboard_cache, status or (), cursor, limit)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)

@@ -11,9 +11,11 @@ from fastapi import FastAPI
 
 from alexandrite.kit.app import create_service_app
 from alexandrite.kit.settings import Settings, get_settings
+from alexandrite.kit.status_gauge import run_status_gauge
 from alexandrite.mes.api import internal, router
 from alexandrite.mes.consumers import event_handler
-from alexandrite.kit.status_gauge import run_status_gauge
+from alexandrite.mes.dashboard import attach_cache, make_cache
+from alexandrite.mes.pages import pages
 from alexandrite.mes.progress import QueueProbe
 from alexandrite.mes.tables import production_orders
 from alexandrite.mes.watchdog import run_watchdog
@@ -29,12 +31,19 @@ async def sla_watchdog(app: FastAPI, stop: asyncio.Event) -> None:
         await run_watchdog(app.state.db, app.state.settings, stop)
 
 
+async def _start_cache(app: FastAPI) -> None:
+    """The dashboard cache, dropped after every status change this process commits (API and events)."""
+    app.state.dashboard_cache = make_cache(app.state.settings)
+    attach_cache(app.state.db, app.state.dashboard_cache)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = create_service_app(
-        "mes", settings, [router, internal], event_handler=event_handler, title="Alexandrite MES API",
-        loops=(status_gauge, sla_watchdog),
+        "mes", settings, [router, internal, pages], event_handler=event_handler, title="Alexandrite MES API",
+        on_startup=_start_cache, loops=(status_gauge, sla_watchdog),
     )
+    app.state.dashboard_cache = None
     # Workers on the pricing queue, for ETAs: connects lazily, closed when the app stops.
     probe = QueueProbe(settings.amqp_url)
     app.state.pricing_probe = probe
@@ -47,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield state
         finally:
             await probe.close()
+            if app.state.dashboard_cache is not None:
+                await app.state.dashboard_cache.close()
 
     app.router.lifespan_context = lifespan
     return app

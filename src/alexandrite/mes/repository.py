@@ -6,11 +6,16 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alexandrite.mes.domain import ACTIVE_JOB_STATES, AVERAGE_WINDOW, JobState
-from alexandrite.mes.tables import pricing_jobs, production_orders
+from alexandrite.mes.tables import (
+    archived_production_orders,
+    pricing_jobs,
+    production_orders,
+    production_status_counts,
+)
 
 orders = production_orders
 _ACTIVE = tuple(s.value for s in ACTIVE_JOB_STATES)
@@ -23,7 +28,9 @@ SUMMARY_COLUMNS = (
     orders.c.owner_kind,
     orders.c.owner_name,
     orders.c.operator,
-    orders.c.quote,
+    # Only what a list shows of the quote (a whole quote is a JSON document to decode per row).
+    orders.c.quote["total"].label("total"),
+    orders.c.quote["currency"].astext.label("currency"),
     orders.c.tracking_number,
     orders.c.created_at,
     orders.c.updated_at,
@@ -41,6 +48,18 @@ async def get_order(session: AsyncSession, order_id: uuid.UUID, *, for_update: b
     return (await session.execute(stmt)).first()
 
 
+async def get_archived_order(session: AsyncSession, order_id: uuid.UUID) -> Any:
+    """An order in a month that ``alexandrite maintain`` archived (read-only)."""
+    stmt = select(archived_production_orders).where(archived_production_orders.c.id == order_id)
+    return (await session.execute(stmt)).first()
+
+
+def _statuses(name: str, statuses: tuple[str, ...]) -> Any:
+    """The statuses inlined as literals (they are enum values): the plan, cached or not, sees them and
+    can use the partial in-work index. A bound parameter list would get a generic plan that cannot."""
+    return bindparam(name, list(statuses), expanding=True, literal_execute=True)
+
+
 async def order_status(session: AsyncSession, order_id: uuid.UUID) -> str | None:
     return (await session.execute(select(orders.c.status).where(orders.c.id == order_id))).scalar_one_or_none()
 
@@ -48,19 +67,21 @@ async def order_status(session: AsyncSession, order_id: uuid.UUID) -> str | None
 async def list_orders(session: AsyncSession, statuses: tuple[str, ...],
                       after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[Any]:
     """Newest first; fetches ``limit + 1`` rows so the caller knows whether a next page exists."""
-    stmt = select(*SUMMARY_COLUMNS).where(orders.c.status.in_(statuses))
+    stmt = select(*SUMMARY_COLUMNS).where(orders.c.status.in_(_statuses("statuses", statuses)))
     if after is not None:
-        stmt = stmt.where(tuple_(orders.c.created_at, orders.c.id) < tuple_(*after))
-    stmt = stmt.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(limit + 1)
+        # The plain bound lets the planner skip the months newer than the cursor (pruning).
+        stmt = stmt.where(orders.c.created_at <= after[0], tuple_(orders.c.created_at, orders.c.id) < tuple_(*after))
+    # The limit is inlined too: the first page's statement has no parameters, so each connection
+    # plans it once (planning over every month's partition costs more than running it).
+    stmt = stmt.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(
+        bindparam("page_limit", int(limit) + 1, literal_execute=True))
     return list((await session.execute(stmt)).all())
 
 
 async def count_by_status(session: AsyncSession, statuses: tuple[str, ...]) -> dict[str, int]:
-    rows = (
-        await session.execute(
-            select(orders.c.status, func.count()).where(orders.c.status.in_(statuses)).group_by(orders.c.status)
-        )
-    ).all()
+    """Orders in each of the in-work ``statuses`` (kept up to date by a trigger, read in one small scan)."""
+    counts = production_status_counts
+    rows = (await session.execute(select(counts.c.status, counts.c.n).where(counts.c.status.in_(statuses)))).all()
     found = {status: int(n) for status, n in rows}
     return {status: found.get(status, 0) for status in statuses}
 

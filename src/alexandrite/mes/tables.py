@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     DateTime,
-    ForeignKey,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
     UniqueConstraint,
@@ -18,38 +19,75 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from alexandrite.contracts.order_status import IN_WORK
 from alexandrite.kit.messaging.tables import define_inbox, define_outbox
 from alexandrite.kit.order_records import define_delays, define_history
 
 metadata = MetaData()
 
+
+def _order_columns() -> list[Column]:  # type: ignore[type-arg]
+    return [
+        Column("id", Uuid, nullable=False),
+        Column("alloy", Text, nullable=True),
+        Column("status", Text, nullable=False),
+        Column("seq", Integer, nullable=False),
+        Column("owner_kind", Text, nullable=False),
+        Column("owner_name", Text, nullable=False),
+        Column("model", JSONB, nullable=True),
+        Column("quote", JSONB, nullable=True),
+        Column("failure", JSONB, nullable=True),
+        Column("progress", JSONB, nullable=True),
+        Column("operator", Text, nullable=True),
+        Column("tracking_number", Text, nullable=True),
+        Column("carrier", Text, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("status_since", DateTime(timezone=True), nullable=False),
+        Column("approved_at", DateTime(timezone=True), nullable=True),
+    ]
+
+
+# Partitioned by creation month (see partitions.py); the key must include the partition column.
 production_orders = Table(
     "production_orders",
     metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("alloy", Text, nullable=True),
-    Column("status", Text, nullable=False),
-    Column("seq", Integer, nullable=False),
-    Column("owner_kind", Text, nullable=False),
-    Column("owner_name", Text, nullable=False),
-    Column("model", JSONB, nullable=True),
-    Column("quote", JSONB, nullable=True),
-    Column("failure", JSONB, nullable=True),
-    Column("progress", JSONB, nullable=True),
-    Column("operator", Text, nullable=True),
-    Column("tracking_number", Text, nullable=True),
-    Column("carrier", Text, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    Column("status_since", DateTime(timezone=True), nullable=False),
-    Column("approved_at", DateTime(timezone=True), nullable=True),
+    *_order_columns(),
+    PrimaryKeyConstraint("id", "created_at", name="production_orders_pkey"),
+    postgresql_partition_by="RANGE (created_at)",
 )
-# The dashboard: orders in the given statuses, newest first, keyset pagination on (created_at, id).
+# Any status filter, newest first, keyset pagination on (created_at, id).
 Index(
     "ix_production_orders_status_newest",
     production_orders.c.status,
     production_orders.c.created_at.desc(),
     production_orders.c.id.desc(),
+)
+# The dashboard: the few orders in work, newest first; status carried for the counts per status.
+Index(
+    "ix_production_orders_in_work",
+    production_orders.c.created_at.desc(),
+    production_orders.c.id.desc(),
+    postgresql_include=["status"],
+    postgresql_where=production_orders.c.status.in_([s.value for s in IN_WORK]),
+)
+
+# Orders in each in-work status, kept by a trigger on production_orders (see the migration).
+production_status_counts = Table(
+    "production_status_counts",
+    metadata,
+    Column("status", Text, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+
+# Months detached from the live table by ``alexandrite maintain`` (still readable by id).
+archive_metadata = MetaData(schema="archive")
+archived_production_orders = Table(
+    "production_orders",
+    archive_metadata,
+    *_order_columns(),
+    PrimaryKeyConstraint("id", "created_at", name="archived_production_orders_pkey"),
+    postgresql_partition_by="RANGE (created_at)",
 )
 
 JOB_STATES = ("queued", "running", "priced", "failed", "cancelled")
@@ -58,7 +96,8 @@ pricing_jobs = Table(
     "pricing_jobs",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("order_id", Uuid, ForeignKey("production_orders.id", ondelete="CASCADE"), nullable=False),
+    # No foreign key: production_orders is partitioned (its key includes created_at).
+    Column("order_id", Uuid, nullable=False),
     Column("submit_seq", Integer, nullable=False),  # seq of the SUBMITTED event that asked for it
     Column("state", Text, nullable=False, server_default="queued"),
     Column("enqueued_at", DateTime(timezone=True), nullable=False),
@@ -82,7 +121,7 @@ Index(
 )
 
 # Stage SLA breaches found by the watchdog: one row per order and stage, so one notice each.
-order_delays = define_delays(metadata, "production_orders")
+order_delays = define_delays(metadata, None)  # production_orders is partitioned: no foreign key
 
 order_history = define_history(metadata)
 outbox = define_outbox(metadata)

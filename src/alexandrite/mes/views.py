@@ -32,7 +32,16 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def summary(row: Any) -> dict[str, Any]:
-    total, currency = quote_summary(row.quote)
+    """An order as lists show it, from a whole order row (its quote gives the total)."""
+    return _summary(row, *quote_summary(row.quote))
+
+
+def list_item(row: Any) -> dict[str, Any]:
+    """The same, from a row of ``repository.SUMMARY_COLUMNS`` (total and currency selected)."""
+    return _summary(row, row.total, row.currency)
+
+
+def _summary(row: Any, total: Any, currency: str | None) -> dict[str, Any]:
     return {
         "id": row.id,
         "status": row.status,
@@ -49,17 +58,6 @@ def summary(row: Any) -> dict[str, Any]:
     }
 
 
-async def dashboard(session: AsyncSession, statuses: tuple[OrderStatus, ...], cursor: str | None,
-                    limit: int) -> dict[str, Any]:
-    """Orders in ``statuses`` (default: in work), newest first, with the count in each in-work status."""
-    wanted = tuple(dict.fromkeys(s.value for s in statuses)) or IN_WORK_STATUSES
-    after = decode_cursor(cursor) if cursor else None
-    rows = await repository.list_orders(session, wanted, after, limit)
-    items, next_cursor = pagination.page(rows, limit)
-    counts = await repository.count_by_status(session, IN_WORK_STATUSES)
-    return {"items": [summary(r) for r in items], "next_cursor": next_cursor, "counts": counts}
-
-
 def job(row: Any) -> dict[str, Any]:
     return {
         "id": row.id, "submit_seq": row.submit_seq, "state": row.state, "enqueued_at": row.enqueued_at,
@@ -72,6 +70,8 @@ async def order_view(session: AsyncSession, order_id: uuid.UUID,
                      estimate: progress.QueueEstimate | None = None) -> dict[str, Any] | None:
     """The order with its history and pricing jobs; progress recomputed live while it is priced."""
     row = await repository.get_order(session, order_id)
+    if row is None:  # an archived month is still readable
+        row = await repository.get_archived_order(session, order_id)
     if row is None:
         return None
     history = await load_history(session, order_history, order_id)

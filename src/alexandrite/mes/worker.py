@@ -40,6 +40,7 @@ from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.kit.storage import LocalStorage
 from alexandrite.kit.tracing import configure_tracing, shutdown_tracing
 from alexandrite.mes import handlers, metrics
+from alexandrite.mes.dashboard import attach_cache, make_cache
 from alexandrite.mes.domain import PricingJobMessage
 from alexandrite.mes.pricing.formats import ModelFormatError
 from alexandrite.mes.pricing.quote import PricingConfig, PricingRejected, load_pricing, price_model
@@ -198,6 +199,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, *, m
                 installed.append(sig)
     pricing = load_pricing(str(settings.pricing_config) if settings.pricing_config else None)
     db = Database(settings.database_url("mes"), pool_size=2)
+    cache = make_cache(settings)  # prices change statuses the dashboard may show
+    attach_cache(db, cache)
     storage = LocalStorage(settings.storage_dir, breaker=breaker_from_settings(
         "storage", settings, timeout=settings.storage_timeout_seconds))
     worker = PricingWorker(db=db, storage=storage, pricing=pricing, name=name)
@@ -222,6 +225,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, *, m
         if side is not None:
             side.close()
         await db.dispose()
+        if cache is not None:
+            await cache.close()
         log.info("pricing_worker_stopped", worker=name)
 
 
