@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# One command from a fresh clone to a full test run (unit, integration, end to end).
+# One command from a fresh clone to a full test run: unit, integration and end-to-end tests, then the
+# chaos suite (faults while 500 orders flow, 10x overload). With arguments, only pytest with those
+# arguments runs (e.g. `scripts/test.sh tests/unit -q`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest "$@"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/python -m pytest "$@"
+fi
+.venv/bin/python -m pytest
+exec bash scripts/chaos.sh

@@ -45,17 +45,17 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from alexandrite.kit.shutdown import serve
+
     port = args.port or settings.service_port(args.service)
-    uvicorn.run(
-        f"alexandrite.{args.service}.app:create_app",
-        factory=True,
-        host=args.host or settings.host,
-        port=port,
-        workers=args.workers,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
+    options = dict(factory=True, host=args.host or settings.host, port=port, log_level="warning",
+                   access_log=False, timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+                   timeout_keep_alive=30)  # longer than clients' idle expiry: no close-while-reused races
+    if args.workers > 1:  # uvicorn's supervisor: its children stop without the readiness drain
+        uvicorn.run(f"alexandrite.{args.service}.app:create_app", workers=args.workers, **options)  # type: ignore[arg-type]
+    else:
+        serve(f"alexandrite.{args.service}.app:create_app", drain_seconds=settings.shutdown_drain_seconds,
+              **options)
     return 0
 
 
@@ -130,7 +130,15 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_partner_create(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.kit.db import Database
+    from alexandrite.kit.errors import ApiError
     from alexandrite.shop.handlers import create_partner
+    from alexandrite.shop.webhooks import check_url
+
+    if args.webhook_url:
+        try:
+            check_url(args.webhook_url, settings)
+        except ApiError as error:
+            return _fail(error.message)
 
     async def _run() -> str:
         db = Database(settings.database_url("shop"), pool_size=1)
@@ -145,6 +153,11 @@ def cmd_partner_create(settings: Settings, args: argparse.Namespace) -> int:
         return _fail(str(error), 1)
     print(f"partner {args.name} created; its API key (shown once, keep it secret):")
     print(key)
+    if args.webhook_url:
+        print("webhook signing secret (PUT /api/v1/webhook issues a new one):")
+        from alexandrite.webhooks_cli import register_endpoint
+
+        print(asyncio.run(register_endpoint(settings, key, args.webhook_url)))
     return 0
 
 
@@ -289,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--timeout", type=float, default=300.0, help="seconds an order may take per stage")
     simulate.add_argument("--seed", type=int)
     simulate.set_defaults(func=cmd_simulate)
+
+    from alexandrite import webhooks_cli
+
+    webhooks_cli.register(sub)
 
     from alexandrite.obs_commands import register as register_observability
 

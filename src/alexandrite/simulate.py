@@ -23,6 +23,45 @@ ALLOYS = ("gold_585", "gold_750", "silver_925", "platinum_950")
 PRICED = {"PRICE_CALCULATED", "PRICE_CALCULATION_FAILED"}
 
 
+class PatientTransport(httpx.AsyncBaseTransport):
+    """What a well-behaved client does: wait out 429/503 (``Retry-After``) and retry refused or dropped
+    connections, for up to ``patience`` seconds. Safe here because every write the simulation sends is
+    idempotent (orders carry an ``Idempotency-Key``; upload, submit and reads repeat harmlessly)."""
+
+    RETRIED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadError, httpx.RemoteProtocolError,
+               httpx.WriteError)
+
+    def __init__(self, patience: float = 120.0, max_wait: float = 5.0, **kwargs: Any) -> None:
+        self.inner = httpx.AsyncHTTPTransport(**kwargs)
+        self.patience = patience
+        self.max_wait = max_wait
+        self.retries = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = time.monotonic() + self.patience
+        delay = 0.2
+        while True:
+            try:
+                response = await self.inner.handle_async_request(request)
+            except self.RETRIED:
+                if time.monotonic() > deadline:
+                    raise
+                self.retries += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if response.status_code not in (429, 503) or time.monotonic() > deadline:
+                return response
+            header = response.headers.get("retry-after", "1")
+            wait = min(float(header) if header.isdigit() else 1.0, self.max_wait)
+            await response.aclose()
+            self.retries += 1
+            await asyncio.sleep(wait * random.uniform(0.5, 1.0))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 @dataclass
 class Outcome:
     order_id: str
@@ -178,7 +217,8 @@ async def simulate(settings: Settings, orders: int, *, concurrency: int = 16, cl
                    timeout: float = 300.0, seed: int | None = None) -> tuple[list[Outcome], float]:
     rng = random.Random(seed)
     limits = httpx.Limits(max_connections=concurrency * 2)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+    transport = PatientTransport(patience=timeout, limits=limits)
+    async with httpx.AsyncClient(timeout=60, transport=transport) as client:
         email = f"sim-{uuid.uuid4().hex[:12]}@example.test"
         password = uuid.uuid4().hex
         await _check(await client.post(f"{settings.shop_url}/api/v1/auth/signup",

@@ -286,3 +286,25 @@ async def test_rolled_back_application_is_not_marked_seen(db: Database) -> None:
         assert await accept_in_order(uow.session, event, current_seq=current, apply=apply) == "ok"
         await uow.commit()
     assert applied == [1]
+
+
+async def test_an_outage_does_not_use_up_attempts_or_dead_letter(settings: Settings, channel) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    name = f"test.{uuid.uuid4().hex[:8]}"
+    delays = (50, 50)
+    await declare_consumer_queue(channel, name, delays)
+    calls: list[int] = []
+
+    async def database_down_for_a_while(delivery: Delivery) -> str:
+        calls.append(delivery.attempt)
+        if len(calls) <= 5:  # more failures than there are retry tiers
+            raise OperationalError("SELECT 1", None, ConnectionRefusedError("database away"))
+        return "ok"
+
+    await publish(channel, name, b"{}", "patient")
+    await run_consumer(Consumer(settings.amqp_url, name, database_down_for_a_while, retry_delays_ms=delays),
+                       lambda: len(calls) >= 6)
+    await asyncio.sleep(0.3)
+    assert await list_dead_letters(settings.amqp_url, [name]) == []
+    assert calls == [0] * 6  # the outage never counted against the message

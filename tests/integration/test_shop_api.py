@@ -251,3 +251,15 @@ def _staff_token(settings: Settings, role: str) -> str:
     from alexandrite.kit.security import Principal, issue_token
 
     return issue_token(settings.secret_key, Principal(role=role, subject="s", name="s"), 60)
+
+
+async def test_a_retried_upload_of_the_same_file_changes_nothing(shop: httpx.AsyncClient) -> None:
+    auth = await customer(shop)
+    order = (await shop.post("/api/v1/orders", headers=auth, json={"alloy": "gold_585"})).json()
+    for _ in range(2):
+        response = await shop.put(f"/api/v1/orders/{order['id']}/model", headers=auth,
+                                  files={"file": ("ring.stl", RING, "model/stl")})
+        assert response.status_code == 200 and len(response.json()["history"]) == 2
+    other = to_binary_stl(box(10, 10, 10))
+    response = await shop.put(f"/api/v1/orders/{order['id']}/model", headers=auth, files={"file": ("b.stl", other)})
+    assert len(response.json()["history"]) == 3  # a different file is a real change

@@ -24,7 +24,7 @@ from alexandrite.crm.schemas import (
     Reason,
     StatusOut,
 )
-from alexandrite.kit.auth import CurrentService, require
+from alexandrite.kit.auth import CurrentService, public, require
 from alexandrite.kit.errors import ApiError, not_found
 from alexandrite.kit.security import Principal
 
@@ -119,7 +119,8 @@ async def add_note(order_id: uuid.UUID, body: NoteIn, request: Request, principa
     return await handlers.add_note(request.app.state.db, principal, order_id, body.text)
 
 
-@webhooks.post("/carrier", response_model=CarrierAnswer, responses={202: {"model": CarrierAnswer}})
+@webhooks.post("/carrier", response_model=CarrierAnswer, responses={202: {"model": CarrierAnswer}},
+               dependencies=[public("carriers authenticate by HMAC signature of the body")])
 async def carrier_webhook(request: Request) -> JSONResponse:
     """Carrier tracking events, signed: ``X-Carrier-Signature: sha256=<hex HMAC-SHA256 of the body>``."""
     declared = request.headers.get("content-length", "")

@@ -14,6 +14,9 @@ from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from alexandrite.kit import shutdown
+from alexandrite.kit.auth import unguarded_routes
+from alexandrite.kit.breaker import breaker_from_settings
 from alexandrite.kit.db import Database
 from alexandrite.kit.errors import install_error_handlers
 from alexandrite.kit.graphite import run_graphite_push
@@ -25,6 +28,7 @@ from alexandrite.kit.messaging.topology import events_queue, setup_topology
 from alexandrite.kit.peers import Peers
 from alexandrite.kit.settings import Service, Settings
 from alexandrite.kit.storage import LocalStorage
+from alexandrite.kit.throttle import LoadShedMiddleware, RateLimiter, ThrottleMiddleware
 from alexandrite.kit.tracing import configure_tracing, instrument_app, shutdown_tracing
 
 log = structlog.get_logger(__name__)
@@ -49,14 +53,25 @@ def create_service_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(service, level=settings.log_level, json_output=settings.log_json)
+        unguarded = unguarded_routes(app.routes)
+        if unguarded:  # default deny: a route without a role requirement or a public reason never serves
+            raise RuntimeError(f"routes without a role requirement: {', '.join(unguarded)}")
         app.state.settings = settings
         app.state.service = service
         app.state.db = Database(
             settings.database_url(service), pool_size=settings.db_pool_size,
             replica_url=settings.database_url(service, replica=True) if settings.pg_replica_dsn else None,
         )
-        app.state.storage = LocalStorage(settings.storage_dir)
+        app.state.storage = LocalStorage(
+            settings.storage_dir, breaker=breaker_from_settings("storage", settings,
+                                                                timeout=settings.storage_timeout_seconds))
         app.state.peers = Peers(settings)
+        app.state.redis = redis_client(settings)
+        app.state.rate_limiter = (
+            RateLimiter(app.state.redis, settings.redis_prefix, settings.rate_limit_window_seconds,
+                        breaker_from_settings("redis", settings, timeout=settings.redis_timeout_seconds))
+            if settings.rate_limit_enabled else None
+        )
         app.state.ready = False
         stop = asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
@@ -69,7 +84,8 @@ def create_service_app(
             await on_startup(app)
         if settings.run_relay:
             relay = OutboxRelay(app.state.db, settings.amqp_url, service=service,
-                                batch_size=settings.relay_batch_size, idle_seconds=settings.relay_idle_seconds)
+                                batch_size=settings.relay_batch_size, idle_seconds=settings.relay_idle_seconds,
+                                breaker=breaker_from_settings(f"rabbitmq-publish:{service}", settings))
             tasks.append(asyncio.create_task(relay.run(stop), name=f"{service}-relay"))
         if settings.run_consumer and event_handler is not None:
             consumer = Consumer(settings.amqp_url, events_queue(service), event_handler(app),
@@ -91,6 +107,8 @@ def create_service_app(
                 await asyncio.wait(tasks, timeout=30)
             shutdown_tracing()
             await app.state.peers.close()
+            with contextlib.suppress(Exception):
+                await app.state.redis.aclose()
             await app.state.db.dispose()
             log.info("service_stopped")
 
@@ -116,6 +134,8 @@ def create_service_app(
         consumer = getattr(state, "consumer", None)
         if consumer is not None:
             checks["rabbitmq"] = "ok" if consumer.ready.is_set() else "not connected"
+        if shutdown.draining():
+            checks["shutdown"] = "draining"
         ok = bool(getattr(state, "ready", False)) and all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
 
@@ -123,6 +143,16 @@ def create_service_app(
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(ThrottleMiddleware, service=service)
+    app.add_middleware(LoadShedMiddleware, service=service, max_in_flight=settings.max_in_flight_requests)
     app.add_middleware(ObservabilityMiddleware, service=service)
     instrument_app(app)
     return app
+
+
+def redis_client(settings: Settings) -> Any:
+    """A Redis client with short timeouts (connects lazily, on first use)."""
+    from redis.asyncio import Redis
+
+    return Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_seconds,
+                          socket_connect_timeout=settings.redis_timeout_seconds, health_check_interval=0)

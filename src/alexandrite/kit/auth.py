@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -48,7 +48,74 @@ def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
             raise ApiError(403, "forbidden", f"This action needs one of the roles: {', '.join(sorted(roles))}.")
         return principal
 
+    _dependency.roles = allowed  # type: ignore[attr-defined]  # read by guarded_by()
     return _dependency
+
+
+def public(reason: str) -> Any:
+    """Mark a route as deliberately open to anyone (it must say why); see :func:`unguarded_routes`."""
+
+    async def _open() -> None:
+        return None
+
+    _open.public = reason  # type: ignore[attr-defined]
+    return Depends(_open)
+
+
+# Framework and probe paths that are open by design.
+PUBLIC_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", "/openapi.json", "/docs",
+                          "/docs/oauth2-redirect", "/redoc"})
+
+
+def _marker(call: Any) -> frozenset[str] | str | None:
+    if hasattr(call, "roles"):
+        return call.roles  # type: ignore[no-any-return]
+    if hasattr(call, "public"):
+        return str(call.public)
+    return None
+
+
+def guarded_by(route: Any, extra: Sequence[Any] = ()) -> frozenset[str] | str | None:
+    """The roles a route requires, its public reason, or None when it declares neither."""
+    for depends in extra:  # dependencies given to include_router
+        found = _marker(getattr(depends, "dependency", None))
+        if found is not None:
+            return found
+    dependant = getattr(route, "dependant", None)
+    stack = [dependant] if dependant is not None else []
+    while stack:
+        current = stack.pop()
+        found = _marker(getattr(current, "call", None))
+        if found is not None:
+            return found
+        stack.extend(current.dependencies)
+    return None
+
+
+def api_routes(routes: Sequence[Any], prefix: str = "", extra: tuple[Any, ...] = ()
+               ) -> Iterator[tuple[str, Any, tuple[Any, ...]]]:
+    """(full path, route, router-level dependencies) of every endpoint, included routers expanded."""
+    for route in routes:
+        original = getattr(route, "original_router", None)
+        if original is not None:  # FastAPI >= 0.16x keeps included routers as branches
+            context = route.include_context
+            yield from api_routes(original.routes, prefix + context.prefix,
+                                  extra + tuple(context.dependencies) + tuple(original.dependencies))
+        elif hasattr(route, "routes") and hasattr(route, "prefix") and not hasattr(route, "dependant"):
+            yield from api_routes(route.routes, prefix + route.prefix, extra)
+        else:
+            yield prefix + getattr(route, "path", ""), route, extra
+
+
+def unguarded_routes(routes: Sequence[Any]) -> list[str]:
+    """Every endpoint that neither requires a role nor is declared public: default deny means none."""
+    found = []
+    for path, route, extra in api_routes(routes):
+        if path in PUBLIC_PATHS or path.startswith(("/static", "/assets")) or not hasattr(route, "dependant"):
+            continue
+        if guarded_by(route, extra) is None:
+            found.append(f"{','.join(sorted(getattr(route, 'methods', None) or []))} {path}")
+    return found
 
 
 CurrentService = Annotated[Principal, Depends(require("service"))]

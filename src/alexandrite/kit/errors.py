@@ -6,6 +6,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -48,6 +50,22 @@ _HTTP_CODES = {
 }
 
 
+_UNSTORABLE_TEXT = frozenset({"22021", "22P05"})  # character_not_in_repertoire, untranslatable_character
+# connection exception, insufficient resources (too many connections), operator intervention (shutdown)
+_UNAVAILABLE_CLASSES = ("08", "53", "57P")
+
+
+def infrastructure_unavailable(error: BaseException) -> bool:
+    """A database or network outage (retrying later helps), not a fault of the request or the data."""
+    if isinstance(error, (PoolTimeout, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(error, DBAPIError):
+        state = str(getattr(error.orig, "sqlstate", None) or "")
+        return bool(error.connection_invalidated) or state.startswith(_UNAVAILABLE_CLASSES) or isinstance(
+            error.orig, OSError)
+    return isinstance(error, OSError) and not isinstance(error, FileNotFoundError)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -67,6 +85,27 @@ def install_error_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         return JSONResponse(error_body("invalid_request", "The request is not valid.", details), 422)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        # Text PostgreSQL cannot store (NUL characters, broken encodings) is the client's error.
+        state = str(getattr(exc.orig, "sqlstate", None) or "")
+        if state in _UNSTORABLE_TEXT:
+            return JSONResponse(error_body("invalid_request", "The request contains characters that cannot be "
+                                           "stored (for example NUL)."), 422)
+        if infrastructure_unavailable(exc):
+            return JSONResponse(error_body("database_unavailable", "The database is not available; retry shortly."),
+                                503, headers={"Retry-After": "2"})
+        raise exc
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool(_: Request, exc: PoolTimeout) -> JSONResponse:
+        return JSONResponse(error_body("database_busy", "The database is busy; retry shortly."), 503,
+                            headers={"Retry-After": "2"})
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def _encoding(_: Request, exc: UnicodeEncodeError) -> JSONResponse:
+        return JSONResponse(error_body("invalid_request", "The request contains text that is not valid Unicode."), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -7,6 +7,7 @@ other's data. Needs ``rabbitmqctl`` on the machine (vhosts are created with it).
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import uuid
@@ -33,6 +34,11 @@ def sandbox_settings(root: Path, token: str | None = None, **overrides: object) 
         "relay_idle_seconds": 0.02,
         "db_pool_size": 5,
         "log_level": "WARNING",
+        # Tests drive many requests from one address and one customer: limits only where a test sets them.
+        "rate_limit_per_ip": 1_000_000,
+        "rate_limit_per_customer": 1_000_000,
+        "rate_limit_per_staff": 1_000_000,
+        "shutdown_drain_seconds": 0.5,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]
@@ -54,6 +60,11 @@ def sandbox_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
             "ALEX_SECRET_KEY": settings.secret_key,
             "ALEX_SERVICE_TOKEN": settings.service_token,
             "ALEX_CARRIER_WEBHOOK_SECRET": settings.carrier_webhook_secret,
+            "ALEX_RATE_LIMIT_PER_IP": str(settings.rate_limit_per_ip),
+            "ALEX_RATE_LIMIT_PER_CUSTOMER": str(settings.rate_limit_per_customer),
+            "ALEX_RATE_LIMIT_PER_STAFF": str(settings.rate_limit_per_staff),
+            "ALEX_RATE_LIMIT_PLANS": json.dumps(settings.rate_limit_plans),
+            "ALEX_SHUTDOWN_DRAIN_SECONDS": str(settings.shutdown_drain_seconds),
         }
     )
     return env

@@ -86,6 +86,43 @@ class Settings(BaseSettings):
 
     peer_timeout_seconds: float = Field(default=3.0, gt=0)
 
+    # --- Reliability: throttling, backpressure, breakers, shutdown, partner webhooks ---
+    # Requests per minute; partners by plan (an unknown plan gets "standard").
+    rate_limit_enabled: bool = True
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    rate_limit_per_ip: int = Field(default=1200, ge=1)
+    rate_limit_per_customer: int = Field(default=600, ge=1)
+    rate_limit_per_staff: int = Field(default=3000, ge=1)
+    rate_limit_plans: dict[str, int] = {"standard": 600, "premium": 3000, "enterprise": 12000}
+    # Redis away: True lets requests through (counted), False answers 503.
+    rate_limit_fail_open: bool = True
+    redis_timeout_seconds: float = Field(default=0.25, gt=0)
+    # Requests served at once per process; more are answered 503 + Retry-After immediately.
+    max_in_flight_requests: int = Field(default=64, ge=1)
+    # Backpressure at submit: the pricing stage SLA and what to do when the backlog would break it.
+    pricing_stage_sla_seconds: float = Field(default=900.0, gt=0)
+    backpressure_mode: Literal["reject", "accept_with_eta", "off"] = "reject"
+    backpressure_cache_seconds: float = Field(default=2.0, ge=0)
+    # Circuit breakers (every outbound dependency): failures before opening, seconds open.
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_reset_seconds: float = Field(default=10.0, gt=0)
+    storage_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Graceful shutdown: after SIGTERM readiness is false for this long before the listener closes.
+    shutdown_drain_seconds: float = Field(default=3.0, ge=0)
+    shutdown_timeout_seconds: int = Field(default=20, ge=1)
+    # Partner webhooks (shop).
+    run_webhooks: bool = True
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_backoff_seconds: tuple[float, ...] = (1, 5, 30, 120, 600, 1800, 3600)
+    webhook_concurrency: int = Field(default=16, ge=1)
+    webhook_per_endpoint_concurrency: int = Field(default=2, ge=1)
+    webhook_batch_size: int = Field(default=100, ge=1)
+    webhook_idle_seconds: float = Field(default=0.2, gt=0)
+    webhook_breaker_failures: int = Field(default=5, ge=1)
+    webhook_breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    webhook_allow_private_urls: bool = True  # production: False refuses loopback/private partner URLs
+
     # Reading fast at scale: partitions, Redis cache of hot pages, replica reads.
     partition_months_ahead: int = Field(default=3, ge=0, le=60)  # "alexandrite maintain" creates these
     partition_archive_after_months: int = Field(default=24, ge=0)  # 0: never archive

@@ -6,12 +6,42 @@ import asyncio
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from alexandrite.kit.breaker import BreakerOpen, CircuitBreaker
+from alexandrite.kit.errors import ApiError
+
+T = TypeVar("T")
+
+
+class StorageUnavailable(ApiError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(503, "storage_unavailable", "Model storage is not answering; try again shortly.",
+                         headers={"Retry-After": "10"})
+        self.reason = reason
 
 
 class LocalStorage:
-    def __init__(self, root: Path) -> None:
+    """Calls go through an optional breaker with a timeout; failures raise :class:`StorageUnavailable`."""
+
+    def __init__(self, root: Path, breaker: CircuitBreaker | None = None) -> None:
         self.root = Path(root)
+        self.breaker = breaker
+
+    async def _guarded(self, work: Callable[[], T]) -> T:
+        if self.breaker is None:
+            return await asyncio.to_thread(work)
+        try:
+            return await self.breaker.call(lambda: asyncio.to_thread(work),
+                                           is_failure=lambda e: not isinstance(e, (FileNotFoundError, ValueError)))
+        except (BreakerOpen, TimeoutError, PermissionError, IsADirectoryError) as error:
+            raise StorageUnavailable(repr(error)) from error
+        except OSError as error:
+            if isinstance(error, FileNotFoundError):
+                raise
+            raise StorageUnavailable(repr(error)) from error
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -41,13 +71,13 @@ class LocalStorage:
             raise
 
     async def put(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self._write, key, data)
+        await self._guarded(lambda: self._write(key, data))
 
     async def get(self, key: str) -> bytes:
-        return await asyncio.to_thread(self._path(key).read_bytes)
+        return await self._guarded(lambda: self._path(key).read_bytes())
 
     def get_sync(self, key: str) -> bytes:
         return self._path(key).read_bytes()
 
     async def exists(self, key: str) -> bool:
-        return await asyncio.to_thread(self._path(key).exists)
+        return await self._guarded(lambda: self._path(key).exists())

@@ -30,6 +30,7 @@ from prometheus_client import make_wsgi_app
 from pydantic import ValidationError
 
 from alexandrite.kit import metrics as kit_metrics
+from alexandrite.kit.breaker import breaker_from_settings
 from alexandrite.kit.db import Database
 from alexandrite.kit.graphite import run_graphite_push
 from alexandrite.kit.logs import configure_logging
@@ -200,7 +201,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, *, m
     db = Database(settings.database_url("mes"), pool_size=2)
     cache = make_cache(settings)  # prices change statuses the dashboard may show
     attach_cache(db, cache)
-    worker = PricingWorker(db=db, storage=LocalStorage(settings.storage_dir), pricing=pricing, name=name)
+    storage = LocalStorage(settings.storage_dir, breaker=breaker_from_settings(
+        "storage", settings, timeout=settings.storage_timeout_seconds))
+    worker = PricingWorker(db=db, storage=storage, pricing=pricing, name=name)
     consumer = Consumer(settings.amqp_url, PRICING_QUEUE, worker.handle, prefetch=1,
                         retry_delays_ms=settings.retry_delays_ms)
     side: SidePortServer | None = None

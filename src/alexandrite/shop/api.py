@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from alexandrite.contracts.order_status import OrderStatus
-from alexandrite.kit.auth import CurrentService, require
+from alexandrite.kit.auth import CurrentService, public, require
 from alexandrite.kit.errors import ApiError, not_found
 from alexandrite.kit.pagination import page
 from alexandrite.kit.security import Principal
@@ -59,12 +59,13 @@ async def read_model_upload(request: Request, file: UploadFile) -> bytes:
     return data
 
 
-@router.post("/auth/signup", response_model=CustomerOut, status_code=201)
+@router.post("/auth/signup", response_model=CustomerOut, status_code=201,
+             dependencies=[public("anyone may open a customer account")])
 async def sign_up(body: SignUp, request: Request) -> dict[str, Any]:
     return await handlers.sign_up(request.app.state.db, body.email, body.password, body.name)
 
 
-@router.post("/auth/token", response_model=TokenOut)
+@router.post("/auth/token", response_model=TokenOut, dependencies=[public("signing in needs no token")])
 async def sign_in(body: SignIn, request: Request) -> dict[str, Any]:
     return await handlers.sign_in(request.app.state.db, request.app.state.settings, body.email, body.password)
 
@@ -93,10 +94,13 @@ async def upload_model(
     return await _view(request, order_id, principal)
 
 
-@router.post("/orders/{order_id}/submit", response_model=OrderOut, status_code=202)
-async def submit(order_id: uuid.UUID, request: Request, principal: Buyer) -> dict[str, Any]:
+@router.post("/orders/{order_id}/submit", response_model=OrderOut, status_code=202,
+             responses={503: {"description": "Pricing backlog exceeds its SLA; see Retry-After"}})
+async def submit(order_id: uuid.UUID, request: Request, principal: Buyer) -> JSONResponse:
+    eta = await request.app.state.backlog.admit()
     await handlers.submit(request.app.state.db, principal, order_id)
-    return await _view(request, order_id, principal)
+    headers = {"Pricing-ETA-Seconds": str(round(eta))} if eta is not None else {}
+    return JSONResponse(await _view(request, order_id, principal), 202, headers=headers)
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)

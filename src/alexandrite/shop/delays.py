@@ -17,9 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from alexandrite.contracts.events import DELIVERY_STAGE, Envelope, OrderDelayed
+from alexandrite.contracts.events import DELIVERY_STAGE, ORDER_DELAYED_TYPE, Envelope, OrderDelayed
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.messaging.consumer import Delivery, PermanentError
+from alexandrite.shop import webhooks
 from alexandrite.shop.tables import customers, notifications, order_delays, orders
 
 log = structlog.get_logger(__name__)
@@ -82,6 +83,9 @@ async def apply_delay(db: Database, order_id: uuid.UUID, delay: OrderDelayed) ->
         ).scalar_one_or_none()
         if inserted is None:
             return "duplicate"
+        await webhooks.enqueue(uow, order_id, ORDER_DELAYED_TYPE, {  # partner orders: to the partner's webhook
+            "type": "order.delayed", "order_id": str(order_id),
+            **delay.model_dump(mode="json", exclude_none=True, exclude={"owner_kind"})})
         if order.owner_kind == "customer":
             customer = (
                 await uow.session.execute(

@@ -22,7 +22,7 @@ from alexandrite.kit.settings import Settings
 from alexandrite.kit.storage import LocalStorage
 from alexandrite.mes.pricing.formats import ModelFormatError, parse_model
 from alexandrite.mes.pricing.geometry import analyse
-from alexandrite.shop import repository
+from alexandrite.shop import repository, webhooks
 from alexandrite.shop.domain import MODEL_EXTENSIONS, Owner, normalise_email, request_fingerprint
 from alexandrite.shop.tables import customers, idempotency_keys, order_history, orders, partners
 
@@ -86,10 +86,12 @@ async def partner_principal(db: Database, api_key: str) -> Principal | None:
 
 # --- orders -------------------------------------------------------------------------------
 
-def _emit(uow: UnitOfWork, order_id: uuid.UUID, seq: int, change: StatusChanged,
-          correlation_id: str | None = None) -> None:
-    uow.emit(status_envelope(producer=SERVICE, order_id=order_id, seq=seq, change=change,
-                             correlation_id=correlation_id))
+async def _emit(uow: UnitOfWork, order_id: uuid.UUID, seq: int, change: StatusChanged,
+                correlation_id: str | None = None) -> None:
+    envelope = status_envelope(producer=SERVICE, order_id=order_id, seq=seq, change=change,
+                               correlation_id=correlation_id)
+    uow.emit(envelope)
+    await webhooks.enqueue(uow, order_id, envelope.type, webhooks.status_payload(order_id, seq, change))
 
 
 async def create_order(db: Database, principal: Principal, alloy: str, idempotency_key: str | None,
@@ -126,7 +128,7 @@ async def create_order(db: Database, principal: Principal, alloy: str, idempoten
                     )
                 except IntegrityError:
                     continue  # the same key won a race in another request: read its order
-            _emit(uow, order_id, transition.seq, StatusChanged(
+            await _emit(uow, order_id, transition.seq, StatusChanged(
                 status=S.INITIATED, actor=principal.actor, at=now, alloy=alloy, created_at=now,
                 owner=Party(kind=owner.kind, id=owner.id, name=owner.name),
             ), correlation_id)
@@ -178,8 +180,11 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
     await storage.put(key, data)  # content-addressed: a later failure leaves no half-state
     model = ModelRef(key=key, filename=(filename or "")[:255] or None, **facts_for_ref(facts))
     async with UnitOfWork(db) as uow:
-        if await repository.get_owned_order(uow.session, order_id, owner, for_update=True) is None:
+        current = await repository.get_owned_order(uow.session, order_id, owner, for_update=True)
+        if current is None:
             raise not_found()
+        if current.status == S.FILE_UPLOADED.value and (current.model or {}).get("sha256") == facts["sha256"]:
+            return  # the same file again (a retried upload): nothing changes
         model_json = {**model.model_dump(mode="json"),
                       **{k: facts[k] for k in ("size_mm", "volume_mm3", "watertight")}}
         transition = await record_transition(
@@ -187,7 +192,7 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
             by=principal.actor, requested_by=SERVICE,
             values={"model": model_json, "failure": None, "quote": None, "progress": None},
         )
-        _emit(uow, order_id, transition.seq, StatusChanged(
+        await _emit(uow, order_id, transition.seq, StatusChanged(
             status=S.FILE_UPLOADED, previous_status=transition.previous, actor=principal.actor,
             at=transition.at, model=model,
         ))
@@ -215,7 +220,7 @@ async def submit(db: Database, principal: Principal, order_id: uuid.UUID) -> Non
             uow, orders, order_history, service=SERVICE, order_id=order_id, target=S.SUBMITTED,
             by=principal.actor, requested_by=SERVICE,
         )
-        _emit(uow, order_id, transition.seq, StatusChanged(
+        await _emit(uow, order_id, transition.seq, StatusChanged(
             status=S.SUBMITTED, previous_status=transition.previous, actor=principal.actor, at=transition.at,
             model=ModelRef.model_validate(row.model), alloy=row.alloy,
         ))
@@ -234,7 +239,7 @@ async def cancel_locally(db: Database, order_id: uuid.UUID, *, requested_by: str
             uow, orders, order_history, service=SERVICE, order_id=order_id, target=S.CANCELLED, by=actor,
             requested_by=requested_by, values={"progress": None},
         )
-        _emit(uow, order_id, transition.seq, StatusChanged(
+        await _emit(uow, order_id, transition.seq, StatusChanged(
             status=S.CANCELLED, previous_status=transition.previous, actor=actor, at=transition.at, reason=reason,
         ))
         await uow.commit()
@@ -281,3 +286,5 @@ async def apply_event(uow: UnitOfWork, envelope: Any, change: StatusChanged) -> 
         uow, orders, order_history, service=SERVICE, order_id=envelope.order_id, target=change.status,
         by=change.actor, requested_by=envelope.producer, seq=envelope.seq, at=change.at, values=values,
     )
+    await webhooks.enqueue(uow, envelope.order_id, envelope.type,
+                           webhooks.status_payload(envelope.order_id, envelope.seq, change))

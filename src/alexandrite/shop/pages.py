@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from starlette.responses import RedirectResponse, Response
 
 from alexandrite.contracts.order_status import CANCELLABLE, TERMINAL, IllegalTransition, OrderStatus
+from alexandrite.kit.auth import public
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.pagination import page
 from alexandrite.kit.security import Principal
@@ -59,7 +60,9 @@ async def customer(request: Request) -> Principal:
     return principal
 
 
+customer.roles = CUSTOMER  # type: ignore[attr-defined]  # seen by kit.auth's default deny
 Customer = Annotated[Principal, Depends(customer)]
+OPEN = public("sign-up and sign-in pages come before any session")
 
 
 async def csrf_checked(request: Request) -> None:
@@ -88,19 +91,19 @@ def _validation_words(error: ValidationError, labels: dict[str, str]) -> str:
 
 # --- accounts ------------------------------------------------------------------------------------
 
-@router.get("/")
+@router.get("/", dependencies=[OPEN])
 async def home(request: Request) -> Response:
     if session.session_token(request, SERVICE):
         return _redirect("/orders")
     return _render(request, "home.html", title="Jewellery made to your design")
 
 
-@router.get("/signin")
+@router.get("/signin", dependencies=[OPEN])
 async def signin_form(request: Request, next: str = "/orders", why: str = "") -> Response:  # noqa: A002
     return _render(request, "signin.html", title="Sign in", next=safe_next(next, "/orders"), error=why or None)
 
 
-@router.post("/signin", dependencies=[Csrf])
+@router.post("/signin", dependencies=[OPEN, Csrf])
 async def signin(request: Request, email: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
                  next: Annotated[str, Form()] = "/orders") -> Response:  # noqa: A002
     target = safe_next(next, "/orders")
@@ -118,12 +121,12 @@ async def signin(request: Request, email: Annotated[str, Form()] = "", password:
     return response
 
 
-@router.get("/signup")
+@router.get("/signup", dependencies=[OPEN])
 async def signup_form(request: Request) -> Response:
     return _render(request, "signup.html", title="Create an account")
 
 
-@router.post("/signup", dependencies=[Csrf])
+@router.post("/signup", dependencies=[OPEN, Csrf])
 async def signup(request: Request, name: Annotated[str, Form()] = "", email: Annotated[str, Form()] = "",
                  password: Annotated[str, Form()] = "") -> Response:
     db, settings = request.app.state.db, request.app.state.settings
@@ -143,7 +146,7 @@ async def signup(request: Request, name: Annotated[str, Form()] = "", email: Ann
     return response
 
 
-@router.post("/signout", dependencies=[Csrf])
+@router.post("/signout", dependencies=[OPEN, Csrf])
 async def signout() -> Response:
     response = _redirect("/")
     session.clear_session(response, SERVICE)

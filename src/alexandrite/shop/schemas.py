@@ -107,3 +107,48 @@ class OrderSummary(BaseModel):
 class OrderPage(BaseModel):
     items: list[OrderSummary]
     next_cursor: str | None
+
+
+# --- partner webhooks ---------------------------------------------------------------------------
+
+class WebhookIn(Strict):
+    url: str = Field(min_length=8, max_length=2000, description="http(s) URL that receives order events")
+
+
+class WebhookRegistered(BaseModel):
+    url: str
+    secret: str = Field(description="HMAC-SHA256 signing secret; shown on every registration, keep it")
+    signature_header: str
+    timestamp_header: str
+
+
+class WebhookOut(BaseModel):
+    url: str | None
+    deliveries: dict[str, int]
+
+
+class WebhookDelivery(BaseModel):
+    delivery_id: uuid.UUID
+    partner: str
+    order_id: uuid.UUID
+    event_type: str
+    state: Literal["pending", "delivered", "dead"]
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    next_attempt_at: datetime | None
+
+
+class WebhookDeliveryPage(BaseModel):
+    items: list[WebhookDelivery]
+
+
+class WebhookReplayIn(Strict):
+    delivery_ids: list[uuid.UUID] | None = Field(default=None, max_length=1000)
+    all: bool = False
+
+
+class WebhookReplayOut(BaseModel):
+    replayed: int

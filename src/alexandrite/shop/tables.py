@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -44,6 +45,7 @@ partners = Table(
     Column("key_prefix", Text, nullable=False),
     Column("plan", Text, nullable=False, server_default="standard"),
     Column("webhook_url", Text, nullable=True),
+    Column("webhook_secret", Text, nullable=True),
     Column("active", Boolean, nullable=False, server_default=text("true")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
@@ -89,6 +91,29 @@ idempotency_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("owner_kind", "owner_id", "key"),
 )
+
+# Partner webhook deliveries: written in the transaction of the order change, sent by the dispatcher.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("delivery_id", Uuid, nullable=False, unique=True),
+    Column("partner_id", Uuid, ForeignKey("partners.id", ondelete="CASCADE"), nullable=False),
+    Column("order_id", Uuid, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("state", Text, nullable=False, server_default="pending"),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+)
+Index("ix_webhook_deliveries_due", webhook_deliveries.c.next_attempt_at,
+      postgresql_where=webhook_deliveries.c.state == "pending")
+Index("ix_webhook_deliveries_partner", webhook_deliveries.c.partner_id, webhook_deliveries.c.state,
+      webhook_deliveries.c.id.desc())
 
 # Delays production reported (mes.order.delayed): shown on the order, one row per order and stage.
 order_delays = define_delays(metadata, "orders")

@@ -20,6 +20,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
 from alexandrite.kit import metrics
+from alexandrite.kit.errors import infrastructure_unavailable
 from alexandrite.kit.messaging.topology import dead_letter_queue, retry_queue
 from alexandrite.kit.tracing import SpanKind, message_span
 
@@ -119,11 +120,16 @@ class Consumer:
             await self._dead_letter(channel, message, headers, kind, error)
         except Exception as error:
             metrics.MESSAGE_FAILURES.labels(self.queue, kind).inc()
-            if attempt < len(self.retry_delays_ms):
+            # An outage (database away, too many connections) does not use up the message's attempts:
+            # it waits in the retry tiers as long as the outage lasts instead of being dead-lettered.
+            outage = infrastructure_unavailable(error) and bool(self.retry_delays_ms)
+            if attempt < len(self.retry_delays_ms) or outage:
+                tier = min(attempt, len(self.retry_delays_ms) - 1)
                 try:
                     await self._forward(
-                        channel, message, retry_queue(self.queue, attempt),
-                        {**headers, ATTEMPT_HEADER: attempt + 1, "x-last-error": repr(error)[:500]},
+                        channel, message, retry_queue(self.queue, tier),
+                        {**headers, ATTEMPT_HEADER: attempt if outage else attempt + 1,
+                         "x-last-error": repr(error)[:500]},
                     )
                 except Exception:
                     log.exception("retry_publish_failed", queue=self.queue)
@@ -132,7 +138,7 @@ class Consumer:
                     await message.ack()
                     metrics.MESSAGES_PROCESSED.labels(self.queue, kind, "retried").inc()
                     log.warning("message_retry", queue=self.queue, type=kind, attempt=attempt + 1,
-                                error=repr(error)[:300])
+                                outage=outage, error=repr(error)[:300])
             else:
                 await self._dead_letter(channel, message, headers, kind, error)
         else:
@@ -174,6 +180,7 @@ class Consumer:
                     self.ready.set()
                     backoff = 0.5
                     await stop.wait()
+                    self.ready.clear()  # shutting down: not ready from here on
                     with contextlib.suppress(Exception):
                         await queue.cancel(tag)
                     deadline = time.monotonic() + drain_seconds

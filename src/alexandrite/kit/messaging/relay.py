@@ -18,7 +18,9 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from sqlalchemy import delete, func, select, update
 
 from alexandrite.kit import metrics
+from alexandrite.kit.breaker import CircuitBreaker
 from alexandrite.kit.db import Database
+from alexandrite.kit.loops import poll_until_stopped
 from alexandrite.kit.messaging.tables import OUTBOX
 from alexandrite.kit.tracing import SpanKind, message_span, trace_headers
 
@@ -35,7 +37,9 @@ class OutboxRelay:
         batch_size: int = 200,
         idle_seconds: float = 0.05,
         publish_timeout: float = 10.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
+        self.breaker = breaker or CircuitBreaker(f"rabbitmq-publish:{service}")
         self.db = db
         self.amqp_url = amqp_url
         self.service = service
@@ -100,7 +104,12 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            await self._ensure_channel()
+            self.breaker.before_call()  # open: the rows stay, the batch is retried after the pause
+            try:
+                await asyncio.wait_for(self._ensure_channel(), self.publish_timeout)
+            except BaseException:
+                self.breaker.record_failure()
+                raise
             results = await asyncio.gather(*(self._publish(r) for r in rows), return_exceptions=True)
             done = [r.id for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
             failed = [(r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
@@ -113,6 +122,7 @@ class OutboxRelay:
                     .values(attempts=OUTBOX.c.attempts + 1, last_error=repr(error)[:500])
                 )
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(done))
+        self.breaker.record_success() if done else self.breaker.record_failure()
         if failed:
             metrics.OUTBOX_PUBLISH_FAILURES.labels(self.service).inc(len(failed))
             log.warning(
@@ -146,27 +156,10 @@ class OutboxRelay:
         metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = 0.5
-        last_gauge = 0.0
-        loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            published = 0
-            try:
-                published = await self.publish_once()
-                backoff = 0.5
-                delay = self.idle_seconds
-            except Exception as error:  # broker or database away: keep the rows, retry later
-                log.warning("outbox_relay_error", error=repr(error)[:300], retry_in=backoff)
-                delay, backoff = backoff, min(backoff * 2, 10.0)
-                await self._reset()
-            # Also while publishing fails: that is when a growing backlog must show.
-            if loop.time() - last_gauge > 5:
-                last_gauge = loop.time()
-                await self._export_backlog()
-            if published:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+        # Broker or database away: the rows stay in the outbox, the connection is rebuilt; the backlog
+        # gauges are refreshed also while publishing fails, which is when a growing backlog must show.
+        await poll_until_stopped(stop, self.publish_once, idle_seconds=self.idle_seconds,
+                                 error_event="outbox_relay_error", gauges=self._export_backlog, on_error=self._reset)
         await self.close()
 
     async def _reset(self) -> None:

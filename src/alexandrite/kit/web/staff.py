@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import RedirectResponse, Response
 
+from alexandrite.kit.auth import public
 from alexandrite.kit.security import Principal
 from alexandrite.kit.web import session
 from alexandrite.kit.web.render import Pages, safe_next
@@ -19,9 +20,12 @@ def staff_pages(pages: Pages, roles: frozenset[str], home: str, brand: str
     service = pages.service
     router = APIRouter(include_in_schema=False)
     role_words = " or ".join(sorted(roles))
+    sign_in_page = public("the staff sign-in pages come before any session")
 
     async def staff(request: Request) -> Principal:
         return session.current_principal(request, service, roles)
+
+    staff.roles = roles | {"admin"}  # type: ignore[attr-defined]  # seen by kit.auth's default deny
 
     async def csrf_checked(request: Request) -> None:
         await session.check_csrf(request, service)
@@ -32,15 +36,15 @@ def staff_pages(pages: Pages, roles: frozenset[str], home: str, brand: str
             "next": safe_next(next_url, home), "error": error,
         }, status=status)
 
-    @router.get("/")
+    @router.get("/", dependencies=[sign_in_page])
     async def start(request: Request) -> Response:
         return RedirectResponse(home if session.session_token(request, service) else "/signin", status_code=303)
 
-    @router.get("/signin")
+    @router.get("/signin", dependencies=[sign_in_page])
     async def signin_form(request: Request, next: str = home, why: str = "") -> Response:  # noqa: A002
         return render_signin(request, next, why or None)
 
-    @router.post("/signin", dependencies=[Depends(csrf_checked)])
+    @router.post("/signin", dependencies=[sign_in_page, Depends(csrf_checked)])
     async def signin(request: Request, token: Annotated[str, Form(max_length=4000)] = "",
                      next: Annotated[str, Form()] = home) -> Response:  # noqa: A002
         settings = request.app.state.settings
@@ -53,7 +57,7 @@ def staff_pages(pages: Pages, roles: frozenset[str], home: str, brand: str
         session.set_session(response, settings, service, session.new_token(settings, principal))
         return response
 
-    @router.post("/signout", dependencies=[Depends(csrf_checked)])
+    @router.post("/signout", dependencies=[sign_in_page, Depends(csrf_checked)])
     async def signout() -> Response:
         response = RedirectResponse("/signin", status_code=303)
         session.clear_session(response, service)

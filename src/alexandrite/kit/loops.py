@@ -1,0 +1,50 @@
+"""The background-loop shape shared by the outbox relay and the webhook dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+async def poll_until_stopped(
+    stop: asyncio.Event,
+    step: Callable[[], Awaitable[int]],
+    *,
+    idle_seconds: float,
+    busy_seconds: float = 0.0,
+    error_event: str,
+    gauges: Callable[[], Awaitable[None]] | None = None,
+    gauge_every: float = 5.0,
+    on_error: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Run ``step`` until ``stop``: again at once (``busy_seconds``) while it finds work, after
+    ``idle_seconds`` when it does not, with backoff from 0.5 s to 10 s while it fails; refresh
+    ``gauges`` every ``gauge_every`` seconds."""
+    backoff = 0.5
+    last_gauge = 0.0
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        try:
+            done = await step()
+            backoff = 0.5
+            delay = busy_seconds if done else idle_seconds
+        except Exception as error:  # dependency away: the work stays where it is, retried later
+            log.warning(error_event, error=repr(error)[:300], retry_in=backoff)
+            delay, backoff = backoff, min(backoff * 2, 10.0)
+            if on_error is not None:
+                await on_error()
+        if gauges is not None and loop.time() - last_gauge > gauge_every:  # also while failing
+            last_gauge = loop.time()
+            try:
+                await gauges()
+            except Exception as error:
+                log.debug("gauges_unavailable", error=repr(error)[:200])
+        if delay <= 0:
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)

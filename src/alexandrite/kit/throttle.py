@@ -1,0 +1,252 @@
+"""Rate limits shared by every replica: a sliding-window counter in Redis (one Lua call per bucket).
+
+Every request counts against its client IP; a request with credentials also counts against its
+principal: a partner API key (limit by the partner's plan), a customer, or a staff member.
+Over a limit: ``429`` with ``Retry-After`` and ``RateLimit-Limit/-Remaining/-Reset``. Redis away
+(error, timeout, or its breaker open): requests pass (fail open) or get ``503``, by setting,
+and ``alexandrite_rate_limit_redis_failures_total`` counts them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from prometheus_client import Counter
+
+from alexandrite.kit.breaker import BreakerOpen, CircuitBreaker
+from alexandrite.kit.errors import error_body
+from alexandrite.kit.security import InvalidToken, read_token
+from alexandrite.kit.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+RATE_LIMITED = Counter("alexandrite_rate_limited_total", "Requests refused with 429", ["service", "bucket"])
+REDIS_FAILURES = Counter(
+    "alexandrite_rate_limit_redis_failures_total",
+    "Rate-limit checks that could not reach Redis, by what was decided",
+    ["service", "decision"],  # allowed (fail open) | rejected (fail closed)
+)
+
+EXEMPT_PREFIXES = ("/health/", "/metrics")
+
+# KEYS[1] bucket; ARGV limit, window ms. Returns {allowed, remaining, reset ms}.
+_SLIDING_WINDOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local current = math.floor(now / window)
+local elapsed = now - current * window
+local ck = KEYS[1] .. ':' .. current
+local prev = tonumber(redis.call('GET', KEYS[1] .. ':' .. (current - 1)) or '0')
+local cur = tonumber(redis.call('GET', ck) or '0')
+local used = prev * (window - elapsed) / window + cur
+local reset = window - elapsed
+if used + 1 > limit then
+  local wait = reset
+  if prev > 0 and cur + 1 <= limit then
+    wait = math.ceil(reset - (limit - 1 - cur) * window / prev)
+  end
+  if wait < 1 then wait = 1 end
+  return {0, 0, wait}
+end
+redis.call('INCR', ck)
+redis.call('PEXPIRE', ck, window * 2)
+return {1, math.floor(limit - used - 1), reset}
+"""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: float
+    bucket: str
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        reset = str(max(math.ceil(self.reset_seconds), 1)).encode()
+        return [(b"ratelimit-limit", str(self.limit).encode()),
+                (b"ratelimit-remaining", str(max(self.remaining, 0)).encode()),
+                (b"ratelimit-reset", reset)]
+
+
+class RedisUnavailable(Exception):
+    pass
+
+
+class RateLimiter:
+    def __init__(self, redis: Any, prefix: str, window_seconds: int, breaker: CircuitBreaker) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.window_ms = window_seconds * 1000
+        self.breaker = breaker
+        self._script: Any = None
+
+    async def hit(self, bucket: str, limit: int) -> Verdict:
+        if self._script is None:
+            self._script = self.redis.register_script(_SLIDING_WINDOW)
+        try:
+            allowed, remaining, reset_ms = await self.breaker.call(
+                lambda: self._script(keys=[f"{self.prefix}:rl:{bucket}"], args=[limit, self.window_ms]))
+        except BreakerOpen as error:
+            raise RedisUnavailable(str(error)) from error
+        except Exception as error:
+            raise RedisUnavailable(repr(error)[:200]) from error
+        return Verdict(bool(allowed), limit, int(remaining), int(reset_ms) / 1000, bucket.split(":", 1)[0])
+
+
+PlanLookup = Callable[[str], Awaitable[str | None]]
+
+
+class PlanCache:
+    """Partner plan by API-key hash, cached in-process for ``ttl`` seconds (unknown keys too)."""
+
+    def __init__(self, lookup: PlanLookup, ttl: float = 60.0, max_entries: int = 10_000) -> None:
+        self.lookup = lookup
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._cache: dict[str, tuple[float, str | None]] = {}
+
+    async def plan(self, key_hash: str) -> str | None:
+        hit = self._cache.get(key_hash)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            plan = await self.lookup(key_hash)
+        except Exception:  # the database answers auth anyway; count against the IP only meanwhile
+            return None
+        if len(self._cache) >= self.max_entries:
+            self._cache.clear()  # bounded: a flood of random keys cannot grow it
+        self._cache[key_hash] = (now + self.ttl, plan)
+        return plan
+
+
+def buckets_for(scope: dict[str, Any], settings: Settings, plan: str | None, key_hash: str | None
+                ) -> list[tuple[str, int]]:
+    """(bucket, limit) pairs this request counts against; service-to-service calls count against none."""
+    headers = dict(scope.get("headers") or ())
+    auth = headers.get(b"authorization", b"").decode("latin-1")
+    scheme, _, credentials = auth.partition(" ")
+    if scheme.lower() == "service":
+        return []
+    client = scope.get("client") or ("unknown", 0)
+    result = [(f"ip:{client[0]}", settings.rate_limit_per_ip)]
+    if key_hash is not None and plan is not None:
+        limit = settings.rate_limit_plans.get(plan, settings.rate_limit_plans.get("standard", 600))
+        result.append((f"key:{key_hash[:32]}", limit))
+    elif scheme.lower() == "bearer" and credentials:
+        try:
+            principal = read_token(settings.secret_key, credentials.strip())
+        except InvalidToken:
+            return result
+        limit = settings.rate_limit_per_customer if principal.role in ("customer", "partner") \
+            else settings.rate_limit_per_staff
+        result.append((f"{principal.role}:{principal.subject}", limit))
+    return result
+
+
+async def _send_json(send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": data})
+
+
+SHED = Counter("alexandrite_load_shed_total", "Requests answered 503 at once because too many were in flight",
+               ["service"])
+
+
+class LoadShedMiddleware:
+    """Answers 503 + ``Retry-After`` at once when ``max_in_flight`` requests are already being served,
+    so overload turns into fast refusals instead of a growing queue of slow requests (and an exhausted
+    database pool). Probes and metrics are never shed."""
+
+    def __init__(self, app: Any, service: str, max_in_flight: int) -> None:
+        self.app = app
+        self.service = service
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path", "").startswith(EXEMPT_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            SHED.labels(self.service).inc()
+            await _send_json(send, 503, error_body("overloaded", "The service is busy; retry shortly."),
+                             [(b"retry-after", b"1")])
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+class ThrottleMiddleware:
+    """ASGI middleware; reads the limiter and settings from ``app.state`` (set in the lifespan)."""
+
+    def __init__(self, app: Any, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        state = getattr(scope.get("app"), "state", None)
+        limiter: RateLimiter | None = getattr(state, "rate_limiter", None)
+        path = scope.get("path", "")
+        if scope["type"] != "http" or limiter is None or path.startswith(EXEMPT_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        settings: Settings = state.settings  # type: ignore[union-attr]
+        key_hash = plan = None
+        for name, value in scope.get("headers") or ():
+            if name == b"x-api-key" and value:
+                key_hash = hashlib.sha256(value).hexdigest()
+                plans: PlanCache | None = getattr(state, "partner_plans", None)
+                plan = await plans.plan(key_hash) if plans is not None else None
+                break
+        tightest: Verdict | None = None
+        try:
+            for bucket, limit in buckets_for(scope, settings, plan, key_hash):
+                verdict = await limiter.hit(bucket, limit)
+                if not verdict.allowed:
+                    RATE_LIMITED.labels(self.service, verdict.bucket).inc()
+                    retry = str(max(math.ceil(verdict.reset_seconds), 1))
+                    await _send_json(send, 429, error_body(
+                        "rate_limited", f"Too many requests; retry in {retry} s.",
+                        {"limit": verdict.limit, "scope": verdict.bucket}),
+                        [(b"retry-after", retry.encode()), *verdict.headers()])
+                    return
+                if tightest is None or verdict.remaining < tightest.remaining:
+                    tightest = verdict
+        except RedisUnavailable as error:
+            decision = "allowed" if settings.rate_limit_fail_open else "rejected"
+            REDIS_FAILURES.labels(self.service, decision).inc()
+            if not settings.rate_limit_fail_open:
+                await _send_json(send, 503, error_body(
+                    "rate_limiter_unavailable", "Request limits cannot be checked right now; try again shortly."),
+                    [(b"retry-after", b"5")])
+                return
+            log.debug("rate_limit_fail_open", error=str(error))
+
+        if tightest is None:
+            await self.app(scope, receive, send)
+            return
+        extra = tightest.headers()
+
+        async def _send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, _send)

@@ -1,0 +1,206 @@
+"""Sends queued partner webhook deliveries: signed, timed out, retried with backoff, dead-lettered.
+
+Isolation between partners: a claim takes at most ``per_endpoint`` due rows per partner and
+none of a partner already at that many requests in flight here; each request has its own
+timeout; a partner whose endpoint keeps failing trips its breaker (state in Redis, shared by
+every shop replica) and its rows wait, untouched, until the breaker lets a trial through. So a
+hanging partner holds at most ``per_endpoint`` of the ``concurrency`` slots, for one timeout.
+Claims are leases (``next_attempt_at`` pushed ahead), so several replicas can run dispatchers
+and a crashed one's rows come back by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import structlog
+from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy import ARRAY, Uuid, bindparam, func, select, text, update
+
+from alexandrite.kit.breaker import SharedBreakers
+from alexandrite.kit.db import Database, UnitOfWork
+from alexandrite.kit.loops import poll_until_stopped
+from alexandrite.kit.metrics import LATENCY_BUCKETS
+from alexandrite.kit.settings import Settings
+from alexandrite.shop.tables import partners, webhook_deliveries
+from alexandrite.shop.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+log = structlog.get_logger(__name__)
+
+DELIVERIES = Counter("alexandrite_webhook_deliveries_total", "Webhook delivery attempts by outcome",
+                     ["outcome"])  # delivered | failed | dead | deferred
+DELIVERY_SECONDS = Histogram("alexandrite_webhook_delivery_seconds", "Webhook request duration",
+                             buckets=LATENCY_BUCKETS)
+PENDING = Gauge("alexandrite_webhook_pending", "Webhook deliveries waiting to be sent")
+ENDPOINT_BREAKER = Gauge("alexandrite_webhook_endpoint_breaker_state",
+                         "Partner endpoint breaker: 0 closed, 2 open", ["partner"])
+
+_CANDIDATES = text("""
+SELECT id FROM (
+  SELECT id, partner_id,
+         row_number() OVER (PARTITION BY partner_id ORDER BY next_attempt_at, id) AS rn
+  FROM webhook_deliveries
+  WHERE state = 'pending' AND next_attempt_at <= now() AND NOT (partner_id = ANY(:busy))
+) ranked
+WHERE rn <= :per_partner
+ORDER BY id
+LIMIT :batch
+""").bindparams(bindparam("busy", type_=ARRAY(Uuid)))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    delivery_id: uuid.UUID
+    partner_id: uuid.UUID
+    order_id: uuid.UUID
+    partner: str
+    url: str | None
+    secret: str | None
+    event_type: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+class WebhookDispatcher:
+    def __init__(self, db: Database, settings: Settings, redis: Any) -> None:
+        self.db = db
+        self.settings = settings
+        self.breakers = SharedBreakers(redis, f"{settings.redis_prefix}:webhook",
+                                       threshold=settings.webhook_breaker_failures,
+                                       reset_seconds=settings.webhook_breaker_reset_seconds, metric=ENDPOINT_BREAKER)
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.webhook_timeout_seconds), follow_redirects=False,
+            limits=httpx.Limits(max_connections=settings.webhook_concurrency * 2, max_keepalive_connections=20),
+            headers={"User-Agent": "Alexandrite-Webhooks/1", "Content-Type": "application/json"})
+        self.slots = asyncio.Semaphore(settings.webhook_concurrency)
+        self.in_flight: dict[uuid.UUID, int] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.lease = timedelta(seconds=settings.webhook_timeout_seconds * 2 + 5)
+
+    def _busy(self) -> list[uuid.UUID]:
+        cap = self.settings.webhook_per_endpoint_concurrency
+        return [pid for pid, n in self.in_flight.items() if n >= cap]
+
+    async def claim(self) -> list[Claimed]:
+        free = self.settings.webhook_concurrency - len(self.tasks)
+        if free <= 0:
+            return []
+        async with UnitOfWork(self.db) as uow:
+            ids = (await uow.session.execute(_CANDIDATES, {
+                "busy": self._busy(), "per_partner": self.settings.webhook_per_endpoint_concurrency,
+                "batch": min(free, self.settings.webhook_batch_size)})).scalars().all()
+            if not ids:
+                return []
+            # Re-checked under the row lock: a row another dispatcher leased meanwhile is skipped.
+            claimed = (await uow.session.execute(
+                update(webhook_deliveries)
+                .where(webhook_deliveries.c.id.in_(ids), webhook_deliveries.c.state == "pending",
+                       webhook_deliveries.c.next_attempt_at <= func.now())
+                .values(next_attempt_at=func.now() + self.lease)
+                .returning(webhook_deliveries.c.id))).scalars().all()
+            rows = (await uow.session.execute(
+                select(webhook_deliveries, partners.c.name, partners.c.webhook_url, partners.c.webhook_secret)
+                .join(partners, partners.c.id == webhook_deliveries.c.partner_id)
+                .where(webhook_deliveries.c.id.in_(claimed)))).all() if claimed else []
+            await uow.commit()
+        return [Claimed(r.id, r.delivery_id, r.partner_id, r.order_id, r.name, r.webhook_url, r.webhook_secret,
+                        r.event_type, r.payload, r.attempts) for r in rows]
+
+    async def _finish(self, row: Claimed, *, ok: bool, status: int | None = None, error: str | None = None,
+                      defer_seconds: float | None = None) -> str:
+        values: dict[str, Any]
+        if ok:
+            outcome, values = "delivered", {"state": "delivered", "delivered_at": func.now()}
+        elif defer_seconds is not None:  # breaker open: not an attempt, just later
+            outcome, values = "deferred", {"next_attempt_at": func.now() + timedelta(seconds=defer_seconds)}
+        elif row.attempts + 1 >= self.settings.webhook_max_attempts:
+            outcome, values = "dead", {"state": "dead"}
+        else:
+            delays = self.settings.webhook_backoff_seconds or (1.0,)
+            delay = delays[min(row.attempts, len(delays) - 1)] * random.uniform(0.8, 1.2)
+            outcome, values = "failed", {"next_attempt_at": func.now() + timedelta(seconds=delay)}
+        if defer_seconds is None:
+            values.update(attempts=webhook_deliveries.c.attempts + 1, last_status=status,
+                          last_error=(error or "")[:500] or None)
+        async with UnitOfWork(self.db) as uow:
+            await uow.session.execute(
+                update(webhook_deliveries).where(webhook_deliveries.c.id == row.id).values(**values))
+            await uow.commit()
+        DELIVERIES.labels(outcome).inc()
+        if outcome == "dead":
+            log.error("webhook_dead_lettered", partner=row.partner, delivery_id=str(row.delivery_id),
+                      order_id=str(row.order_id), error=error)
+        return outcome
+
+    async def deliver(self, row: Claimed) -> str:
+        if not row.url or not row.secret:  # endpoint removed after the row was queued
+            return await self._finish(row, ok=False, error="no webhook endpoint registered")
+        wait = await self.breakers.open_for(str(row.partner_id), row.partner)
+        if wait > 0:
+            return await self._finish(row, ok=False, defer_seconds=wait + random.uniform(0, 1))
+        body = json.dumps({"delivery_id": str(row.delivery_id), **row.payload}, separators=(",", ":")).encode()
+        timestamp = int(time.time())
+        headers = {SIGNATURE_HEADER: sign(row.secret, timestamp, body), TIMESTAMP_HEADER: str(timestamp),
+                   DELIVERY_HEADER: str(row.delivery_id), EVENT_HEADER: row.event_type}
+        started = time.perf_counter()
+        status: int | None = None
+        error: str | None = None
+        try:
+            response = await asyncio.wait_for(self.client.post(row.url, content=body, headers=headers),
+                                              self.settings.webhook_timeout_seconds)
+            status = response.status_code
+            ok = 200 <= status < 300
+            if not ok:
+                error = f"HTTP {status}"
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            ok, error = False, f"{type(exc).__name__}: {exc}"[:300]
+        DELIVERY_SECONDS.observe(time.perf_counter() - started)
+        await self.breakers.record(str(row.partner_id), row.partner, ok)
+        return await self._finish(row, ok=ok, status=status, error=error)
+
+    async def _run_one(self, row: Claimed) -> None:
+        try:
+            async with self.slots:
+                await self.deliver(row)
+        except Exception:  # the lease expires and the row comes back
+            log.exception("webhook_delivery_error", delivery_id=str(row.delivery_id))
+        finally:
+            self.in_flight[row.partner_id] -= 1
+            if not self.in_flight[row.partner_id]:
+                del self.in_flight[row.partner_id]
+
+    def _spawn(self, row: Claimed) -> None:
+        self.in_flight[row.partner_id] = self.in_flight.get(row.partner_id, 0) + 1
+        task = asyncio.create_task(self._run_one(row))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def run_once(self) -> int:
+        rows = await self.claim()
+        for row in rows:
+            self._spawn(row)
+        return len(rows)
+
+    async def pending(self) -> int:
+        async with self.db.sessions() as session:
+            return int((await session.execute(select(func.count()).select_from(webhook_deliveries)
+                                               .where(webhook_deliveries.c.state == "pending"))).scalar() or 0)
+
+    async def _gauges(self) -> None:
+        PENDING.set(await self.pending())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await poll_until_stopped(stop, self.run_once, idle_seconds=self.settings.webhook_idle_seconds,
+                                 busy_seconds=0.01, error_event="webhook_dispatcher_error", gauges=self._gauges)
+        if self.tasks:  # in-flight requests end within their timeout; unfinished leases expire
+            await asyncio.wait(set(self.tasks), timeout=self.settings.webhook_timeout_seconds + 1)
+        await self.client.aclose()

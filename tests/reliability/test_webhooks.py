@@ -1,0 +1,239 @@
+"""Partner webhooks against real local HTTP receivers: signed, isolated, retried, dead-lettered, replayed."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+import redis.asyncio as aioredis
+from asgi_lifespan import LifespanManager
+from prometheus_client import REGISTRY
+
+from alexandrite.kit.db import Database
+from alexandrite.kit.settings import Settings
+from alexandrite.mes.pricing.rings import ring, to_binary_stl
+from alexandrite.shop.app import create_app
+from alexandrite.shop.handlers import create_partner
+from alexandrite.shop.webhooks import verify
+from tests.reliability.receivers import Receiver
+
+RING = to_binary_stl(ring(segments=48, profile_segments=8))
+
+
+def _settings(settings: Settings, **overrides: object) -> Settings:
+    base: dict[str, object] = {
+        "run_relay": False, "run_consumer": False, "webhook_idle_seconds": 0.05,
+        "webhook_backoff_seconds": (0.1, 0.2), "webhook_timeout_seconds": 5.0,
+        "redis_prefix": f"{settings.redis_prefix}:wh-{uuid.uuid4().hex[:6]}",
+    }
+    return settings.model_copy(update={**base, **overrides})
+
+
+@asynccontextmanager
+async def shop(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with LifespanManager(app, shutdown_timeout=30):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://shop") as client:
+            yield client
+
+
+async def partner(settings: Settings, client: httpx.AsyncClient,
+                  receiver: Receiver | None) -> tuple[dict[str, str], str, str]:
+    db = Database(settings.database_url("shop"), pool_size=1)
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    key = await create_partner(db, name)
+    await db.dispose()
+    headers = {"X-API-Key": key}
+    secret = ""
+    if receiver is not None:
+        response = await client.put("/api/v1/webhook", headers=headers, json={"url": receiver.url})
+        assert response.status_code == 200, response.text
+        secret = response.json()["secret"]
+    return headers, secret, name
+
+
+async def wait_for(check: Callable[[], bool | Awaitable[bool]], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+async def test_every_status_change_is_delivered_signed(settings: Settings) -> None:
+    local = _settings(settings)
+    receiver = Receiver().start()
+    try:
+        async with shop(local) as client:
+            headers, secret, _ = await partner(local, client, receiver)
+            order = (await client.post("/api/v1/orders", headers=headers, json={"alloy": "gold_750"})).json()
+            assert (await client.put(f"/api/v1/orders/{order['id']}/model", headers=headers,
+                                     files={"file": ("r.stl", RING)})).status_code == 200
+            assert (await client.post(f"/api/v1/orders/{order['id']}/submit", headers=headers)).status_code == 202
+            await wait_for(lambda: len(receiver.received) >= 3)
+            got = sorted(receiver.received, key=lambda r: r.json["seq"])
+            assert [r.json["status"] for r in got] == ["INITIATED", "FILE_UPLOADED", "SUBMITTED"]
+            for item in got:
+                assert verify(secret, item.headers["X-Alexandrite-Timestamp"], item.body,
+                              item.headers["X-Alexandrite-Signature"])
+                assert not verify("wrong-secret", item.headers["X-Alexandrite-Timestamp"], item.body,
+                                  item.headers["X-Alexandrite-Signature"])
+                assert item.json["order_id"] == order["id"] and "actor" not in item.json
+                assert item.headers["X-Alexandrite-Delivery"] == item.json["delivery_id"]
+            assert {r.headers["X-Alexandrite-Event"] for r in got} == {
+                "shop.order.initiated", "shop.order.file_uploaded", "shop.order.submitted"}
+            shown = (await client.get("/api/v1/webhook", headers=headers)).json()
+            assert shown == {"url": receiver.url, "deliveries": {"pending": 0, "delivered": 3, "dead": 0}}
+            # Customers have no webhook; bad URLs are refused.
+            assert (await client.put("/api/v1/webhook", headers=headers, json={"url": "ftp://x/y"})).status_code == 422
+            assert (await client.get("/api/v1/webhook")).status_code == 401
+    finally:
+        receiver.stop()
+
+
+async def test_hanging_and_failing_partners_do_not_slow_a_healthy_one(settings: Settings) -> None:
+    local = _settings(settings, webhook_breaker_failures=3, webhook_breaker_reset_seconds=60,
+                      webhook_per_endpoint_concurrency=2, webhook_concurrency=8)
+    healthy, hanging, failing = Receiver().start(), Receiver(mode="hang").start(), Receiver(mode="fail").start()
+    try:
+        async with shop(local) as client:
+            good, _, _ = await partner(local, client, healthy)
+            slow, _, _ = await partner(local, client, hanging)
+            bad, _, bad_name = await partner(local, client, failing)
+            for _ in range(6):  # the troubled partners' orders go first, so their deliveries are older
+                for headers in (slow, bad, good):
+                    assert (await client.post("/api/v1/orders", headers=headers,
+                                              json={"alloy": "silver_925"})).status_code == 201
+            await wait_for(lambda: len(healthy.received) == 6)
+            # All six healthy deliveries arrived while the hanging partner still holds its first requests,
+            # and it never got more than its share of concurrent requests.
+            assert hanging.open_requests >= 1 and hanging.hits <= 2 and not hanging.received
+            # The failing partner's breaker opened after 3 failures (+1 already in flight beside the third):
+            # no more requests go to it.
+            await wait_for(lambda: failing.hits >= 3)
+            await asyncio.sleep(0.3)
+            seen = failing.hits
+            await asyncio.sleep(0.7)
+            assert 3 <= failing.hits == seen <= 4
+            state = REGISTRY.get_sample_value("alexandrite_webhook_endpoint_breaker_state", {"partner": bad_name})
+            assert state == 2
+            redis = aioredis.Redis.from_url(local.redis_url)
+            keys = [k async for k in redis.scan_iter(match=f"{local.redis_prefix}:webhook:breaker:*")]
+            await redis.aclose()
+            assert len(keys) == 1  # shared state lives in Redis, for every replica
+            pending = (await client.get("/api/v1/webhook", headers=bad)).json()["deliveries"]
+            assert pending["pending"] == 6 and pending["dead"] == 0  # waiting, not lost
+            hanging.hang_seconds = 0
+    finally:
+        for receiver in (healthy, hanging, failing):
+            receiver.stop()
+
+
+
+
+async def test_dead_letter_after_max_attempts_then_replay_by_api_and_cli(settings: Settings,
+                                                                        test_env: dict[str, str]) -> None:
+    local = _settings(settings, webhook_max_attempts=3, webhook_breaker_failures=100)
+    receiver = Receiver(mode="fail").start()
+    try:
+        async with shop(local) as client:
+            headers, _, name = await partner(local, client, receiver)
+            for _ in range(2):
+                assert (await client.post("/api/v1/orders", headers=headers,
+                                          json={"alloy": "gold_585"})).status_code == 201
+
+            async def dead() -> bool:
+                return (await client.get("/api/v1/webhook", headers=headers)).json()["deliveries"]["dead"] == 2
+
+            await wait_for(dead)
+            assert receiver.hits == 6  # 3 attempts each, then no more
+            listed = (await client.get("/api/v1/webhook/deliveries?state=dead", headers=headers)).json()["items"]
+            assert len(listed) == 2 and all(i["attempts"] == 3 and i["last_status"] == 500 for i in listed)
+            bad = await client.post("/api/v1/webhook/deliveries/replay", headers=headers, json={})
+            assert bad.status_code == 422
+
+            receiver.mode = "ok"
+            first = listed[0]["delivery_id"]
+            replayed = await client.post("/api/v1/webhook/deliveries/replay", headers=headers,
+                                         json={"delivery_ids": [first]})
+            assert replayed.json() == {"replayed": 1}
+            await wait_for(lambda: len(receiver.received) == 1)
+            assert receiver.received[0].json["delivery_id"] == first  # the same delivery, same id
+
+            env = {**test_env, "ALEX_REDIS_PREFIX": local.redis_prefix}
+            cli = await asyncio.to_thread(subprocess.run, [
+                sys.executable, "-m", "alexandrite", "webhooks", "replay", "--all", "--partner", name],
+                env=env, capture_output=True, text=True, timeout=60)
+            assert cli.returncode == 0, cli.stderr
+            assert "replayed 1 delivery" in cli.stdout
+            await wait_for(lambda: len(receiver.received) == 2)
+            listing = await asyncio.to_thread(subprocess.run, [
+                sys.executable, "-m", "alexandrite", "webhooks", "list", "--partner", name],
+                env=env, capture_output=True, text=True, timeout=60)
+            assert listing.returncode == 0 and listing.stdout.count("delivered") == 2
+            nothing = await asyncio.to_thread(subprocess.run, [
+                sys.executable, "-m", "alexandrite", "webhooks", "replay"], env=env, capture_output=True, text=True,
+                timeout=60)
+            assert nothing.returncode == 2 and "--id" in nothing.stderr
+            unknown = await asyncio.to_thread(subprocess.run, [
+                sys.executable, "-m", "alexandrite", "webhooks", "list", "--partner", "nobody-such"], env=env,
+                capture_output=True, text=True, timeout=60)
+            assert unknown.returncode == 1 and "no partner" in unknown.stderr
+    finally:
+        receiver.stop()
+
+
+def test_partner_create_with_a_webhook_url_prints_the_secret(test_env: dict[str, str]) -> None:
+    name = f"cli-{uuid.uuid4().hex[:6]}"
+    created = subprocess.run([sys.executable, "-m", "alexandrite", "partner", "create", name, "--webhook-url",
+                              "https://partner.example/hooks"], env=test_env, capture_output=True, text=True,
+                             timeout=60)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip().splitlines()[-1].startswith("whsec_")
+    bad = subprocess.run([sys.executable, "-m", "alexandrite", "partner", "create", f"{name}-2", "--webhook-url",
+                          "ftp://nope"], env=test_env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "http(s)" in bad.stderr
+
+
+async def test_a_delay_notice_reaches_the_partner_webhook(settings: Settings) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from alexandrite.contracts.events import OrderDelayed
+    from alexandrite.contracts.order_status import OrderStatus
+    from alexandrite.shop.delays import apply_delay
+
+    local = _settings(settings)
+    receiver = Receiver().start()
+    try:
+        async with shop(local) as client:
+            headers, secret, _ = await partner(local, client, receiver)
+            order = (await client.post("/api/v1/orders", headers=headers, json={"alloy": "gold_750"})).json()
+            now = datetime.now(UTC)
+            delay = OrderDelayed(stage="PRICE_CALCULATING", status=OrderStatus.PRICE_CALCULATING,
+                                 since=now - timedelta(hours=1), sla_seconds=1800, detected_at=now,
+                                 new_eta=now + timedelta(days=3), owner_kind="partner")
+            db = Database(local.database_url("shop"), pool_size=1)
+            try:
+                assert await apply_delay(db, uuid.UUID(order["id"]), delay) == "ok"
+                assert await apply_delay(db, uuid.UUID(order["id"]), delay) == "duplicate"  # told once
+            finally:
+                await db.dispose()
+            await wait_for(lambda: len(receiver.received) == 2)
+            notice = next(r for r in receiver.received if r.headers["X-Alexandrite-Event"] == "mes.order.delayed")
+            assert notice.json["type"] == "order.delayed" and notice.json["stage"] == "PRICE_CALCULATING"
+            assert verify(secret, notice.headers["X-Alexandrite-Timestamp"], notice.body,
+                          notice.headers["X-Alexandrite-Signature"])
+            await asyncio.sleep(0.5)
+            assert len(receiver.received) == 2
+    finally:
+        receiver.stop()
