@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/services.sh
 
 # Debian packages listed in deploy/debian-packages.txt (promtool, chromium, haproxy, ...), when missing.
-mapfile -t wanted < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' deploy/debian-packages.txt)
+mapfile -t wanted < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' deploy/debian-packages.txt)
 missing=()
 for pkg in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
