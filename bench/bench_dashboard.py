@@ -103,6 +103,8 @@ class Server:
             "ALEX_RUN_RELAY": "false", "ALEX_RUN_CONSUMER": "false", "ALEX_LOG_LEVEL": "WARNING",
             # Background loops would scan the same tables while we measure: off / rare.
             "ALEX_RUN_WATCHDOG": "false", "ALEX_STATUS_GAUGE_INTERVAL_SECONDS": "3600",
+            # One client sends thousands of requests: throttling (a Redis call per request) is off here.
+            "ALEX_RATE_LIMIT_ENABLED": "false",
             "ALEX_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/",  # no broker: nothing to consume
         })
         self.process = subprocess.Popen([sys.executable, "-m", "alexandrite", "serve", "mes", "--port",
