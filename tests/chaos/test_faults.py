@@ -1,5 +1,6 @@
-"""500 orders flow while pricing workers are SIGKILLed, RabbitMQ and Redis drop out, and API processes
-are killed and restarted; afterwards every accepted order reached its status exactly once in every view.
+"""500 orders flow while pricing workers are SIGKILLed, RabbitMQ drops out and is restarted, Redis drops
+out, and API processes are killed and restarted; afterwards every accepted order reached its status exactly
+once in every view.
 
 Run: ``./scripts/chaos.sh`` (or ``.venv/bin/python -m pytest -m chaos tests/chaos -s``).
 """
@@ -7,6 +8,7 @@ Run: ``./scripts/chaos.sh`` (or ``.venv/bin/python -m pytest -m chaos tests/chao
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,6 +38,12 @@ async def _when_priced(chaos: ChaosPlatform, count: int) -> int:
     return done
 
 
+def restart_broker() -> None:
+    """Stop and start the RabbitMQ application on this machine (the whole broker, every vhost)."""
+    for command in (["rabbitmqctl", "stop_app"], ["rabbitmqctl", "start_app"], ["rabbitmqctl", "await_startup"]):
+        subprocess.run(command, check=True, capture_output=True, timeout=180)
+
+
 async def inject_faults(chaos: ChaosPlatform) -> dict[str, float]:
     platform = chaos.platform
     recovery: dict[str, float] = {}
@@ -61,7 +69,14 @@ async def inject_faults(chaos: ChaosPlatform) -> dict[str, float]:
     recovery["RabbitMQ connections dropped, broker unreachable 5 s"] = await chaos.recovery_seconds(
         restored, await chaos.priced())
 
-    # 3. The mes and shop API processes SIGKILLed and restarted.
+    # 3. RabbitMQ itself restarted (stop_app, start_app): its durable quorum queues keep every message.
+    await _when_priced(chaos, 190)
+    restarted = time.monotonic()
+    await asyncio.to_thread(restart_broker)
+    recovery["RabbitMQ restarted (stop_app, start_app)"] = await chaos.recovery_seconds(
+        restarted, await chaos.priced())
+
+    # 4. The mes and shop API processes SIGKILLed and restarted.
     await _when_priced(chaos, 240)
     platform.kill("mes")
     platform.kill("shop")
@@ -72,7 +87,7 @@ async def inject_faults(chaos: ChaosPlatform) -> dict[str, float]:
     recovery["shop and mes API processes SIGKILLed, restarted after 1 s"] = await chaos.recovery_seconds(
         killed, await chaos.priced())
 
-    # 4. Redis unreachable for 5 s (rate limits fail open, counted).
+    # 5. Redis unreachable for 5 s (rate limits fail open, counted).
     await _when_priced(chaos, 340)
     chaos.redis.cut()
     cut = time.monotonic()
