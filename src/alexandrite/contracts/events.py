@@ -165,3 +165,19 @@ def order_delayed_envelope(*, order_id: uuid.UUID, seq: int, delay: OrderDelayed
 
 def is_order_delayed(routing_key: str, headers: dict[str, Any]) -> bool:
     return str(headers.get("event_type") or routing_key) == ORDER_DELAYED_TYPE
+
+
+def creation_columns(change: StatusChanged) -> dict[str, Any]:
+    """Columns every projection takes from an order's INITIATED event (alloy, owner, creation time)."""
+    if change.owner is None or change.created_at is None:  # the contract requires both
+        raise ValueError("an INITIATED event needs owner and created_at")
+    created_at = change.created_at
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=UTC)
+    return {
+        "alloy": change.alloy,
+        "owner_kind": change.owner.kind,
+        "owner_id": change.owner.id,
+        "owner_name": change.owner.name,
+        "created_at": created_at,
+    }

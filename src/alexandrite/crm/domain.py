@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from alexandrite.contracts.events import StatusChanged
+from alexandrite.contracts.events import StatusChanged, creation_columns
 from alexandrite.contracts.order_status import OrderStatus
 
 SERVICE = "crm"
@@ -216,15 +216,4 @@ def projection_values(change: StatusChanged) -> dict[str, Any]:
 
 def creation_values(change: StatusChanged) -> dict[str, Any]:
     """Columns of a new CRM order from its INITIATED event."""
-    if change.owner is None or change.created_at is None:  # the contract requires both
-        raise ValueError("an INITIATED event needs owner and created_at")
-    created_at = change.created_at
-    if created_at.tzinfo is None:
-        created_at = created_at.replace(tzinfo=UTC)
-    return {
-        "alloy": change.alloy,
-        "owner_kind": change.owner.kind,
-        "owner_id": change.owner.id,
-        "owner_name": change.owner.name,
-        "created_at": created_at,
-    }
+    return creation_columns(change)

@@ -8,13 +8,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from alexandrite.contracts.events import StatusChanged
+from alexandrite.contracts.events import StatusChanged, creation_columns
 from alexandrite.contracts.order_status import OrderStatus
 
 SERVICE = "mes"
@@ -115,18 +115,10 @@ class WrongProducer(Exception):
 
 
 def creation_values(change: StatusChanged) -> dict[str, Any]:
-    """Columns of a new production order from its INITIATED event."""
-    if change.owner is None or change.created_at is None:  # the contract requires both
-        raise ValueError("an INITIATED event needs owner and created_at")
-    created_at = change.created_at
-    if created_at.tzinfo is None:
-        created_at = created_at.replace(tzinfo=UTC)
-    return {
-        "alloy": change.alloy,
-        "owner_kind": change.owner.kind,
-        "owner_name": change.owner.name,
-        "created_at": created_at,
-    }
+    """Columns of a new production order from its INITIATED event (production keeps no owner id)."""
+    values = creation_columns(change)
+    del values["owner_id"]
+    return values
 
 
 def projection_values(change: StatusChanged) -> dict[str, Any]:
