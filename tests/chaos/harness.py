@@ -24,17 +24,19 @@ ARTIFACTS = Path("test-artifacts")
 @dataclass
 class ChaosPlatform:
     platform: Platform
-    rabbit: CuttableProxy
-    redis: CuttableProxy
+    rabbit: CuttableProxy | None
+    redis: CuttableProxy | None
     report: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, settings: Settings, base_env: dict[str, str], name: str, workers: int,
+    def start(cls, settings: Settings, base_env: dict[str, str], name: str, workers: int, proxied: bool = True,
               **env_overrides: str) -> "ChaosPlatform":
-        rabbit, redis = CuttableProxy(5672).start(), CuttableProxy(6379).start()
+        """``proxied``: RabbitMQ and Redis behind proxies the test can cut; without, direct connections
+        (the proxies run in the test's process and would share its CPU with a load generator)."""
+        rabbit, redis = (CuttableProxy(5672).start(), CuttableProxy(6379).start()) if proxied else (None, None)
         vhost = settings.amqp_url.rsplit("/", 1)[1]
-        env = {**base_env, "ALEX_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{rabbit.port}/{vhost}",
-               "ALEX_REDIS_URL": f"redis://127.0.0.1:{redis.port}/0", "ALEX_LOG_LEVEL": "WARNING",
+        env = {**base_env, "ALEX_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{rabbit.port if rabbit else 5672}/{vhost}",
+               "ALEX_REDIS_URL": f"redis://127.0.0.1:{redis.port if redis else 6379}/0", "ALEX_LOG_LEVEL": "WARNING",
                "ALEX_BREAKER_RESET_SECONDS": "2",
                "ALEX_DB_POOL_SIZE": "3", **env_overrides}  # the machine's PostgreSQL is shared: few connections
         platform = Platform.configure(settings, env, ARTIFACTS / f"{name}-{uuid.uuid4().hex[:6]}")
@@ -49,8 +51,9 @@ class ChaosPlatform:
         try:
             self.platform.stop_all()
         finally:
-            self.rabbit.close()
-            self.redis.close()
+            for proxy in (self.rabbit, self.redis):
+                if proxy is not None:
+                    proxy.close()
 
     async def priced(self) -> int:
         rows = await fetch(self.settings, "mes", "SELECT count(*) AS n FROM pricing_jobs WHERE state IN "

@@ -47,6 +47,7 @@ def restart_broker() -> None:
 async def inject_faults(chaos: ChaosPlatform) -> dict[str, float]:
     platform = chaos.platform
     recovery: dict[str, float] = {}
+    assert chaos.rabbit is not None and chaos.redis is not None, "faults need the proxies"
 
     # 1. SIGKILL two of the three pricing workers mid-flow; replacements start 2 s later.
     before = await _when_priced(chaos, 40)
