@@ -114,6 +114,27 @@ async def test_entries_expire_with_jitter_and_misses_load_once(settings: Setting
         await cache.close()
 
 
+async def test_a_reader_that_missed_just_before_a_fill_takes_the_entry(settings: Settings) -> None:
+    """The window between a reader's miss and its lock attempt: another loader filled the entry and
+    freed the lock meanwhile. The reader must take that entry, not the free lock and a second load."""
+    cache = PageCache(settings.redis_url, prefix=settings.redis_prefix, name=f"t-{uuid.uuid4().hex[:6]}",
+                      ttl_seconds=10, timeout_seconds=5)
+    loads = 0
+
+    async def load(fresh: bool) -> bytes:
+        nonlocal loads
+        loads += 1
+        return f'{{"load": {loads}}}'.encode()
+
+    try:
+        assert await cache.get_or_load("page", ["A"], load) == b'{"load": 1}'  # filled; lock freed
+        # the late reader resumes where get_or_load found no entry (generation "0" seen, no fresh flag)
+        assert await cache._load_once("page", ["A"], ["0"], False, load) == b'{"load": 1}'
+        assert loads == 1
+    finally:
+        await cache.close()
+
+
 async def test_a_load_overtaken_by_a_change_is_not_stored(settings: Settings) -> None:
     cache = PageCache(settings.redis_url, prefix=settings.redis_prefix, name=f"t-{uuid.uuid4().hex[:6]}",
                       ttl_seconds=10, timeout_seconds=5)

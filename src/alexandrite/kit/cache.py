@@ -54,6 +54,16 @@ if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return current
 """
 
+# KEYS: value, lock. ARGV: lock token, lock ms. The entry if one is there by now, else 1 when this
+# caller took the lock, else 0 (someone else is loading). Atomic, so a reader that missed just before
+# another loader's fill finds the entry instead of taking the freed lock and loading again.
+_CLAIM = """
+local value = redis.call('GET', KEYS[1])
+if value then return value end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+
 # KEYS: fresh flag, n generation keys, n tag-set keys. ARGV: n, fresh ms.
 _INVALIDATE = """
 local n = tonumber(ARGV[1])
@@ -81,6 +91,7 @@ class PageCache:
         self._retry_seconds = retry_seconds
         self._fresh_ms = int(fresh_seconds * 1000)
         self._down_until = 0.0
+        self._claim = self._redis.register_script(_CLAIM)
         self._fill = self._redis.register_script(_FILL)
         self._invalidate = self._redis.register_script(_INVALIDATE)
         metrics.CACHE_UP.labels(name).set(1)
@@ -166,11 +177,14 @@ class PageCache:
         pause = 0.002
         while True:
             try:
-                locked = await self._redis.set(self._lock(key), token, nx=True, px=self._lock_ms)
+                claim = await self._claim(keys=[self._value(key), self._lock(key)], args=[token, self._lock_ms])
             except (RedisError, OSError) as error:
                 self._failed("lock", error)
                 return await self._bypass(load)
-            if locked:
+            if isinstance(claim, bytes):  # another loader filled it meanwhile
+                metrics.CACHE_REQUESTS.labels(self.name, "coalesced").inc()
+                return claim
+            if claim == 1:
                 metrics.CACHE_REQUESTS.labels(self.name, "miss").inc()
                 try:
                     value = await load(fresh)
@@ -179,19 +193,11 @@ class PageCache:
                     raise
                 await self._store(key, tags, seen, token, value)
                 return value
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.05)
-            try:
-                waited = await self._redis.get(self._value(key))
-            except (RedisError, OSError) as error:
-                self._failed("wait", error)
-                return await self._bypass(load)
-            if waited is not None:
-                metrics.CACHE_REQUESTS.labels(self.name, "coalesced").inc()
-                return bytes(waited)
             if time.monotonic() >= deadline:  # the first loader is stuck: read for ourselves
                 metrics.CACHE_REQUESTS.labels(self.name, "miss").inc()
                 return await load(fresh)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     async def _store(self, key: str, tags: list[str], seen: list[str], token: str, value: bytes) -> None:
         ttl = self.ttl_ms()
