@@ -14,12 +14,15 @@ import httpx
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 
 from alexandrite.kit.db import Database
 from alexandrite.kit.settings import Settings
 from alexandrite.mes.pricing.rings import ring, to_binary_stl
 from alexandrite.shop.app import create_app
 from alexandrite.shop.handlers import create_partner
+from alexandrite.shop.tables import partners
+from alexandrite.shop.webhook_dispatch import WebhookDispatcher
 from alexandrite.shop.webhooks import verify
 from tests.reliability.receivers import Receiver
 
@@ -101,9 +104,44 @@ async def test_every_status_change_is_delivered_signed(settings: Settings) -> No
         receiver.stop()
 
 
+async def test_a_dispatcher_claims_no_more_than_a_partners_free_slots(settings: Settings) -> None:
+    local = _settings(settings, run_webhooks=False, webhook_per_endpoint_concurrency=2, webhook_concurrency=8)
+    receiver = Receiver().start()
+    try:
+        async with shop(local) as client:
+            names = []
+            for _ in range(2):
+                headers, _, name = await partner(local, client, receiver)
+                names.append(name)
+                for _ in range(3):  # three deliveries due for each partner
+                    assert (await client.post("/api/v1/orders", headers=headers,
+                                              json={"alloy": "silver_925"})).status_code == 201
+            db = Database(local.database_url("shop"), pool_size=1)
+            redis = aioredis.Redis.from_url(local.redis_url)
+            try:
+                async with db.sessions() as session:
+                    ids = dict((await session.execute(
+                        select(partners.c.name, partners.c.id).where(partners.c.name.in_(names)))).all())
+                busy, idle = ids[names[0]], ids[names[1]]
+                dispatcher = WebhookDispatcher(db, local, redis)
+                dispatcher.in_flight = {busy: 1}  # one request to the first partner still open here
+                claimed = [row.partner_id for row in await dispatcher.claim()]
+                assert sorted(claimed) == sorted([busy, idle, idle])  # 1 + 1 and 0 + 2: nobody above 2
+                dispatcher.in_flight = {busy: 2, idle: 2}
+                assert await dispatcher.claim() == []  # both at their cap: the third deliveries wait
+                await dispatcher.client.aclose()
+            finally:
+                await redis.aclose()
+                await db.dispose()
+    finally:
+        receiver.stop()
+
+
 async def test_hanging_and_failing_partners_do_not_slow_a_healthy_one(settings: Settings) -> None:
+    # The hanging partner's requests time out after 20 s: long enough that, however slow the machine,
+    # they still hold its two slots (and no retry has started) when the healthy deliveries are checked.
     local = _settings(settings, webhook_breaker_failures=3, webhook_breaker_reset_seconds=60,
-                      webhook_per_endpoint_concurrency=2, webhook_concurrency=8)
+                      webhook_per_endpoint_concurrency=2, webhook_concurrency=8, webhook_timeout_seconds=20.0)
     healthy, hanging, failing = Receiver().start(), Receiver(mode="hang").start(), Receiver(mode="fail").start()
     try:
         async with shop(local) as client:

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import ARRAY, Uuid, bindparam, func, select, text, update
+from sqlalchemy import ARRAY, Integer, Uuid, bindparam, func, select, text, update
 
 from alexandrite.kit.breaker import SharedBreakers
 from alexandrite.kit.db import Database, UnitOfWork
@@ -43,17 +43,20 @@ PENDING = Gauge("alexandrite_webhook_pending", "Webhook deliveries waiting to be
 ENDPOINT_BREAKER = Gauge("alexandrite_webhook_endpoint_breaker_state",
                          "Partner endpoint breaker: 0 closed, 2 open", ["partner"])
 
+# Oldest due deliveries, per partner at most the slots it has left here (``per_partner`` minus
+# what this dispatcher already has in flight to it), so one endpoint never holds more.
 _CANDIDATES = text("""
-SELECT id FROM (
+SELECT ranked.id FROM (
   SELECT id, partner_id,
          row_number() OVER (PARTITION BY partner_id ORDER BY next_attempt_at, id) AS rn
   FROM webhook_deliveries
-  WHERE state = 'pending' AND next_attempt_at <= now() AND NOT (partner_id = ANY(:busy))
+  WHERE state = 'pending' AND next_attempt_at <= now()
 ) ranked
-WHERE rn <= :per_partner
-ORDER BY id
+LEFT JOIN unnest(:flight_partners, :flight_counts) AS flight(partner_id, n) ON flight.partner_id = ranked.partner_id
+WHERE ranked.rn <= :per_partner - coalesce(flight.n, 0)
+ORDER BY ranked.id
 LIMIT :batch
-""").bindparams(bindparam("busy", type_=ARRAY(Uuid)))
+""").bindparams(bindparam("flight_partners", type_=ARRAY(Uuid)), bindparam("flight_counts", type_=ARRAY(Integer)))
 
 
 @dataclass(frozen=True)
@@ -86,17 +89,14 @@ class WebhookDispatcher:
         self.tasks: set[asyncio.Task[None]] = set()
         self.lease = timedelta(seconds=settings.webhook_timeout_seconds * 2 + 5)
 
-    def _busy(self) -> list[uuid.UUID]:
-        cap = self.settings.webhook_per_endpoint_concurrency
-        return [pid for pid, n in self.in_flight.items() if n >= cap]
-
     async def claim(self) -> list[Claimed]:
         free = self.settings.webhook_concurrency - len(self.tasks)
         if free <= 0:
             return []
         async with UnitOfWork(self.db) as uow:
             ids = (await uow.session.execute(_CANDIDATES, {
-                "busy": self._busy(), "per_partner": self.settings.webhook_per_endpoint_concurrency,
+                "flight_partners": list(self.in_flight), "flight_counts": list(self.in_flight.values()),
+                "per_partner": self.settings.webhook_per_endpoint_concurrency,
                 "batch": min(free, self.settings.webhook_batch_size)})).scalars().all()
             if not ids:
                 return []
