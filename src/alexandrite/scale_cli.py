@@ -63,7 +63,7 @@ def cmd_maintain(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def add_maintain_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_maintain_parser(sub: argparse._SubParsersAction) -> None:
     maintain = sub.add_parser("maintain", help="create future MES order partitions, archive old months")
     maintain.add_argument("--months-ahead", type=int, default=None,
                           help="months after this one to create (default: ALEX_PARTITION_MONTHS_AHEAD, 3)")

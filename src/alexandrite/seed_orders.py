@@ -285,9 +285,9 @@ async def load_service(settings: Settings, service: Service, plan: Plan) -> tupl
                                  server_settings={"timezone": "UTC", "maintenance_work_mem": "512MB"})
     try:
         if service == "mes":
-            first = datetime.fromtimestamp(plan.start_us / 1e6, UTC).date()
-            last = datetime.fromtimestamp(plan.end_us / 1e6, UTC).date()
-            await _ensure_partitions(settings, first, partitions.add_months(partitions.month_start(last),
+            first_day = datetime.fromtimestamp(plan.start_us / 1e6, UTC).date()
+            last_day = datetime.fromtimestamp(plan.end_us / 1e6, UTC).date()
+            await _ensure_partitions(settings, first_day, partitions.add_months(partitions.month_start(last_day),
                                                                              settings.partition_months_ahead))
         indexes = await _secondary_indexes(conn, target.table)
         for name, _ in indexes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
@@ -35,7 +35,7 @@ log = structlog.get_logger(__name__)
 
 EventHandlerFactory = Callable[[FastAPI], Callable[[Delivery], Awaitable[str | None]]]
 # A service's own background loop (status gauge, SLA watchdog, notifier): runs until the event is set.
-BackgroundLoop = Callable[[FastAPI, asyncio.Event], Awaitable[None]]
+BackgroundLoop = Callable[[FastAPI, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def create_service_app(

@@ -69,7 +69,7 @@ PUBLIC_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", "/openapi
 
 def _marker(call: Any) -> frozenset[str] | str | None:
     if hasattr(call, "roles"):
-        return call.roles  # type: ignore[no-any-return]
+        return call.roles
     if hasattr(call, "public"):
         return str(call.public)
     return None

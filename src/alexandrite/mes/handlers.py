@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from alexandrite.contracts.events import Envelope, StatusChanged, status_envelope, utcnow
+from alexandrite.contracts.events import Envelope, Failure, Progress, StatusChanged, status_envelope, utcnow
 from alexandrite.contracts.order_status import OrderStatus, owner_of
 from alexandrite.kit.db import Database, OutgoingMessage, UnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
@@ -108,7 +108,7 @@ async def start_pricing(uow: UnitOfWork, order_id: uuid.UUID, *, submit_seq: int
     )
     _emit(uow, order_id, transition, StatusChanged(
         status=S.PRICE_CALCULATING, previous_status=transition.previous, actor=SYSTEM_ACTOR, at=now,
-        progress=queue_progress,
+        progress=Progress.model_validate(queue_progress),
     ), correlation_id)
     job = PricingJobMessage(job_id=job_id, order_id=order_id, submit_seq=submit_seq, enqueued_at=now)
     uow.send(OutgoingMessage(
@@ -289,7 +289,7 @@ async def finish_job(db: Database, job: StartedJob, *, worker: str, duration_ms:
                                     worker=worker)
         _emit(uow, job.order_id, transition, StatusChanged(
             status=target, previous_status=transition.previous, actor=actor, at=now, quote=quote,
-            failure=failure,
+            failure=Failure.model_validate(failure) if failure is not None else None,
         ), correlation_id)
         await uow.commit()
     return state.value

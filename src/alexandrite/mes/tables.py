@@ -26,7 +26,7 @@ from alexandrite.kit.order_records import define_delays, define_history
 metadata = MetaData()
 
 
-def _order_columns() -> list[Column]:  # type: ignore[type-arg]
+def _order_columns() -> list[Column]:
     return [
         Column("id", Uuid, nullable=False),
         Column("alloy", Text, nullable=True),

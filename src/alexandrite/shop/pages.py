@@ -426,10 +426,10 @@ async def ring_order(request: Request, principal: Customer) -> Response:
         created = await _order_with_model(request, principal, alloy, params.get("idempotency_key", ""), "", data,
                                           filename)
     except (UploadFailed, ApiError, IllegalTransition) as failure:
-        error = failure.cause if isinstance(failure, UploadFailed) else failure
-        return _render(request, "ring.html", principal, status=getattr(error, "status", 409), title="Design a ring",
+        cause = failure.cause if isinstance(failure, UploadFailed) else failure
+        return _render(request, "ring.html", principal, status=getattr(cause, "status", 409), title="Design a ring",
                        spec=spec, sizes=size_chart(), profiles=rings.PROFILES, settings_=SETTINGS,
-                       alloys=_alloys(), facts=None, idempotency_key=uuid.uuid4().hex, error=plain_error(error))
+                       alloys=_alloys(), facts=None, idempotency_key=uuid.uuid4().hex, error=plain_error(cause))
     return _redirect(f"/orders/{created}?{urlencode({'notice': 'Your ring is ready to order: check it and submit.'})}")
 
 

@@ -14,10 +14,10 @@ import ipaddress
 import secrets
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, func, literal, select, update
+from sqlalchemy import CursorResult, and_, func, literal, select, update
 
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.errors import ApiError
@@ -87,9 +87,9 @@ async def unregister(db: Database, partner_id: uuid.UUID) -> None:
 async def endpoint(db: Database, partner_id: uuid.UUID) -> dict[str, Any]:
     async with db.sessions() as session:
         url = (await session.execute(select(partners.c.webhook_url).where(partners.c.id == partner_id))).scalar()
-        counts = dict((await session.execute(
+        counts: dict[str, int] = {state: n for state, n in (await session.execute(
             select(webhook_deliveries.c.state, func.count()).where(webhook_deliveries.c.partner_id == partner_id)
-            .group_by(webhook_deliveries.c.state))).all())
+            .group_by(webhook_deliveries.c.state))).all()}
     return {"url": url, "deliveries": {state: int(counts.get(state, 0)) for state in STATES}}
 
 
@@ -146,4 +146,4 @@ async def replay(db: Database, partner_id: uuid.UUID | None, delivery_ids: list[
         result = await uow.session.execute(
             query.values(state="pending", attempts=0, next_attempt_at=func.now(), last_error=None))
         await uow.commit()
-    return int(result.rowcount or 0)
+    return int(cast("CursorResult[Any]", result).rowcount or 0)

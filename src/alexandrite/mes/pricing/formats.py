@@ -153,6 +153,7 @@ def _numbers(text: bytes, what: str, count: int | None = None, dtype: type = np.
     allowed = _INT_BYTES if dtype is np.int64 else _NUMBER_BYTES
     if text.translate(None, allowed):
         raise ModelFormatError("malformed_model", f"The {what} contain text that is not a number.")
+    values: np.ndarray | None
     try:
         values = np.fromstring(text, dtype=dtype, sep=" ")
     except ValueError:  # numpy >= 2.x may raise instead of warning on unparsable data
@@ -319,7 +320,7 @@ def _entry(archive: zipfile.ZipFile, name: str) -> zipfile.ZipInfo | None:
         return next((i for i in archive.infolist() if i.filename.lower() == folded), None)
 
 
-def _refuse_dtd(*_: object) -> None:
+def _refuse_dtd(*_: object) -> int:  # expat handler signature; it never returns
     raise ModelFormatError("unsafe_archive", "The 3MF file declares a DTD or entities, which are not allowed.")
 
 

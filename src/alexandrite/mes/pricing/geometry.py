@@ -194,9 +194,9 @@ def _closed_and_oriented(merged: _Merge) -> bool:
         return False
     faces = ids.reshape(-1, 3)
     packed = np.empty_like(faces)  # per corner: (next vertex << 32) | previous vertex
-    for corner, (following, preceding) in enumerate(((1, 2), (2, 0), (0, 1))):
-        np.left_shift(faces[:, following], 32, out=packed[:, corner])
-        packed[:, corner] |= faces[:, preceding]
+    for corner, (next_corner, previous_corner) in enumerate(((1, 2), (2, 0), (0, 1))):
+        np.left_shift(faces[:, next_corner], 32, out=packed[:, corner])
+        packed[:, corner] |= faces[:, previous_corner]
     around = np.take(packed.reshape(-1), merged.order)
     del packed
     following = around >> 32
