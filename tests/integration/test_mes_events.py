@@ -7,12 +7,16 @@ kit consumer would call it.
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import func, select
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope, StatusChanged, status_envelope
@@ -22,6 +26,7 @@ from alexandrite.kit.messaging.consumer import Delivery, PermanentError
 from alexandrite.kit.messaging.tables import OUTBOX
 from alexandrite.kit.messaging.topology import PRICING_QUEUE, dead_letter_queue
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tracing import use_provider
 from alexandrite.mes import domain, handlers, repository
 from alexandrite.mes.consumers import handle_event
 from alexandrite.mes.progress import QueueEstimate
@@ -232,6 +237,28 @@ async def test_events_that_can_never_apply_are_permanent_errors(db: Database) ->
         status=S.MANUFACTURING_APPROVED, actor="seller:bob"))
     with pytest.raises(PermanentError):
         await feed(db, approve)
+
+
+async def test_a_parked_event_continues_its_own_trace_when_its_turn_comes(db: Database) -> None:
+    """SUBMITTED arrives before FILE_UPLOADED: the pricing job it starts belongs to the submit's trace,
+    not to the trace of the upload that unblocked it."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    order_id = uuid.uuid4()
+    traces = {name: format(random.getrandbits(128), "032x") for name in ("initiated", "uploaded", "submitted")}
+    initiated, uploaded, submitted = (
+        envelope.model_copy(update={"traceparent": f"00-{traces[name]}-{format(random.getrandbits(64), '016x')}-01"})
+        for envelope, name in zip(shop_events(order_id), traces, strict=True))
+    with use_provider(provider):
+        assert await feed(db, initiated) == "ok"
+        assert await feed(db, submitted) == "deferred"
+        assert await feed(db, uploaded) == "ok"  # applies the parked SUBMITTED too
+    applied = [s for s in exporter.get_finished_spans() if s.name == "shop.order.submitted apply parked"]
+    assert len(applied) == 1 and format(applied[0].context.trace_id, "032x") == traces["submitted"]
+    assert applied[0].attributes["alexandrite.order_id"] == str(order_id)
+    job = [r for r in await outbox_rows(db, order_id) if r.routing_key == PRICING_QUEUE]
+    assert len(job) == 1 and job[0].headers["traceparent"].split("-")[1] == traces["submitted"]
 
 
 async def test_a_parked_event_that_cannot_apply_is_dead_lettered_alone(db: Database) -> None:

@@ -2,7 +2,9 @@
 
 Every order event carries a per-order ``seq``. The inbox records each ``event_id``
 once (duplicates are dropped); an event that arrives before its predecessor is parked
-in the inbox and applied, in the same transaction, as soon as the gap is filled.
+in the inbox and applied, in the same transaction, as soon as the gap is filled, inside a span that
+continues the parked event's own trace (the envelope carries its ``traceparent``), not the trace of
+the predecessor that unblocked it.
 The caller's unit of work commits; the message is acknowledged only after that.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import structlog
 from sqlalchemy import func, select, text, update
@@ -18,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alexandrite.contracts.events import Envelope
 from alexandrite.kit.messaging.tables import INBOX
+from alexandrite.kit.tracing import SpanKind, message_span
 
 log = structlog.get_logger(__name__)
 
@@ -76,8 +80,19 @@ async def accept_in_order(
         ).first()
         if row is None:
             return "ok"
-        await apply(Envelope.model_validate(row.envelope))
+        parked = Envelope.model_validate(row.envelope)
+        with _in_own_trace(parked):
+            await apply(parked)
         await _mark(session, row.event_id, "applied")
+
+
+def _in_own_trace(envelope: Envelope) -> AbstractContextManager[object]:
+    """A span in the trace the parked event was emitted in (what it does belongs to that trace)."""
+    if not envelope.traceparent:
+        return nullcontext()
+    return message_span(f"{envelope.type} apply parked", SpanKind.INTERNAL, {"traceparent": envelope.traceparent},
+                        **{"alexandrite.order_id": str(envelope.order_id), "alexandrite.message_type": envelope.type,
+                           "alexandrite.seq": envelope.seq})
 
 
 async def _mark(session: AsyncSession, event_id: uuid.UUID, outcome: str) -> None:
