@@ -14,14 +14,14 @@ import httpx
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from alexandrite.kit.db import Database
+from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.settings import Settings
 from alexandrite.mes.pricing.rings import ring, to_binary_stl
 from alexandrite.shop.app import create_app
 from alexandrite.shop.handlers import create_partner
-from alexandrite.shop.tables import partners
+from alexandrite.shop.tables import partners, webhook_deliveries
 from alexandrite.shop.webhook_dispatch import WebhookDispatcher
 from alexandrite.shop.webhooks import verify
 from tests.reliability.receivers import Receiver
@@ -59,6 +59,18 @@ async def partner(settings: Settings, client: httpx.AsyncClient,
         assert response.status_code == 200, response.text
         secret = response.json()["secret"]
     return headers, secret, name
+
+
+async def drop_deliveries(settings: Settings, names: list[str]) -> None:
+    """Leave no pending delivery to a receiver this test stops for a later test's dispatcher to try."""
+    db = Database(settings.database_url("shop"), pool_size=1)
+    try:
+        async with UnitOfWork(db) as uow:
+            await uow.session.execute(delete(webhook_deliveries).where(webhook_deliveries.c.partner_id.in_(
+                select(partners.c.id).where(partners.c.name.in_(names)))))
+            await uow.commit()
+    finally:
+        await db.dispose()
 
 
 async def wait_for(check: Callable[[], bool | Awaitable[bool]], timeout: float = 30) -> None:
@@ -133,6 +145,7 @@ async def test_a_dispatcher_claims_no_more_than_a_partners_free_slots(settings: 
             finally:
                 await redis.aclose()
                 await db.dispose()
+                await drop_deliveries(local, names)
     finally:
         receiver.stop()
 
@@ -145,9 +158,10 @@ async def test_hanging_and_failing_partners_do_not_slow_a_healthy_one(settings: 
     healthy, hanging, failing = Receiver().start(), Receiver(mode="hang").start(), Receiver(mode="fail").start()
     try:
         async with shop(local) as client:
-            good, _, _ = await partner(local, client, healthy)
-            slow, _, _ = await partner(local, client, hanging)
+            good, _, good_name = await partner(local, client, healthy)
+            slow, _, slow_name = await partner(local, client, hanging)
             bad, _, bad_name = await partner(local, client, failing)
+            names = [good_name, slow_name, bad_name]
             for _ in range(6):  # the troubled partners' orders go first, so their deliveries are older
                 for headers in (slow, bad, good):
                     assert (await client.post("/api/v1/orders", headers=headers,
@@ -172,6 +186,7 @@ async def test_hanging_and_failing_partners_do_not_slow_a_healthy_one(settings: 
             pending = (await client.get("/api/v1/webhook", headers=bad)).json()["deliveries"]
             assert pending["pending"] == 6 and pending["dead"] == 0  # waiting, not lost
             hanging.hang_seconds = 0
+        await drop_deliveries(local, names)
     finally:
         for receiver in (healthy, hanging, failing):
             receiver.stop()
