@@ -66,19 +66,44 @@ class Requests:
 
 
 class Connections:
-    """Keep-alive connections to one server; a connection serves one request at a time."""
+    """Keep-alive connections to one server; a connection serves one request at a time.
+
+    As any HTTP client does, a request that fails on a *reused* connection before a single byte of
+    answer came back (the server closed that idle connection meanwhile) is sent again once on a new
+    connection; such retries are counted. A failure on a new connection is the server's.
+    """
 
     def __init__(self, host: str, port: int) -> None:
         self.address = (host, port)
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.opened = 0
+        self.stale_retries = 0
+
+    def _reusable(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        while self.idle:
+            reader, writer = self.idle.pop()
+            if not reader.at_eof() and not writer.is_closing():
+                return reader, writer
+            writer.close()
+        return None
 
     async def exchange(self, request: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
-        if self.idle:
-            reader, writer = self.idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(*self.address)
-            self.opened += 1
+        reused = self._reusable()
+        if reused is not None:
+            try:
+                return await self._send(*reused, request)
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            except asyncio.IncompleteReadError as error:
+                if error.partial:
+                    raise
+            self.stale_retries += 1
+        reader, writer = await asyncio.open_connection(*self.address)
+        self.opened += 1
+        return await self._send(reader, writer, request)
+
+    async def _send(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    request: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
         try:
             writer.write(request)
             status, headers, body = await read_response(reader)
@@ -181,7 +206,8 @@ class Generator:
         return {"scheduled": len(mine), "sent": sent, "not_sent": not_sent, "answers": dict(self.answers),
                 "refusals": dict(self.refusals), "without_retry_after": self.without_retry_after,
                 "accepted": self.accepted, "max_late_s": round(self.max_late, 3),
-                "offered_seconds": round(offered_until - plan.start, 2), "connections": self.connections.opened}
+                "offered_seconds": round(offered_until - plan.start, 2), "connections": self.connections.opened,
+                "stale_connection_retries": self.connections.stale_retries}
 
 
 def run(plan: Plan) -> dict[str, Any]:
@@ -201,4 +227,5 @@ def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
             "accepted": [order_id for r in results for order_id in r["accepted"]],
             "max_late_s": max(r["max_late_s"] for r in results),
             "offered_seconds": max(r["offered_seconds"] for r in results),
-            "connections": sum(r["connections"] for r in results)}
+            "connections": sum(r["connections"] for r in results),
+            "stale_connection_retries": sum(r["stale_connection_retries"] for r in results)}
