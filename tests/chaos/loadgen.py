@@ -156,8 +156,12 @@ class Generator:
         customer = index % len(self.requests.auth)
         order_id = ""
         for step in ("create", "upload", "submit"):
-            request = self.requests.create(customer) if step == "create" else \
-                getattr(self.requests, step)(customer, order_id)
+            if step == "create":
+                request = self.requests.create(customer)
+            elif step == "upload":
+                request = self.requests.upload(customer, order_id)
+            else:
+                request = self.requests.submit(customer, order_id)
             try:
                 status, headers, body = await asyncio.wait_for(self.connections.exchange(request), self.plan.timeout)
             except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as error:
@@ -215,17 +219,18 @@ def run(plan: Plan) -> dict[str, Any]:
     return asyncio.run(Generator(plan).run())
 
 
+COUNTS = ("scheduled", "sent", "not_sent", "without_retry_after", "connections", "stale_connection_retries")
+
+
 def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report for all generator processes: counts added, tallies merged, the worst lateness."""
     answers: Counter[str] = Counter()
     refusals: Counter[str] = Counter()
     for result in results:
         answers.update(result["answers"])
         refusals.update(result["refusals"])
-    return {"scheduled": sum(r["scheduled"] for r in results), "sent": sum(r["sent"] for r in results),
-            "not_sent": sum(r["not_sent"] for r in results), "answers": dict(answers),
-            "refusals": dict(refusals), "without_retry_after": sum(r["without_retry_after"] for r in results),
+    return {**{name: sum(r[name] for r in results) for name in COUNTS},
+            "answers": dict(answers), "refusals": dict(refusals),
             "accepted": [order_id for r in results for order_id in r["accepted"]],
             "max_late_s": max(r["max_late_s"] for r in results),
-            "offered_seconds": max(r["offered_seconds"] for r in results),
-            "connections": sum(r["connections"] for r in results),
-            "stale_connection_retries": sum(r["stale_connection_retries"] for r in results)}
+            "offered_seconds": max(r["offered_seconds"] for r in results)}

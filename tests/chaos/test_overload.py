@@ -16,6 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,7 +24,7 @@ import pytest
 
 from alexandrite.mes.pricing.rings import ring, to_binary_stl
 from tests.chaos import loadgen
-from tests.chaos.harness import ChaosPlatform, exactly_once_report, wait_until_priced_everywhere
+from tests.chaos.harness import PRICED, ChaosPlatform, exactly_once_report, wait_until_priced_everywhere
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
 DURATION = float(os.environ.get("CHAOS_OVERLOAD_SECONDS", "60"))
@@ -78,7 +79,7 @@ async def priced_order(client: httpx.AsyncClient, shop: str, auth: dict[str, str
     assert uploaded.status_code == 200, uploaded.text
     submitted = await client.post(f"{url}/submit", headers=auth)
     assert submitted.status_code == 202, submitted.text
-    while (await client.get(url, headers=auth)).json()["status"] not in ("PRICE_CALCULATED", "PRICE_CALCULATION_FAILED"):
+    while (await client.get(url, headers=auth)).json()["status"] not in PRICED:
         await asyncio.sleep(0.1)
 
 
@@ -100,7 +101,7 @@ async def capacity(client: httpx.AsyncClient, shop: str, tokens: list[str], seco
 
 
 async def offer(shop: str, tokens: list[str], rate: float, pids: dict[str, int]
-                ) -> tuple[dict[str, object], dict[str, list[tuple[float, float]]]]:
+                ) -> tuple[dict[str, Any], dict[str, list[tuple[float, float]]]]:
     """Run the generator processes on one open-loop schedule; sample every process's RSS meanwhile."""
     address = urlsplit(shop)
     start = time.time() + 2  # the generator processes start meanwhile
@@ -126,8 +127,8 @@ async def test_ten_times_capacity_for_a_minute(chaos: ChaosPlatform) -> None:
         tokens = await customers(client, shop, CUSTOMERS)  # fresh limits for the load
     rate = FACTOR * measured
     load, rss = await offer(shop, tokens, rate, pids)
-    answers: dict[str, int] = load["answers"]  # type: ignore[assignment]
-    accepted = [uuid.UUID(order_id) for order_id in load.pop("accepted")]  # type: ignore[attr-defined]
+    answers: dict[str, int] = load["answers"]
+    accepted = [uuid.UUID(order_id) for order_id in load.pop("accepted")]
 
     drain_started = time.monotonic()
     await wait_until_priced_everywhere(chaos.settings, accepted, timeout=300)
@@ -136,7 +137,7 @@ async def test_ten_times_capacity_for_a_minute(chaos: ChaosPlatform) -> None:
     memory = {name: {"first_20s_max_mb": round(max((m for t, m in samples if t < 20), default=0), 1),
                      "last_20s_max_mb": round(max((m for t, m in samples if DURATION - 20 <= t < DURATION), default=0), 1)}
               for name, samples in rss.items()}
-    sent_per_s = load["sent"] / max(load["offered_seconds"], DURATION)  # type: ignore[operator]
+    sent_per_s = load["sent"] / max(load["offered_seconds"], DURATION)
     chaos.report.update(capacity_orders_per_s=round(measured, 2), scheduled_attempts_per_s=round(rate, 2),
                         sent_attempts_per_s=round(sent_per_s, 2), sent_times_capacity=round(sent_per_s / measured, 2),
                         **load, drain_seconds=round(drain, 1), memory=memory, **report)

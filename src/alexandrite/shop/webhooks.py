@@ -87,9 +87,9 @@ async def unregister(db: Database, partner_id: uuid.UUID) -> None:
 async def endpoint(db: Database, partner_id: uuid.UUID) -> dict[str, Any]:
     async with db.sessions() as session:
         url = (await session.execute(select(partners.c.webhook_url).where(partners.c.id == partner_id))).scalar()
-        counts: dict[str, int] = {state: n for state, n in (await session.execute(
+        counts: dict[str, int] = dict((await session.execute(
             select(webhook_deliveries.c.state, func.count()).where(webhook_deliveries.c.partner_id == partner_id)
-            .group_by(webhook_deliveries.c.state))).all()}
+            .group_by(webhook_deliveries.c.state))).all())
     return {"url": url, "deliveries": {state: int(counts.get(state, 0)) for state in STATES}}
 
 
