@@ -87,8 +87,8 @@ async def cleanup(settings: Settings, role: str) -> None:
         await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
     finally:
         await conn.close()
-    client = redis.Redis.from_url(settings.redis_url)
-    for key in client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000):
+    client = redis.Redis.from_url(settings.redis.url)
+    for key in client.scan_iter(match=f"{settings.redis.prefix}:*", count=1000):
         client.delete(key)
     client.close()
 
@@ -98,8 +98,8 @@ class Server:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALEX_")}
         env.update({
-            "ALEX_DB_PREFIX": settings.db_prefix, "ALEX_PG_DSN": pg_dsn, "ALEX_SECRET_KEY": settings.secret_key,
-            "ALEX_REDIS_PREFIX": settings.redis_prefix, "ALEX_CACHE_TTL_SECONDS": "30" if cached else "0",
+            "ALEX_DB_PREFIX": settings.db.prefix, "ALEX_PG_DSN": pg_dsn, "ALEX_SECRET_KEY": settings.auth.secret_key,
+            "ALEX_REDIS_PREFIX": settings.redis.prefix, "ALEX_CACHE_TTL_SECONDS": "30" if cached else "0",
             "ALEX_RUN_RELAY": "false", "ALEX_RUN_CONSUMER": "false", "ALEX_LOG_LEVEL": "WARNING",
             # Background loops would scan the same tables while we measure: off / rare.
             "ALEX_RUN_WATCHDOG": "false", "ALEX_STATUS_GAUGE_INTERVAL_SECONDS": "3600",
@@ -196,11 +196,11 @@ def run_size(orders: int, requests: int, naive_requests: int) -> list[dict[str, 
         timings = asyncio.run(prepare(settings, orders, role))
         print(f"# {orders:,} orders: seeded in {timings['seed']:.0f} s, naive copy in {timings['naive copy']:.0f} s",
               flush=True)
-        bearer = issue_token(settings.secret_key, Principal(role="operator", subject="bench", name="bench"), 3600)
+        bearer = issue_token(settings.auth.secret_key, Principal(role="operator", subject="bench", name="bench"), 3600)
         variants = [
             ("naive", False, f"postgresql+asyncpg://{role}@127.0.0.1:5432", naive_requests),
-            ("partitioned", False, settings.pg_dsn, requests),
-            ("cached", True, settings.pg_dsn, requests),
+            ("partitioned", False, settings.db.dsn, requests),
+            ("cached", True, settings.db.dsn, requests),
         ]
         servers = {name: Server(settings, cached=cached, pg_dsn=dsn) for name, cached, dsn, _ in variants}
         try:

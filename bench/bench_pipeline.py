@@ -68,7 +68,7 @@ async def bare_loop(amqp_url: str, count: int, body_size: int = 500) -> float:
 
 async def drive(settings, orders: int, concurrency: int, model: bytes) -> tuple[float, list[float]]:
     async with httpx.AsyncClient(timeout=60) as client:
-        shop = settings.shop_url
+        shop = settings.net.shop_url
         email = f"bench-{uuid.uuid4().hex[:8]}@example.test"
         await client.post(f"{shop}/api/v1/auth/signup", json={"email": email, "password": "bench-pass", "name": "B"})
         token = (await client.post(f"{shop}/api/v1/auth/token",
@@ -108,7 +108,7 @@ def run_config(workers: int, orders: int, model: bytes) -> dict[str, float]:
     try:
         platform.start_all(workers=workers)
         elapsed, latencies = asyncio.run(drive(platform.settings, orders, 32, model))
-        bare = asyncio.run(bare_loop(settings.amqp_url, orders))
+        bare = asyncio.run(bare_loop(settings.broker.url, orders))
     finally:
         platform.stop_all()
         deprovision(settings)

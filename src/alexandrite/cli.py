@@ -48,13 +48,13 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.kit.shutdown import serve
 
     port = args.port or settings.service_port(args.service)
-    options = dict(factory=True, host=args.host or settings.host, port=port, log_level="warning",
-                   access_log=False, timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+    options = dict(factory=True, host=args.host or settings.net.host, port=port, log_level="warning",
+                   access_log=False, timeout_graceful_shutdown=settings.shutdown.timeout_seconds,
                    timeout_keep_alive=30)  # longer than clients' idle expiry: no close-while-reused races
     if args.workers > 1:  # uvicorn's supervisor: its children stop without the readiness drain
         uvicorn.run(f"alexandrite.{args.service}.app:create_app", workers=args.workers, **options)  # type: ignore[arg-type]
     else:
-        serve(f"alexandrite.{args.service}.app:create_app", drain_seconds=settings.shutdown_drain_seconds,
+        serve(f"alexandrite.{args.service}.app:create_app", drain_seconds=settings.shutdown.drain_seconds,
               **options)
     return 0
 
@@ -85,16 +85,17 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         processes.append((f"{service} api", _spawn(["serve", service], env)))
     for index in range(args.workers):
         processes.append((f"pricing worker {index + 1}", _spawn(
-            ["worker", "--metrics-port", str(settings.worker_metrics_port + index), "--name", f"worker-{index + 1}"],
-            env)))
+            ["worker", "--metrics-port", str(settings.net.worker_metrics_port + index),
+             "--name", f"worker-{index + 1}"], env)))
     print("\nAlexandrite is starting:")
     for service in SERVICES:
         url = settings.service_url(service)
         print(f"  {service:5} {url}/docs   metrics {url}/metrics")
-    print(f"  pages: shop {settings.shop_url}/  crm {settings.crm_url}/orders  "
-          f"mes {settings.mes_url}/production/dashboard")
+    print(f"  pages: shop {settings.net.shop_url}/  crm {settings.net.crm_url}/orders  "
+          f"mes {settings.net.mes_url}/production/dashboard")
     for index in range(args.workers):
-        print(f"  worker {index + 1} metrics http://{settings.host}:{settings.worker_metrics_port + index}/metrics")
+        port = settings.net.worker_metrics_port + index
+        print(f"  worker {index + 1} metrics http://{settings.net.host}:{port}/metrics")
     print("Ctrl-C stops everything.\n", flush=True)
 
     stopping = False
@@ -164,7 +165,7 @@ def cmd_partner_create(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.kit.security import Principal, issue_token
 
-    print(issue_token(settings.secret_key, Principal(role=args.role, subject=args.name, name=args.name),
+    print(issue_token(settings.auth.secret_key, Principal(role=args.role, subject=args.name, name=args.name),
                       args.ttl))
     return 0
 
@@ -199,8 +200,8 @@ def cmd_token_pair(settings: Settings) -> int:
     from alexandrite.kit.security import Principal, issue_token
 
     for role in ("seller", "operator"):
-        token = issue_token(settings.secret_key, Principal(role=role, subject=f"demo-{role}", name=f"demo-{role}"),
-                            settings.token_ttl_seconds)
+        token = issue_token(settings.auth.secret_key, Principal(role=role, subject=f"demo-{role}", name=f"demo-{role}"),
+                            settings.auth.token_ttl_seconds)
         print(f"{role} token: {token}")
     return 0
 
@@ -212,7 +213,7 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
 
     queues = [args.queue] if args.queue else None
     if args.action == "list":
-        letters = asyncio.run(list_dead_letters(settings.amqp_url, queues))
+        letters = asyncio.run(list_dead_letters(settings.broker.url, queues))
         if args.json:
             print(json.dumps([letter.as_dict() for letter in letters], indent=2, default=str))
         else:
@@ -223,7 +224,7 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
     ids = set(args.id) if args.id else None
     if ids is None and not args.all:
         return _fail("say which messages to replay: --id MESSAGE_ID (repeatable) or --all")
-    count = asyncio.run(replay(settings.amqp_url, queues, ids))
+    count = asyncio.run(replay(settings.broker.url, queues, ids))
     print(f"replayed {count} message(s)")
     return 0
 

@@ -18,7 +18,7 @@ def cmd_watchdog(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.mes.watchdog import run_watchdog, scan, slas_from
     from alexandrite.mes.worker import SidePortServer
 
-    configure_logging("mes", level=settings.log_level, json_output=settings.log_json)
+    configure_logging("mes", level=settings.obs.log_level, json_output=settings.obs.log_json)
 
     async def _run() -> int:
         db = Database(settings.database_url("mes"), pool_size=2)
@@ -33,7 +33,7 @@ def cmd_watchdog(settings: Settings, args: argparse.Namespace) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            side = SidePortServer(settings.host, args.metrics_port, lambda: True) if args.metrics_port else None
+            side = SidePortServer(settings.net.host, args.metrics_port, lambda: True) if args.metrics_port else None
             try:
                 await run_watchdog(db, settings, stop)
             finally:
@@ -49,12 +49,12 @@ def cmd_watchdog(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_smtp_sink(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.kit.smtp_sink import SmtpSink
 
-    port = args.port or settings.smtp_port
-    sink = SmtpSink(args.host or settings.smtp_host, port, Path(args.dir))
+    port = args.port or settings.mail.smtp_port
+    sink = SmtpSink(args.host or settings.mail.smtp_host, port, Path(args.dir))
     stopping: list[Any] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     with sink:
-        print(f"SMTP sink on {args.host or settings.smtp_host}:{port}, writing messages to {args.dir}", flush=True)
+        print(f"SMTP sink on {args.host or settings.mail.smtp_host}:{port}, writing messages to {args.dir}", flush=True)
         try:
             while not stopping:
                 time.sleep(0.5)

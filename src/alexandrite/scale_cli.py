@@ -78,9 +78,9 @@ def add_maintain_parser(sub: argparse._SubParsersAction) -> None:
 
 def _with_defaults(settings: Settings, args: argparse.Namespace) -> int:
     if args.months_ahead is None:
-        args.months_ahead = settings.partition_months_ahead
+        args.months_ahead = settings.db.partition_months_ahead
     if args.archive_after_months is None:
-        args.archive_after_months = settings.partition_archive_after_months
+        args.archive_after_months = settings.db.partition_archive_after_months
     return cmd_maintain(settings, args)
 
 

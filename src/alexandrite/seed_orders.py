@@ -288,7 +288,7 @@ async def load_service(settings: Settings, service: Service, plan: Plan) -> tupl
             first_day = datetime.fromtimestamp(plan.start_us / 1e6, UTC).date()
             last_day = datetime.fromtimestamp(plan.end_us / 1e6, UTC).date()
             await _ensure_partitions(settings, first_day, partitions.add_months(partitions.month_start(last_day),
-                                                                             settings.partition_months_ahead))
+                                                                             settings.db.partition_months_ahead))
         indexes = await _secondary_indexes(conn, target.table)
         for name, _ in indexes:
             await conn.execute(f'DROP INDEX IF EXISTS "{name}"')

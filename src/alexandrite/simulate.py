@@ -127,7 +127,7 @@ async def _check(response: httpx.Response) -> dict[str, Any]:
 async def drive_order(client: httpx.AsyncClient, settings: Settings, auth: dict[str, str],
                       staff: dict[str, dict[str, str]], model: bytes, alloy: str, close: bool,
                       timeout: float, by_carrier: bool = False) -> Outcome:
-    shop, crm, mes = settings.shop_url, settings.crm_url, settings.mes_url
+    shop, crm, mes = settings.net.shop_url, settings.net.crm_url, settings.net.mes_url
     order = await _check(await client.post(f"{shop}/api/v1/orders", json={"alloy": alloy},
                                            headers={**auth, "Idempotency-Key": uuid.uuid4().hex}))
     outcome = Outcome(order["id"])
@@ -165,8 +165,8 @@ async def drive_order(client: httpx.AsyncClient, settings: Settings, auth: dict[
 async def carrier_delivered(client: httpx.AsyncClient, settings: Settings, tracking: str) -> httpx.Response:
     body = json.dumps({"tracking_number": tracking, "event": "delivered",
                        "occurred_at": datetime.now(UTC).isoformat()}).encode()
-    signature = hmac.new(settings.carrier_webhook_secret.encode(), body, hashlib.sha256).hexdigest()
-    return await client.post(f"{settings.crm_url}/api/v1/crm/webhooks/carrier", content=body,
+    signature = hmac.new(settings.auth.carrier_webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+    return await client.post(f"{settings.net.crm_url}/api/v1/crm/webhooks/carrier", content=body,
                              headers={"content-type": "application/json", "X-Carrier-Signature": f"sha256={signature}"})
 
 
@@ -221,14 +221,14 @@ async def simulate(settings: Settings, orders: int, *, concurrency: int = 16, cl
     async with httpx.AsyncClient(timeout=60, transport=transport) as client:
         email = f"sim-{uuid.uuid4().hex[:12]}@example.test"
         password = uuid.uuid4().hex
-        await _check(await client.post(f"{settings.shop_url}/api/v1/auth/signup",
+        await _check(await client.post(f"{settings.net.shop_url}/api/v1/auth/signup",
                                        json={"email": email, "password": password, "name": "Simulated Customer"}))
-        token = (await _check(await client.post(f"{settings.shop_url}/api/v1/auth/token",
+        token = (await _check(await client.post(f"{settings.net.shop_url}/api/v1/auth/token",
                                                 json={"email": email, "password": password})))["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         staff = {
             role: {"Authorization": "Bearer " + issue_token(
-                settings.secret_key, Principal(role=role, subject=f"sim-{role}", name=f"sim-{role}"), 3600)}
+                settings.auth.secret_key, Principal(role=role, subject=f"sim-{role}", name=f"sim-{role}"), 3600)}
             for role in ("seller", "operator")
         }
         models = [ring_model(rng) for _ in range(min(orders, 24))]

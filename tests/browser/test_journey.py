@@ -97,7 +97,7 @@ async def shoot(page: object, name: str, *, audit: bool = True) -> None:
 
 
 def staff(settings: Settings, role: str, name: str) -> str:
-    return issue_token(settings.secret_key, Principal(role=role, subject=name, name=name), 3600)
+    return issue_token(settings.auth.secret_key, Principal(role=role, subject=name, name=name), 3600)
 
 
 async def staff_page(browser: object, url: str, token: str, viewport: dict[str, int] | None = None) -> object:
@@ -233,7 +233,7 @@ async def test_customer_seller_operator_journey(platform: Platform, browser: obj
 
 async def test_ring_constructor_phone_width_and_a_bad_upload(platform: Platform, browser: object,
                                                             tmp_path: Path) -> None:
-    shop = platform.settings.shop_url
+    shop = platform.settings.net.shop_url
     context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,  # type: ignore[attr-defined]
                                         has_touch=True, device_scale_factor=2)
     page = await context.new_page()
@@ -273,7 +273,7 @@ async def test_ring_constructor_phone_width_and_a_bad_upload(platform: Platform,
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
     await shoot(page, "25-phone-my-orders")
 
-    seller = await staff_page(browser, platform.settings.crm_url, staff(platform.settings, "seller", "sam"),
+    seller = await staff_page(browser, platform.settings.net.crm_url, staff(platform.settings, "seller", "sam"),
                               viewport={"width": 390, "height": 844})
     await seller.get_by_role("button", name="Show orders").wait_for()
     assert await seller.evaluate("document.documentElement.scrollWidth") <= 390, "the CRM list scrolls sideways"

@@ -34,7 +34,7 @@ class ChaosPlatform:
         """``proxied``: RabbitMQ and Redis behind proxies the test can cut; without, direct connections
         (the proxies run in the test's process and would share its CPU with a load generator)."""
         rabbit, redis = (CuttableProxy(5672).start(), CuttableProxy(6379).start()) if proxied else (None, None)
-        vhost = settings.amqp_url.rsplit("/", 1)[1]
+        vhost = settings.broker.url.rsplit("/", 1)[1]
         env = {**base_env, "ALEX_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{rabbit.port if rabbit else 5672}/{vhost}",
                "ALEX_REDIS_URL": f"redis://127.0.0.1:{redis.port if redis else 6379}/0", "ALEX_LOG_LEVEL": "WARNING",
                "ALEX_BREAKER_RESET_SECONDS": "2",

@@ -120,7 +120,7 @@ async def offer(shop: str, tokens: list[str], rate: float, pids: dict[str, int]
 
 
 async def test_ten_times_capacity_for_a_minute(chaos: ChaosPlatform) -> None:
-    shop = chaos.settings.shop_url
+    shop = chaos.settings.net.shop_url
     pids = {name: p.pid for name, p in chaos.platform.processes.items()}
     async with httpx.AsyncClient(timeout=30) as client:
         measured = await capacity(client, shop, await customers(client, shop, 8))

@@ -49,7 +49,7 @@ class Platform:
             env[f"ALEX_{service.upper()}_PORT"] = str(ports[service])
             env[f"ALEX_{service.upper()}_URL"] = urls[service]
         env["ALEX_LOG_LEVEL"] = "INFO"
-        settings = settings.model_copy(update={
+        settings = settings.replace(**{
             **{f"{s}_port": p for s, p in ports.items()}, **{f"{s}_url": u for s, u in urls.items()}})
         log_dir.mkdir(parents=True, exist_ok=True)
         return cls(settings=settings, env=env, log_dir=log_dir)

@@ -54,17 +54,17 @@ def test_dlq_list_and_replay_from_the_command_line(test_env: dict[str, str], set
     queue_name = f"test.cli.{time.time_ns() % 10**9}"
 
     async def dead_letter() -> None:
-        connection = await aio_pika.connect(settings.amqp_url)
+        connection = await aio_pika.connect(settings.broker.url)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
-            await declare_consumer_queue(channel, queue_name, settings.retry_delays_ms)
+            await declare_consumer_queue(channel, queue_name, settings.broker.retry_delays_ms)
             await channel.default_exchange.publish(
                 aio_pika.Message(b'{"not": "an envelope"}', message_id="cli-dead-1",
                                  headers={"x-error": "bad schema", "event_type": "shop.order.bogus"}),
                 routing_key=f"{queue_name}.dlq")
 
     async def take(name: str) -> list[bytes]:
-        connection = await aio_pika.connect(settings.amqp_url)
+        connection = await aio_pika.connect(settings.broker.url)
         async with connection:
             channel = await connection.channel()
             queue = await channel.get_queue(name)

@@ -89,7 +89,7 @@ async def history_counts(settings: Settings) -> dict[str, tuple[Counter[str], Co
 async def quiescent(settings: Settings, timeout: float = 60) -> None:
     """Outboxes drained and every work queue empty: nothing is still on its way."""
     deadline = time.monotonic() + timeout
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await aio_pika.connect(settings.broker.url)
     async with connection:
         channel = await connection.channel()
         while True:
@@ -215,7 +215,7 @@ async def test_metrics_of_every_process_match_the_simulation(observed: Observed)
 
 async def test_a_late_order_gets_exactly_one_notice(observed: Observed) -> None:
     settings = observed.settings
-    shop = settings.shop_url
+    shop = settings.net.shop_url
     email, password = f"waiting-{uuid.uuid4().hex[:8]}@example.test", uuid.uuid4().hex
     async with httpx.AsyncClient(timeout=30) as client:
         assert (await client.post(f"{shop}/api/v1/auth/signup", json={
@@ -311,6 +311,6 @@ async def test_logs_are_ecs_json_without_secrets(observed: Observed) -> None:
     assert any("trace.id" in r and "span.id" in r and "labels.order_id" in r for r in parsed)
     text = "\n".join(line for _, line in lines)
     assert not EMAIL.findall(text)
-    for secret in [settings.secret_key, settings.service_token, settings.carrier_webhook_secret, *observed.secrets]:
+    for secret in [settings.auth.secret_key, settings.auth.service_token, settings.auth.carrier_webhook_secret, *observed.secrets]:
         assert secret not in text
     assert "Bearer " not in text and "alx_" not in text

@@ -82,7 +82,7 @@ async def steady_load(running: Running, settings: Settings, stop: asyncio.Event
     """Clients that keep creating and reading orders on shop and reading crm and mes, counting every answer."""
     outcomes: Counter[str] = Counter()
     created: list[str] = []
-    staff = {role: issue_token(settings.secret_key, Principal(role=role, subject=f"lb-{role}", name=role), 3600)
+    staff = {role: issue_token(settings.auth.secret_key, Principal(role=role, subject=f"lb-{role}", name=role), 3600)
              for role in ("seller", "operator")}
     async with httpx.AsyncClient(timeout=30) as client:
         email = f"lb-{uuid.uuid4().hex[:8]}@example.com"

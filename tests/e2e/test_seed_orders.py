@@ -20,12 +20,12 @@ IN_WORK = ("MANUFACTURING_APPROVED", "MANUFACTURING_STARTED", "MANUFACTURING_COM
 
 @pytest.fixture(scope="module")
 def seeded_env(settings: Settings, test_env: dict[str, str]) -> Iterator[tuple[Settings, dict[str, str]]]:
-    scratch = settings.model_copy(update={"db_prefix": f"{settings.db_prefix}_seed"})
+    scratch = settings.replace(**{"db_prefix": f"{settings.db.prefix}_seed"})
     asyncio.run(create_databases(scratch))
     try:
         for service in SERVICES:
             upgrade(service, scratch)
-        yield scratch, {**test_env, "ALEX_DB_PREFIX": scratch.db_prefix}
+        yield scratch, {**test_env, "ALEX_DB_PREFIX": scratch.db.prefix}
     finally:
         asyncio.run(drop_databases(scratch))
 

@@ -22,7 +22,7 @@ from alexandrite.mes.dashboard import attach_cache
 
 @pytest.fixture(scope="module")
 async def app(settings: Settings) -> AsyncIterator[Any]:
-    application = create_app(settings.model_copy(update={"run_relay": False, "run_consumer": False}))
+    application = create_app(settings.replace(**{"run_relay": False, "run_consumer": False}))
     async with LifespanManager(application):
         yield application
 

@@ -50,7 +50,7 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     # No relay (the tests read the outbox), no consumer (events are fed to the handler),
     # and the peers point at a closed port: "the shop / production service is down".
     dead = f"http://127.0.0.1:{closed_port()}"
-    application = create_app(settings.model_copy(update={
+    application = create_app(settings.replace(**{
         "run_relay": False, "run_consumer": False, "shop_url": dead, "mes_url": dead,
         "peer_timeout_seconds": 2.0,
     }))
@@ -65,7 +65,7 @@ async def crm(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def bearer(settings: Settings, role: str = "seller", name: str = "alice") -> dict[str, str]:
-    token = issue_token(settings.secret_key, Principal(role=role, subject=name, name=name), 600)
+    token = issue_token(settings.auth.secret_key, Principal(role=role, subject=name, name=name), 600)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -124,7 +124,7 @@ async def outbox(app: FastAPI, order_id: uuid.UUID) -> list[Any]:
 
 
 def sign(settings: Settings, body: bytes) -> dict[str, str]:
-    digest = hmac.new(settings.carrier_webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+    digest = hmac.new(settings.auth.carrier_webhook_secret.encode(), body, hashlib.sha256).hexdigest()
     return {"content-type": "application/json", "X-Carrier-Signature": f"sha256={digest}"}
 
 
@@ -397,7 +397,7 @@ async def test_seller_closes_a_shipped_order(app: FastAPI, crm: httpx.AsyncClien
 # --- internal API ------------------------------------------------------------------------------------------
 
 async def test_internal_cancel_for_peers(app: FastAPI, crm: httpx.AsyncClient, settings: Settings) -> None:
-    service = {"Authorization": f"Service {settings.service_token}"}
+    service = {"Authorization": f"Service {settings.auth.service_token}"}
     body = {"requested_by": "shop", "actor": "customer:c-1", "reason": "changed my mind"}
 
     order_id = await seed(app, S.PRICE_CALCULATED)

@@ -211,13 +211,13 @@ async def test_the_running_service_consumes_from_the_broker(settings: Settings, 
 
     from alexandrite.crm.app import create_app
 
-    app = create_app(settings.model_copy(update={"run_relay": False}))
+    app = create_app(settings.replace(**{"run_relay": False}))
     order_id = uuid.uuid4()
     events = pipeline(order_id, name="Broker Test")
     illegal = status_envelope(producer="mes", order_id=order_id, seq=6, change=StatusChanged(
         status=S.SHIPPED, actor="operator:x", tracking_number="TRK-BUG"))  # PRICE_CALCULATED -> SHIPPED
     async with LifespanManager(app):
-        connection = await aio_pika.connect(settings.amqp_url)
+        connection = await aio_pika.connect(settings.broker.url)
         async with connection:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await channel.get_exchange(EVENTS_EXCHANGE)

@@ -40,7 +40,7 @@ def closed_port() -> int:
 
 
 def bearer(settings: Settings, name: str = "vera", role: str = "operator") -> dict[str, str]:
-    token = issue_token(settings.secret_key, Principal(role=role, subject=name, name=name), 600)
+    token = issue_token(settings.auth.secret_key, Principal(role=role, subject=name, name=name), 600)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -90,7 +90,7 @@ async def test_a_status_change_is_visible_on_the_very_next_read(client: httpx.As
 
 
 async def test_entries_expire_with_jitter_and_misses_load_once(settings: Settings) -> None:
-    cache = PageCache(settings.redis_url, prefix=settings.redis_prefix, name=f"t-{uuid.uuid4().hex[:6]}",
+    cache = PageCache(settings.redis.url, prefix=settings.redis.prefix, name=f"t-{uuid.uuid4().hex[:6]}",
                       ttl_seconds=10, jitter=0.5, lock_seconds=5, timeout_seconds=5)
     loads = 0
 
@@ -103,11 +103,11 @@ async def test_entries_expire_with_jitter_and_misses_load_once(settings: Setting
     try:
         bodies = await asyncio.gather(*(cache.get_or_load("page", ["A"], slow_load) for _ in range(30)))
         assert loads == 1 and set(bodies) == {b'{"n": 1}'}  # 29 identical misses waited for the first
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = aioredis.Redis.from_url(settings.redis.url)
         ttls = []
         for n in range(12):
             await cache.get_or_load(f"k{n}", ["A"], slow_load)
-            ttls.append(await client.pttl(f"{settings.redis_prefix}:cache:{cache.name}:v:k{n}"))
+            ttls.append(await client.pttl(f"{settings.redis.prefix}:cache:{cache.name}:v:k{n}"))
         await client.aclose()
         assert all(9_000 < t <= 15_000 for t in ttls) and len(set(t // 100 for t in ttls)) > 1
     finally:
@@ -117,7 +117,7 @@ async def test_entries_expire_with_jitter_and_misses_load_once(settings: Setting
 async def test_a_reader_that_missed_just_before_a_fill_takes_the_entry(settings: Settings) -> None:
     """The window between a reader's miss and its lock attempt: another loader filled the entry and
     freed the lock meanwhile. The reader must take that entry, not the free lock and a second load."""
-    cache = PageCache(settings.redis_url, prefix=settings.redis_prefix, name=f"t-{uuid.uuid4().hex[:6]}",
+    cache = PageCache(settings.redis.url, prefix=settings.redis.prefix, name=f"t-{uuid.uuid4().hex[:6]}",
                       ttl_seconds=10, timeout_seconds=5)
     loads = 0
 
@@ -136,7 +136,7 @@ async def test_a_reader_that_missed_just_before_a_fill_takes_the_entry(settings:
 
 
 async def test_a_load_overtaken_by_a_change_is_not_stored(settings: Settings) -> None:
-    cache = PageCache(settings.redis_url, prefix=settings.redis_prefix, name=f"t-{uuid.uuid4().hex[:6]}",
+    cache = PageCache(settings.redis.url, prefix=settings.redis.prefix, name=f"t-{uuid.uuid4().hex[:6]}",
                       ttl_seconds=10, timeout_seconds=5)
     version = 1
 
@@ -166,7 +166,7 @@ async def test_a_load_overtaken_by_a_change_is_not_stored(settings: Settings) ->
 
 
 async def test_a_failing_load_is_not_taken_for_redis_down(settings: Settings) -> None:
-    cache = PageCache(settings.redis_url, prefix=settings.redis_prefix, name=f"t-{uuid.uuid4().hex[:6]}",
+    cache = PageCache(settings.redis.url, prefix=settings.redis.prefix, name=f"t-{uuid.uuid4().hex[:6]}",
                       ttl_seconds=10, timeout_seconds=5)
 
     async def database_down(fresh: bool) -> bytes:
@@ -189,7 +189,7 @@ async def test_a_failing_load_is_not_taken_for_redis_down(settings: Settings) ->
 
 
 async def test_redis_unreachable_serves_from_the_database_and_says_so(settings: Settings) -> None:
-    down = create_app(settings.model_copy(update={
+    down = create_app(settings.replace(**{
         "run_relay": False, "run_consumer": False, "redis_url": f"redis://127.0.0.1:{closed_port()}/0"}))
     before = cache_count("unavailable")
     async with LifespanManager(down), httpx.AsyncClient(

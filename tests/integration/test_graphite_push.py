@@ -93,7 +93,7 @@ def whisper_value(path: Path) -> float | None:
 async def test_metrics_arrive_in_carbon(carbon: tuple[int, Path], settings: Settings) -> None:
     port, whisper = carbon
     PUSHED.labels("probe").inc(7)
-    pushing = settings.model_copy(update={"graphite_address": f"127.0.0.1:{port}",
+    pushing = settings.replace(**{"graphite_address": f"127.0.0.1:{port}",
                                           "graphite_interval_seconds": 0.3})
     stop = asyncio.Event()
     task = asyncio.create_task(run_graphite_push(pushing, "shop", stop, instance="test-1"))

@@ -32,7 +32,7 @@ Fetch = Callable[[str | None], Awaitable[dict[str, Any]]]
 
 
 async def app_client(factory: Callable[[Settings], Any], settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = factory(settings.model_copy(update={"run_relay": False, "run_consumer": False}))
+    app = factory(settings.replace(**{"run_relay": False, "run_consumer": False}))
     async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                                        base_url="http://test") as client:
         client.app = app  # type: ignore[attr-defined]
@@ -40,7 +40,7 @@ async def app_client(factory: Callable[[Settings], Any], settings: Settings) -> 
 
 
 def staff(settings: Settings, role: str) -> dict[str, str]:
-    token = issue_token(settings.secret_key, Principal(role=role, subject="kim", name="kim"), 600)
+    token = issue_token(settings.auth.secret_key, Principal(role=role, subject="kim", name="kim"), 600)
     return {"Authorization": f"Bearer {token}"}
 
 

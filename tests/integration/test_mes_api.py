@@ -29,7 +29,7 @@ BASE = "/api/v1/production"
 
 
 def bearer(settings: Settings, role: str, name: str) -> dict[str, str]:
-    token = issue_token(settings.secret_key, Principal(role=role, subject=name, name=name), 600)
+    token = issue_token(settings.auth.secret_key, Principal(role=role, subject=name, name=name), 600)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -40,7 +40,7 @@ def operator(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def service(settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Service {settings.service_token}"}
+    return {"Authorization": f"Service {settings.auth.service_token}"}
 
 
 async def mes_events(db: Database, order_id: uuid.UUID) -> list[Envelope]:

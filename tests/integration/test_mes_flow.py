@@ -36,7 +36,7 @@ S = OrderStatus
 
 @pytest.fixture
 async def broker(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await aio_pika.connect(settings.broker.url)
     async with connection:
         yield await connection.channel(publisher_confirms=True)
 
@@ -80,7 +80,7 @@ async def test_an_order_flows_from_submission_to_shipping(settings: Settings, br
     triangles = np.asarray(ring(inner_diameter_mm=18.1, band_width_mm=3.0, thickness_mm=1.6, segments=64))
     data = to_binary_stl(triangles)
     key, digest = LocalStorage.model_key(data, "stl")
-    await LocalStorage(settings.storage_dir).put(key, data)
+    await LocalStorage(settings.uploads.storage_dir).put(key, data)
     model = {"key": key, "filename": "band.stl", "format": "stl_binary", "triangles": len(triangles),
              "bytes": len(data), "sha256": digest}
 
@@ -96,7 +96,7 @@ async def test_an_order_flows_from_submission_to_shipping(settings: Settings, br
     envelopes = [status_envelope(producer="shop", order_id=order_id, seq=seq, change=change)
                  for seq, change in enumerate(shop_steps, start=1)]
     operator = {"Authorization": "Bearer " + issue_token(
-        settings.secret_key, Principal(role="operator", subject="ivan", name="ivan"), 600)}
+        settings.auth.secret_key, Principal(role="operator", subject="ivan", name="ivan"), 600)}
     url = f"/api/v1/production/orders/{order_id}"
 
     app = create_app(settings)

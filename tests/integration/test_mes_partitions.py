@@ -32,7 +32,7 @@ BASE = "/api/v1/production"
 
 @pytest.fixture(scope="module")
 def operator(settings: Settings) -> dict[str, str]:
-    token = issue_token(settings.secret_key, Principal(role="operator", subject="pia", name="pia"), 600)
+    token = issue_token(settings.auth.secret_key, Principal(role="operator", subject="pia", name="pia"), 600)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -75,7 +75,7 @@ async def explain(db: Database, statuses: tuple[str, ...], after: tuple[datetime
 @pytest.fixture(scope="module")
 async def seeded(settings: Settings) -> AsyncIterator[Database]:
     """A separate MES database with two years of generated orders (plans depend on realistic statistics)."""
-    scratch = settings.model_copy(update={"db_prefix": f"{settings.db_prefix}_plans"})
+    scratch = settings.replace(**{"db_prefix": f"{settings.db.prefix}_plans"})
     await create_databases(scratch, ("mes",))
     try:
         await asyncio.to_thread(upgrade, "mes", scratch)

@@ -20,8 +20,8 @@ def closed_port() -> int:
 
 
 async def test_probe_counts_the_workers_on_the_pricing_queue_and_caches(settings: Settings) -> None:
-    probe = QueueProbe(settings.amqp_url, ttl=0.3)
-    connection = await aio_pika.connect(settings.amqp_url)
+    probe = QueueProbe(settings.broker.url, ttl=0.3)
+    connection = await aio_pika.connect(settings.broker.url)
     try:
         before = await probe.stats()
         assert before.known and before.workers is not None and before.consumers >= 1

@@ -52,7 +52,7 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
 
 @pytest.fixture(scope="module")
 def storage(settings: Settings) -> LocalStorage:
-    return LocalStorage(settings.storage_dir)
+    return LocalStorage(settings.uploads.storage_dir)
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +243,7 @@ async def test_run_worker_takes_over_a_job_whose_worker_died(
         db: Database, storage: LocalStorage, settings: Settings, ring_triangles: np.ndarray) -> None:
     order_id, job = await submit(db, await store(storage, ring_triangles))
     message = domain.PricingJobMessage.model_validate_json(job)
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await aio_pika.connect(settings.broker.url)
     try:
         channel = await connection.channel(publisher_confirms=True)
         queue = await channel.get_queue(PRICING_QUEUE, ensure=True)
@@ -254,7 +254,7 @@ async def test_run_worker_takes_over_a_job_whose_worker_died(
             routing_key=PRICING_QUEUE)
 
         # A worker takes the job, marks it running, and dies before acknowledging it.
-        doomed = await aio_pika.connect(settings.amqp_url)
+        doomed = await aio_pika.connect(settings.broker.url)
         doomed_channel = await doomed.channel()
         await doomed_channel.set_qos(prefetch_count=1)
         taken = await (await doomed_channel.get_queue(PRICING_QUEUE)).get(no_ack=False, timeout=10)

@@ -35,14 +35,14 @@ async def db(settings: Settings) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def channel(settings: Settings) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await aio_pika.connect(settings.broker.url)
     async with connection:
         yield await connection.channel()
 
 
 async def bound_queue(channel: aio_pika.abc.AbstractChannel, settings: Settings, pattern: str) -> str:
     name = f"test.{uuid.uuid4().hex[:8]}"
-    queue = await declare_consumer_queue(channel, name, settings.retry_delays_ms)
+    queue = await declare_consumer_queue(channel, name, settings.broker.retry_delays_ms)
     exchange = await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     await queue.bind(exchange, routing_key=pattern)
     return name
@@ -83,7 +83,7 @@ async def test_events_leave_only_with_the_commit(db: Database, settings: Setting
         await uow.commit()
     assert await outbox_count(db, order_id) == 2
 
-    relay = OutboxRelay(db, settings.amqp_url, service="shop")
+    relay = OutboxRelay(db, settings.broker.url, service="shop")
     while await outbox_count(db, order_id):
         await relay.publish_once()
     await relay.close()
@@ -106,7 +106,7 @@ async def test_relay_keeps_messages_while_the_broker_is_unreachable(db: Database
         await broken.publish_once()
     assert await outbox_count(db, order_id) == 1  # nothing lost
 
-    relay = OutboxRelay(db, settings.amqp_url, service="shop")
+    relay = OutboxRelay(db, settings.broker.url, service="shop")
     while await outbox_count(db, order_id):
         await relay.publish_once()
     await relay.close()
@@ -118,7 +118,7 @@ async def test_unroutable_message_stays_in_the_outbox(db: Database, settings: Se
     async with UnitOfWork(db) as uow:
         uow.emit(envelope(order_id, 1, f"nobody.listens.{uuid.uuid4().hex[:6]}"))
         await uow.commit()
-    relay = OutboxRelay(db, settings.amqp_url, service="shop")
+    relay = OutboxRelay(db, settings.broker.url, service="shop")
     with pytest.raises(RuntimeError):
         for _ in range(5):
             await relay.publish_once()
@@ -149,7 +149,7 @@ async def run_consumer(consumer: Consumer, until, timeout: float = 15) -> None:
 
 async def test_failures_are_retried_with_backoff_then_succeed(settings: Settings, channel) -> None:
     name = f"test.{uuid.uuid4().hex[:8]}"
-    await declare_consumer_queue(channel, name, settings.retry_delays_ms)
+    await declare_consumer_queue(channel, name, settings.broker.retry_delays_ms)
     attempts: list[int] = []
 
     async def flaky(delivery: Delivery) -> str:
@@ -159,15 +159,15 @@ async def test_failures_are_retried_with_backoff_then_succeed(settings: Settings
         return "ok"
 
     await publish(channel, name, b"{}", "m-1")
-    await run_consumer(Consumer(settings.amqp_url, name, flaky, retry_delays_ms=settings.retry_delays_ms),
+    await run_consumer(Consumer(settings.broker.url, name, flaky, retry_delays_ms=settings.broker.retry_delays_ms),
                        lambda: len(attempts) >= 3)
     assert attempts == [0, 1, 2]
-    assert await list_dead_letters(settings.amqp_url, [name]) == []
+    assert await list_dead_letters(settings.broker.url, [name]) == []
 
 
 async def test_poison_message_goes_to_dlq_and_replays(settings: Settings, channel) -> None:
     name = f"test.{uuid.uuid4().hex[:8]}"
-    await declare_consumer_queue(channel, name, settings.retry_delays_ms)
+    await declare_consumer_queue(channel, name, settings.broker.retry_delays_ms)
     seen: list[bytes] = []
     fixed = {"value": False}
 
@@ -178,19 +178,19 @@ async def test_poison_message_goes_to_dlq_and_replays(settings: Settings, channe
         return "ok"
 
     await publish(channel, name, b'{"bad": true}', "poison-1")
-    await run_consumer(Consumer(settings.amqp_url, name, strict), lambda: len(seen) >= 1)
+    await run_consumer(Consumer(settings.broker.url, name, strict), lambda: len(seen) >= 1)
     await asyncio.sleep(0.2)
-    letters = await list_dead_letters(settings.amqp_url, [name])
+    letters = await list_dead_letters(settings.broker.url, [name])
     assert [(letter.message_id, json.loads(letter.body)) for letter in letters] == [("poison-1", {"bad": True})]
     assert "payload does not match schema" in (letters[0].error or "")
     # listing does not consume: still there
-    assert len(await list_dead_letters(settings.amqp_url, [name])) == 1
+    assert len(await list_dead_letters(settings.broker.url, [name])) == 1
 
     fixed["value"] = True  # the bug is fixed: replay
-    assert await replay(settings.amqp_url, [name], {"poison-1"}) == 1
-    await run_consumer(Consumer(settings.amqp_url, name, strict), lambda: len(seen) >= 2)
+    assert await replay(settings.broker.url, [name], {"poison-1"}) == 1
+    await run_consumer(Consumer(settings.broker.url, name, strict), lambda: len(seen) >= 2)
     assert seen == [b'{"bad": true}', b'{"bad": true}']
-    assert await list_dead_letters(settings.amqp_url, [name]) == []
+    assert await list_dead_letters(settings.broker.url, [name]) == []
 
 
 async def test_exhausted_retries_end_in_the_dlq(settings: Settings, channel) -> None:
@@ -204,19 +204,19 @@ async def test_exhausted_retries_end_in_the_dlq(settings: Settings, channel) -> 
         raise RuntimeError("still broken")
 
     await publish(channel, name, b"{}", "doomed")
-    await run_consumer(Consumer(settings.amqp_url, name, always_fails, retry_delays_ms=delays),
+    await run_consumer(Consumer(settings.broker.url, name, always_fails, retry_delays_ms=delays),
                        lambda: len(calls) >= 3)
     await asyncio.sleep(0.3)
-    letters = await list_dead_letters(settings.amqp_url, [name])
+    letters = await list_dead_letters(settings.broker.url, [name])
     assert [letter.message_id for letter in letters] == ["doomed"]
     assert calls == [0, 1, 2]
 
 
 async def test_unacked_message_is_redelivered_after_a_crash(settings: Settings) -> None:
     name = f"test.{uuid.uuid4().hex[:8]}"
-    first = await aio_pika.connect(settings.amqp_url)
+    first = await aio_pika.connect(settings.broker.url)
     channel = await first.channel()
-    await declare_consumer_queue(channel, name, settings.retry_delays_ms)
+    await declare_consumer_queue(channel, name, settings.broker.retry_delays_ms)
     await publish(channel, name, b"job", "job-1")
     queue = await channel.get_queue(name)
     taken = None
@@ -234,7 +234,7 @@ async def test_unacked_message_is_redelivered_after_a_crash(settings: Settings) 
         got.append(delivery)
         return "ok"
 
-    await run_consumer(Consumer(settings.amqp_url, name, handler), lambda: len(got) == 1)
+    await run_consumer(Consumer(settings.broker.url, name, handler), lambda: len(got) == 1)
     assert got[0].body == b"job" and got[0].redelivered
 
 
@@ -303,8 +303,8 @@ async def test_an_outage_does_not_use_up_attempts_or_dead_letter(settings: Setti
         return "ok"
 
     await publish(channel, name, b"{}", "patient")
-    await run_consumer(Consumer(settings.amqp_url, name, database_down_for_a_while, retry_delays_ms=delays),
+    await run_consumer(Consumer(settings.broker.url, name, database_down_for_a_while, retry_delays_ms=delays),
                        lambda: len(calls) >= 6)
     await asyncio.sleep(0.3)
-    assert await list_dead_letters(settings.amqp_url, [name]) == []
+    assert await list_dead_letters(settings.broker.url, [name]) == []
     assert calls == [0] * 6  # the outage never counted against the message

@@ -29,7 +29,7 @@ BASE = "/api/v1/production"
 @pytest.fixture(scope="module")
 async def replica(settings: Settings) -> AsyncIterator[tuple[str, uuid.UUID]]:
     """A read-only role seeing ``probe.production_orders`` (one order only it has); yields (role, order id)."""
-    role = f"{settings.db_prefix}_replica"
+    role = f"{settings.db.prefix}_replica"
     marker = uuid.uuid4()
     admin = Database(settings.database_url("mes"), pool_size=1)
     statements = [
@@ -61,12 +61,12 @@ async def replica(settings: Settings) -> AsyncIterator[tuple[str, uuid.UUID]]:
 
 
 def operator(settings: Settings) -> dict[str, str]:
-    token = issue_token(settings.secret_key, Principal(role="operator", subject="rita", name="rita"), 600)
+    token = issue_token(settings.auth.secret_key, Principal(role="operator", subject="rita", name="rita"), 600)
     return {"Authorization": f"Bearer {token}"}
 
 
 async def run_app(settings: Settings, **overrides: Any) -> Any:
-    return create_app(settings.model_copy(update={"run_relay": False, "run_consumer": False, **overrides}))
+    return create_app(settings.replace(**{"run_relay": False, "run_consumer": False, **overrides}))
 
 
 async def test_reads_use_the_replica_and_writes_the_primary(settings: Settings,
@@ -98,7 +98,7 @@ async def test_cache_refills_right_after_a_change_read_the_primary(settings: Set
                                                                    replica: tuple[str, uuid.UUID]) -> None:
     role, marker = replica
     app = await run_app(settings, pg_replica_dsn=f"postgresql+asyncpg://{role}@127.0.0.1:5432",
-                        replica_fresh_seconds=30, redis_prefix=f"{settings.redis_prefix}:fresh")
+                        replica_fresh_seconds=30, redis_prefix=f"{settings.redis.prefix}:fresh")
     async with LifespanManager(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                                        base_url="http://mes.test") as http:
         page = (await http.get(f"{BASE}/orders", headers=operator(settings), params={"limit": 5})).json()

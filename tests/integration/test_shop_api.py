@@ -25,7 +25,7 @@ RING = to_binary_stl(ring(segments=64, profile_segments=8))
 @pytest.fixture(scope="module")
 async def shop(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     # No relay here: the tests read what this service put in its outbox.
-    app = create_app(settings.model_copy(update={"run_relay": False, "run_consumer": False,
+    app = create_app(settings.replace(**{"run_relay": False, "run_consumer": False,
                                                  "max_upload_bytes": 4_000_000, "max_triangles": 50_000}))
     async with LifespanManager(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://shop") as client:
@@ -250,7 +250,7 @@ async def test_bad_requests(shop: httpx.AsyncClient, settings: Settings) -> None
 def _staff_token(settings: Settings, role: str) -> str:
     from alexandrite.kit.security import Principal, issue_token
 
-    return issue_token(settings.secret_key, Principal(role=role, subject="s", name="s"), 60)
+    return issue_token(settings.auth.secret_key, Principal(role=role, subject="s", name="s"), 60)
 
 
 async def test_a_retried_upload_of_the_same_file_changes_nothing(shop: httpx.AsyncClient) -> None:

@@ -20,7 +20,7 @@ RING = to_binary_stl(ring(segments=48, profile_segments=8))
 
 @pytest.fixture(scope="module")
 async def app(settings: Settings) -> AsyncIterator[object]:
-    application = create_app(settings.model_copy(update={"run_relay": False, "run_consumer": False,
+    application = create_app(settings.replace(**{"run_relay": False, "run_consumer": False,
                                                          "max_upload_bytes": 2_000_000, "max_triangles": 50_000}))
     async with LifespanManager(application):
         yield application

@@ -34,7 +34,7 @@ SLAS = StageSlas({"PRICE_CALCULATED": 5.0, "MANUFACTURING_APPROVED": 2 * DAY}, 2
 
 @pytest.fixture(scope="module")
 async def shop(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings.model_copy(update={"run_relay": False, "run_consumer": False, "run_notifier": False}))
+    app = create_app(settings.replace(**{"run_relay": False, "run_consumer": False, "run_notifier": False}))
     async with LifespanManager(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://shop") as client:
             yield client
@@ -116,7 +116,7 @@ async def test_each_delay_is_reported_and_mailed_once(shop: httpx.AsyncClient, s
                                                     ORDER_DELAYED_TYPE, None, 0, False))
 
     port = free_port()
-    mail_settings = settings.model_copy(update={"smtp_port": port})
+    mail_settings = settings.replace(**{"smtp_port": port})
     assert await send_pending(shop_db, mail_settings) == 0  # nothing listening yet: kept, retried later
     async with UnitOfWork(shop_db) as uow:
         ids = [uuid.UUID(i) for i in mine]

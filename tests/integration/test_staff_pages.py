@@ -24,7 +24,7 @@ S = OrderStatus
 
 
 def staff_token(settings: Settings, role: str, name: str) -> str:
-    return issue_token(settings.secret_key, Principal(role=role, subject=name, name=name), 600)
+    return issue_token(settings.auth.secret_key, Principal(role=role, subject=name, name=name), 600)
 
 
 def csrf_of(html: str) -> str:
@@ -44,7 +44,7 @@ async def sign_in(client: httpx.AsyncClient, token: str, landing: str) -> str:
 @pytest.fixture(scope="module")
 async def crm_app(settings: Settings) -> AsyncIterator[FastAPI]:
     dead = f"http://127.0.0.1:{closed_port()}"
-    application = create_crm(settings.model_copy(update={"run_relay": False, "run_consumer": False,
+    application = create_crm(settings.replace(**{"run_relay": False, "run_consumer": False,
                                                           "shop_url": dead, "mes_url": dead}))
     async with LifespanManager(application):
         yield application
@@ -52,7 +52,7 @@ async def crm_app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture(scope="module")
 async def mes_app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_mes(settings.model_copy(update={"run_relay": False, "run_consumer": False}))
+    application = create_mes(settings.replace(**{"run_relay": False, "run_consumer": False}))
     async with LifespanManager(application):
         yield application
 

@@ -32,7 +32,7 @@ async def test_one_trace_from_request_to_second_consumer(settings: Settings, db_
     shop_db, mes_db = db_factory("shop"), db_factory("mes")
     order_id = uuid.uuid4()
     queues = {kind: f"tracetest.{kind}.{uuid.uuid4().hex[:8]}" for kind in ("first", "second")}
-    connection = await aio_pika.connect(settings.amqp_url)
+    connection = await aio_pika.connect(settings.broker.url)
     async with connection:
         channel = await connection.channel()
         exchange = await channel.get_exchange(EVENTS_EXCHANGE)
@@ -40,8 +40,8 @@ async def test_one_trace_from_request_to_second_consumer(settings: Settings, db_
             queue = await channel.declare_queue(name, auto_delete=False)
             await queue.bind(exchange, routing_key=f"tracetest.order.{kind}")
         seen: dict[str, Delivery] = {}
-        relays = {"shop": OutboxRelay(shop_db, settings.amqp_url, service="shop"),
-                  "mes": OutboxRelay(mes_db, settings.amqp_url, service="mes")}
+        relays = {"shop": OutboxRelay(shop_db, settings.broker.url, service="shop"),
+                  "mes": OutboxRelay(mes_db, settings.broker.url, service="mes")}
         done = asyncio.Event()
 
         async def first(delivery: Delivery) -> str:  # "mes": consumes, emits the next event
@@ -59,8 +59,8 @@ async def test_one_trace_from_request_to_second_consumer(settings: Settings, db_
 
         with use_provider(provider):
             stop = asyncio.Event()
-            consumers = [Consumer(settings.amqp_url, queues["first"], first),
-                         Consumer(settings.amqp_url, queues["second"], second)]
+            consumers = [Consumer(settings.broker.url, queues["first"], first),
+                         Consumer(settings.broker.url, queues["second"], second)]
             tasks = [asyncio.create_task(c.run(stop)) for c in consumers]
             try:
                 tracer = provider.get_tracer("test")

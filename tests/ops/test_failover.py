@@ -63,7 +63,7 @@ async def test_sync_standby_takes_over_without_losing_a_committed_order(
         env_file = tmp_path / ".env"
         primary_dsn = pgcluster.server_dsn(primary.port)
         env = {**test_env, "ALEX_PG_DSN": primary_dsn}
-        on_primary = settings.model_copy(update={"pg_dsn": primary_dsn, "run_relay": False, "run_consumer": False})
+        on_primary = settings.replace(**{"pg_dsn": primary_dsn, "run_relay": False, "run_consumer": False})
         try:
             await create_databases(on_primary, ("shop",))
             await asyncio.to_thread(upgrade, "shop", on_primary)
@@ -97,14 +97,14 @@ async def test_sync_standby_takes_over_without_losing_a_committed_order(
 
             # Lag is exported for Prometheus, from the primary and from the replica side.
             metrics = ReplicationMetrics()
-            await metrics.collect(on_primary.model_copy(update={"pg_replica_dsn": pgcluster.server_dsn(standby_port)}))
+            await metrics.collect(on_primary.replace(**{"pg_replica_dsn": pgcluster.server_dsn(standby_port)}))
             exported = generate_latest(metrics.registry).decode()
             assert "alexandrite_pg_primary_up 1.0" in exported and "alexandrite_pg_replica_up 1.0" in exported
             assert f'alexandrite_pg_replication_synchronous{{standby="{standby_name}"}} 1.0' in exported
             assert f'alexandrite_pg_replication_lag_bytes{{standby="{standby_name}"}}' in exported
 
             # Lag-tolerant reads: with ALEX_PG_REPLICA_DSN set, the service's read sessions land on the standby.
-            with_replica = on_primary.model_copy(update={"pg_replica_dsn": pgcluster.server_dsn(standby_port)})
+            with_replica = on_primary.replace(**{"pg_replica_dsn": pgcluster.server_dsn(standby_port)})
             app = create_app(with_replica)
             async with LifespanManager(app):
                 db = app.state.db
@@ -139,7 +139,7 @@ async def test_sync_standby_takes_over_without_losing_a_committed_order(
             assert "ALEX_PG_REPLICA_DSN" not in repointed
 
             # The services, repointed at the new primary, find every order they acknowledged and take new ones.
-            new_primary = on_primary.model_copy(update={"pg_dsn": pgcluster.server_dsn(standby_port)})
+            new_primary = on_primary.replace(**{"pg_dsn": pgcluster.server_dsn(standby_port)})
             async with LifespanManager(create_app(new_primary)) as manager:
                 transport = httpx.ASGITransport(manager.app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://shop") as client:

@@ -26,7 +26,7 @@ def broker_queues(vhost: str) -> list[dict]:
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="rabbitmqctl is not installed")
 def test_declared_topology_has_only_durable_quorum_queues(settings: Settings) -> None:
     # The session fixture ran setup_topology on this run's vhost.
-    vhost = settings.amqp_url.rsplit("/", 1)[1]
+    vhost = settings.broker.url.rsplit("/", 1)[1]
     queues = broker_queues(vhost)
     declared = {q["name"]: q for q in definitions(settings)["queues"]}
     on_broker = {q["name"]: q for q in queues}

@@ -34,7 +34,7 @@ PUBLIC = {"/api/v1/auth/signup", "/api/v1/auth/token", "/api/v1/crm/webhooks/car
 
 @pytest.fixture(scope="module")
 async def clients(settings: Settings) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    local = settings.model_copy(update={"run_relay": False, "run_consumer": False, "run_webhooks": False,
+    local = settings.replace(**{"run_relay": False, "run_consumer": False, "run_webhooks": False,
                                     "max_upload_bytes": 4_000_000})
     async with AsyncExitStack() as stack:
         result = {}
@@ -48,7 +48,7 @@ async def clients(settings: Settings) -> AsyncIterator[dict[str, httpx.AsyncClie
 
 def bearer(settings: Settings, role: str, subject: str | None = None) -> dict[str, str]:
     subject = subject or f"{role}-{uuid.uuid4().hex[:6]}"
-    token = issue_token(settings.secret_key, Principal(role=role, subject=subject, name=subject), 600)
+    token = issue_token(settings.auth.secret_key, Principal(role=role, subject=subject, name=subject), 600)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -74,7 +74,7 @@ def test_every_route_requires_a_role_or_says_why_it_is_public(service: str, sett
 
 
 async def test_a_route_without_a_role_stops_the_service_from_starting(settings: Settings) -> None:
-    app: FastAPI = create_shop(settings.model_copy(update={"run_relay": False, "run_consumer": False}))
+    app: FastAPI = create_shop(settings.replace(**{"run_relay": False, "run_consumer": False}))
 
     @app.get("/api/v1/forgotten")
     async def forgotten() -> dict[str, str]:
@@ -193,7 +193,7 @@ async def test_hostile_uploads_are_refused_with_a_reason(clients: dict[str, http
     assert code in response.json()["error"]["code"]
     assert (await shop.get(f"/api/v1/orders/{oid}", headers=headers)).json()["status"] == "INITIATED"
     digest = hashlib.sha256(data).hexdigest()  # storage is content-addressed: nothing under this hash
-    assert not list((settings.storage_dir / "models" / digest[:2]).glob(f"{digest}.*"))
+    assert not list((settings.uploads.storage_dir / "models" / digest[:2]).glob(f"{digest}.*"))
 
 
 async def test_text_postgres_cannot_store_is_a_client_error(clients: dict[str, httpx.AsyncClient]) -> None:

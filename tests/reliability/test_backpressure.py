@@ -53,7 +53,7 @@ def mes_queue() -> Iterator[dict[str, object]]:
 
 @asynccontextmanager
 async def shop(settings: Settings, **overrides: object) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings.model_copy(update={"run_relay": False, "run_consumer": False, "run_webhooks": False,
+    app = create_app(settings.replace(**{"run_relay": False, "run_consumer": False, "run_webhooks": False,
                                                  "pricing_stage_sla_seconds": 60.0,
                                                  "backpressure_cache_seconds": 0.0, **overrides}))
     async with LifespanManager(app):

@@ -37,19 +37,19 @@ def platform(settings: Settings, test_env: dict[str, str]) -> Iterator[Platform]
 
 def _credentials(platform: Platform) -> dict[str, dict[str, str]]:
     settings = platform.settings
-    shop = settings.shop_url
+    shop = settings.net.shop_url
     email = f"fuzz-{uuid.uuid4().hex[:8]}@example.test"
     httpx.post(f"{shop}/api/v1/auth/signup", json={"email": email, "password": "fuzz-pass-1", "name": "Fuzz"})
     token = httpx.post(f"{shop}/api/v1/auth/token", json={"email": email, "password": "fuzz-pass-1"}).json()
     partner_key = _partner_key(platform)
 
     def staff(role: str) -> dict[str, str]:
-        return {"Authorization": "Bearer " + issue_token(settings.secret_key, Principal(role=role, subject=f"fuzz-{role}",
+        return {"Authorization": "Bearer " + issue_token(settings.auth.secret_key, Principal(role=role, subject=f"fuzz-{role}",
                                                                                        name=f"fuzz-{role}"), 3600)}
 
     return {"customer": {"Authorization": f"Bearer {token['access_token']}"}, "partner": {"X-API-Key": partner_key},
             "seller": staff("seller"), "operator": staff("operator"), "admin": staff("admin"),
-            "service": {"Authorization": f"Service {settings.service_token}"}}
+            "service": {"Authorization": f"Service {settings.auth.service_token}"}}
 
 
 def _partner_key(platform: Platform) -> str:

@@ -19,8 +19,8 @@ from alexandrite.shop.handlers import create_partner
 
 def _settings(settings: Settings, **overrides: object) -> Settings:
     base = {"run_relay": False, "run_consumer": False, "run_webhooks": False,
-            "redis_prefix": f"{settings.redis_prefix}:rl-{uuid.uuid4().hex[:6]}"}
-    return settings.model_copy(update={**base, **overrides})
+            "redis_prefix": f"{settings.redis.prefix}:rl-{uuid.uuid4().hex[:6]}"}
+    return settings.replace(**{**base, **overrides})
 
 
 @asynccontextmanager
@@ -32,7 +32,7 @@ async def shop(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def _bearer(settings: Settings, role: str, subject: str) -> dict[str, str]:
-    token = issue_token(settings.secret_key, Principal(role=role, subject=subject, name=subject), 600)
+    token = issue_token(settings.auth.secret_key, Principal(role=role, subject=subject, name=subject), 600)
     return {"Authorization": f"Bearer {token}"}
 
 

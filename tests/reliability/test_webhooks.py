@@ -33,9 +33,9 @@ def _settings(settings: Settings, **overrides: object) -> Settings:
     base: dict[str, object] = {
         "run_relay": False, "run_consumer": False, "webhook_idle_seconds": 0.05,
         "webhook_backoff_seconds": (0.1, 0.2), "webhook_timeout_seconds": 5.0,
-        "redis_prefix": f"{settings.redis_prefix}:wh-{uuid.uuid4().hex[:6]}",
+        "redis_prefix": f"{settings.redis.prefix}:wh-{uuid.uuid4().hex[:6]}",
     }
-    return settings.model_copy(update={**base, **overrides})
+    return settings.replace(**{**base, **overrides})
 
 
 @asynccontextmanager
@@ -129,7 +129,7 @@ async def test_a_dispatcher_claims_no_more_than_a_partners_free_slots(settings: 
                     assert (await client.post("/api/v1/orders", headers=headers,
                                               json={"alloy": "silver_925"})).status_code == 201
             db = Database(local.database_url("shop"), pool_size=1)
-            redis = aioredis.Redis.from_url(local.redis_url)
+            redis = aioredis.Redis.from_url(local.redis.url)
             try:
                 async with db.sessions() as session:
                     ids = dict((await session.execute(
@@ -179,8 +179,8 @@ async def test_hanging_and_failing_partners_do_not_slow_a_healthy_one(settings: 
             assert 3 <= failing.hits == seen <= 4
             state = REGISTRY.get_sample_value("alexandrite_webhook_endpoint_breaker_state", {"partner": bad_name})
             assert state == 2
-            redis = aioredis.Redis.from_url(local.redis_url)
-            keys = [k async for k in redis.scan_iter(match=f"{local.redis_prefix}:webhook:breaker:*")]
+            redis = aioredis.Redis.from_url(local.redis.url)
+            keys = [k async for k in redis.scan_iter(match=f"{local.redis.prefix}:webhook:breaker:*")]
             await redis.aclose()
             assert len(keys) == 1  # shared state lives in Redis, for every replica
             pending = (await client.get("/api/v1/webhook", headers=bad)).json()["deliveries"]
@@ -223,7 +223,7 @@ async def test_dead_letter_after_max_attempts_then_replay_by_api_and_cli(setting
             await wait_for(lambda: len(receiver.received) == 1)
             assert receiver.received[0].json["delivery_id"] == first  # the same delivery, same id
 
-            env = {**test_env, "ALEX_REDIS_PREFIX": local.redis_prefix}
+            env = {**test_env, "ALEX_REDIS_PREFIX": local.redis.prefix}
             cli = await asyncio.to_thread(subprocess.run, [
                 sys.executable, "-m", "alexandrite", "webhooks", "replay", "--all", "--partner", name],
                 env=env, capture_output=True, text=True, timeout=60)

@@ -129,7 +129,7 @@ async def carrier_webhook(request: Request) -> JSONResponse:
     body = await request.body()
     if len(body) > MAX_WEBHOOK_BYTES:
         raise ApiError(413, "payload_too_large", "The webhook body is too large.")
-    secret = request.app.state.settings.carrier_webhook_secret
+    secret = request.app.state.settings.auth.carrier_webhook_secret
     if not verify_carrier_signature(secret, body, request.headers.get(SIGNATURE_HEADER)):
         raise ApiError(401, "invalid_signature",
                        f"Missing or wrong {SIGNATURE_HEADER}: expected sha256=<hex HMAC-SHA256 of the body>.",

@@ -17,7 +17,7 @@ from alexandrite.kit.status_gauge import run_status_gauge
 
 async def status_gauge(app: FastAPI, stop: asyncio.Event) -> None:
     settings = app.state.settings
-    await run_status_gauge(app.state.db, orders, "crm", settings.status_gauge_interval_seconds, stop)
+    await run_status_gauge(app.state.db, orders, "crm", settings.obs.status_gauge_interval_seconds, stop)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -52,25 +52,25 @@ def create_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(service, level=settings.log_level, json_output=settings.log_json)
+        configure_logging(service, level=settings.obs.log_level, json_output=settings.obs.log_json)
         unguarded = unguarded_routes(app.routes)
         if unguarded:  # default deny: a route without a role requirement or a public reason never serves
             raise RuntimeError(f"routes without a role requirement: {', '.join(unguarded)}")
         app.state.settings = settings
         app.state.service = service
         app.state.db = Database(
-            settings.database_url(service), pool_size=settings.db_pool_size,
-            replica_url=settings.database_url(service, replica=True) if settings.pg_replica_dsn else None,
+            settings.database_url(service), pool_size=settings.db.pool_size,
+            replica_url=settings.database_url(service, replica=True) if settings.db.replica_dsn else None,
         )
         app.state.storage = LocalStorage(
-            settings.storage_dir, breaker=breaker_from_settings("storage", settings,
-                                                                timeout=settings.storage_timeout_seconds))
+            settings.uploads.storage_dir, breaker=breaker_from_settings("storage", settings,
+                                                                timeout=settings.uploads.storage_timeout_seconds))
         app.state.peers = Peers(settings)
         app.state.redis = redis_client(settings)
         app.state.rate_limiter = (
-            RateLimiter(app.state.redis, settings.redis_prefix, settings.rate_limit_window_seconds,
-                        breaker_from_settings("redis", settings, timeout=settings.redis_timeout_seconds))
-            if settings.rate_limit_enabled else None
+            RateLimiter(app.state.redis, settings.redis.prefix, settings.throttle.window_seconds,
+                        breaker_from_settings("redis", settings, timeout=settings.redis.timeout_seconds))
+            if settings.throttle.enabled else None
         )
         app.state.ready = False
         stop = asyncio.Event()
@@ -82,19 +82,21 @@ def create_service_app(
             log.warning("topology_setup_failed", error=repr(error)[:300])
         if on_startup is not None:
             await on_startup(app)
-        if settings.run_relay:
-            relay = OutboxRelay(app.state.db, settings.amqp_url, service=service,
-                                batch_size=settings.relay_batch_size, idle_seconds=settings.relay_idle_seconds,
+        if settings.broker.run_relay:
+            relay = OutboxRelay(app.state.db, settings.broker.url, service=service,
+                                batch_size=settings.broker.relay_batch_size,
+                                idle_seconds=settings.broker.relay_idle_seconds,
                                 breaker=breaker_from_settings(f"rabbitmq-publish:{service}", settings))
             tasks.append(asyncio.create_task(relay.run(stop), name=f"{service}-relay"))
-        if settings.run_consumer and event_handler is not None:
-            consumer = Consumer(settings.amqp_url, events_queue(service), event_handler(app),
-                                prefetch=settings.consumer_prefetch, retry_delays_ms=settings.retry_delays_ms)
+        if settings.broker.run_consumer and event_handler is not None:
+            consumer = Consumer(settings.broker.url, events_queue(service), event_handler(app),
+                                prefetch=settings.broker.consumer_prefetch,
+                                retry_delays_ms=settings.broker.retry_delays_ms)
             app.state.consumer = consumer
             tasks.append(asyncio.create_task(consumer.run(stop), name=f"{service}-consumer"))
         for loop in loops:
             tasks.append(asyncio.create_task(loop(app, stop), name=f"{service}-{getattr(loop, '__name__', 'loop')}"))
-        if settings.graphite_address:
+        if settings.obs.graphite_address:
             tasks.append(asyncio.create_task(run_graphite_push(settings, service, stop), name=f"{service}-graphite"))
         app.state.ready = True
         log.info("service_started", port=settings.service_port(service))
@@ -144,7 +146,7 @@ def create_service_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(ThrottleMiddleware, service=service)
-    app.add_middleware(LoadShedMiddleware, service=service, max_in_flight=settings.max_in_flight_requests)
+    app.add_middleware(LoadShedMiddleware, service=service, max_in_flight=settings.throttle.max_in_flight_requests)
     app.add_middleware(ObservabilityMiddleware, service=service)
     instrument_app(app)
     return app
@@ -154,5 +156,5 @@ def redis_client(settings: Settings) -> Any:
     """A Redis client with short timeouts (connects lazily, on first use)."""
     from redis.asyncio import Redis
 
-    return Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout_seconds,
-                          socket_connect_timeout=settings.redis_timeout_seconds, health_check_interval=0)
+    return Redis.from_url(settings.redis.url, socket_timeout=settings.redis.timeout_seconds,
+                          socket_connect_timeout=settings.redis.timeout_seconds, health_check_interval=0)

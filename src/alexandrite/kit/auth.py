@@ -25,11 +25,11 @@ async def authenticate(request: Request) -> Principal:
     scheme, _, credentials = header.partition(" ")
     if scheme.lower() == "bearer" and credentials:
         try:
-            return read_token(settings.secret_key, credentials.strip())
+            return read_token(settings.auth.secret_key, credentials.strip())
         except InvalidToken as error:
             raise _unauthorized(f"The token is not valid ({error}); sign in again.") from error
     if scheme.lower() == "service" and credentials:
-        if hmac.compare_digest(credentials.strip(), settings.service_token):
+        if hmac.compare_digest(credentials.strip(), settings.auth.service_token):
             return Principal(role="service", subject="service", name="service")
         raise _unauthorized("Bad service token.")
     extra: ExtraAuth | None = getattr(request.app.state, "extra_auth", None)

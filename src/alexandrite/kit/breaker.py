@@ -17,6 +17,8 @@ from typing import TypeVar
 import structlog
 from prometheus_client import Counter, Gauge
 
+from alexandrite.kit.settings import Settings
+
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
@@ -117,9 +119,9 @@ class CircuitBreaker:
         return result
 
 
-def breaker_from_settings(name: str, settings: object, *, timeout: float | None = None) -> CircuitBreaker:
-    return CircuitBreaker(name, failure_threshold=getattr(settings, "breaker_failure_threshold", 5),
-                          reset_seconds=getattr(settings, "breaker_reset_seconds", 10.0), timeout=timeout)
+def breaker_from_settings(name: str, settings: Settings, *, timeout: float | None = None) -> CircuitBreaker:
+    return CircuitBreaker(name, failure_threshold=settings.breakers.failure_threshold,
+                          reset_seconds=settings.breakers.reset_seconds, timeout=timeout)
 
 
 # --- shared through Redis (partner endpoints) -----------------------------------------------------

@@ -99,12 +99,12 @@ class PageCache:
     @classmethod
     def from_settings(cls, settings: Settings, name: str) -> PageCache | None:
         """The configured cache, or None when ``cache_ttl_seconds`` is 0 (disabled)."""
-        if settings.cache_ttl_seconds <= 0:
+        if settings.cache.ttl_seconds <= 0:
             return None
-        return cls(settings.redis_url, prefix=settings.redis_prefix, name=name,
-                   ttl_seconds=settings.cache_ttl_seconds, jitter=settings.cache_ttl_jitter,
-                   lock_seconds=settings.cache_lock_seconds, timeout_seconds=settings.cache_redis_timeout_seconds,
-                   retry_seconds=settings.cache_retry_seconds, fresh_seconds=settings.replica_fresh_seconds)
+        return cls(settings.redis.url, prefix=settings.redis.prefix, name=name,
+                   ttl_seconds=settings.cache.ttl_seconds, jitter=settings.cache.ttl_jitter,
+                   lock_seconds=settings.cache.lock_seconds, timeout_seconds=settings.cache.redis_timeout_seconds,
+                   retry_seconds=settings.cache.retry_seconds, fresh_seconds=settings.cache.replica_fresh_seconds)
 
     async def close(self) -> None:
         await self._redis.aclose()

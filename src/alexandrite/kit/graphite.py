@@ -29,15 +29,15 @@ def parse_address(address: str) -> tuple[str, int]:
 
 def series_prefix(settings: Settings, service: str, instance: str | None = None) -> str:
     instance = instance or socket.gethostname()
-    parts = (settings.graphite_prefix, service, instance)
+    parts = (settings.obs.graphite_prefix, service, instance)
     return ".".join(re.sub(r"[^a-zA-Z0-9_-]", "_", part) for part in parts if part)
 
 
 async def run_graphite_push(settings: Settings, service: str, stop: asyncio.Event,
                             instance: str | None = None) -> None:
-    if not settings.graphite_address:
+    if not settings.obs.graphite_address:
         return
-    bridge = GraphiteBridge(parse_address(settings.graphite_address), timeout_seconds=5)
+    bridge = GraphiteBridge(parse_address(settings.obs.graphite_address), timeout_seconds=5)
     prefix = series_prefix(settings, service, instance)
     while not stop.is_set():
         try:
@@ -45,4 +45,4 @@ async def run_graphite_push(settings: Settings, service: str, stop: asyncio.Even
         except OSError as error:
             log.warning("graphite_push_failed", error=repr(error)[:300])
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=settings.graphite_interval_seconds)
+            await asyncio.wait_for(stop.wait(), timeout=settings.obs.graphite_interval_seconds)

@@ -21,8 +21,8 @@ class Peers:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.peer_timeout_seconds),
-            headers={"Authorization": f"Service {settings.service_token}"},
+            timeout=httpx.Timeout(settings.net.peer_timeout_seconds),
+            headers={"Authorization": f"Service {settings.auth.service_token}"},
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
         )
         self.breakers = {service: breaker_from_settings(f"peer:{service}", settings) for service in SERVICES}

@@ -50,28 +50,28 @@ def sandbox_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
     env.update(
         {
             "ALEX_ENVIRONMENT": settings.environment,
-            "ALEX_DB_PREFIX": settings.db_prefix,
-            "ALEX_AMQP_URL": settings.amqp_url,
-            "ALEX_REDIS_PREFIX": settings.redis_prefix,
-            "ALEX_STORAGE_DIR": str(settings.storage_dir),
-            "ALEX_RETRY_DELAYS_MS": "[" + ",".join(str(d) for d in settings.retry_delays_ms) + "]",
-            "ALEX_RELAY_IDLE_SECONDS": str(settings.relay_idle_seconds),
-            "ALEX_DB_POOL_SIZE": str(settings.db_pool_size),  # children share one PostgreSQL with the rest
-            "ALEX_SECRET_KEY": settings.secret_key,
-            "ALEX_SERVICE_TOKEN": settings.service_token,
-            "ALEX_CARRIER_WEBHOOK_SECRET": settings.carrier_webhook_secret,
-            "ALEX_RATE_LIMIT_PER_IP": str(settings.rate_limit_per_ip),
-            "ALEX_RATE_LIMIT_PER_CUSTOMER": str(settings.rate_limit_per_customer),
-            "ALEX_RATE_LIMIT_PER_STAFF": str(settings.rate_limit_per_staff),
-            "ALEX_RATE_LIMIT_PLANS": json.dumps(settings.rate_limit_plans),
-            "ALEX_SHUTDOWN_DRAIN_SECONDS": str(settings.shutdown_drain_seconds),
+            "ALEX_DB_PREFIX": settings.db.prefix,
+            "ALEX_AMQP_URL": settings.broker.url,
+            "ALEX_REDIS_PREFIX": settings.redis.prefix,
+            "ALEX_STORAGE_DIR": str(settings.uploads.storage_dir),
+            "ALEX_RETRY_DELAYS_MS": "[" + ",".join(str(d) for d in settings.broker.retry_delays_ms) + "]",
+            "ALEX_RELAY_IDLE_SECONDS": str(settings.broker.relay_idle_seconds),
+            "ALEX_DB_POOL_SIZE": str(settings.db.pool_size),  # children share one PostgreSQL with the rest
+            "ALEX_SECRET_KEY": settings.auth.secret_key,
+            "ALEX_SERVICE_TOKEN": settings.auth.service_token,
+            "ALEX_CARRIER_WEBHOOK_SECRET": settings.auth.carrier_webhook_secret,
+            "ALEX_RATE_LIMIT_PER_IP": str(settings.throttle.per_ip),
+            "ALEX_RATE_LIMIT_PER_CUSTOMER": str(settings.throttle.per_customer),
+            "ALEX_RATE_LIMIT_PER_STAFF": str(settings.throttle.per_staff),
+            "ALEX_RATE_LIMIT_PLANS": json.dumps(settings.throttle.plans),
+            "ALEX_SHUTDOWN_DRAIN_SECONDS": str(settings.shutdown.drain_seconds),
         }
     )
     return env
 
 
 def provision(settings: Settings) -> None:
-    vhost = settings.amqp_url.rsplit("/", 1)[1]
+    vhost = settings.broker.url.rsplit("/", 1)[1]
     _rabbitmqctl("add_vhost", vhost)
     _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     asyncio.run(create_databases(settings))
@@ -83,16 +83,16 @@ def provision(settings: Settings) -> None:
 def deprovision(settings: Settings) -> None:
     import redis
 
-    vhost = settings.amqp_url.rsplit("/", 1)[1]
+    vhost = settings.broker.url.rsplit("/", 1)[1]
     try:
         asyncio.run(drop_databases(settings))
     finally:
         subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
         try:
-            client = redis.Redis.from_url(settings.redis_url)
-            for key in client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000):
+            client = redis.Redis.from_url(settings.redis.url)
+            for key in client.scan_iter(match=f"{settings.redis.prefix}:*", count=1000):
                 client.delete(key)
             client.close()
         except redis.RedisError:
             pass
-        shutil.rmtree(settings.storage_dir, ignore_errors=True)
+        shutil.rmtree(settings.uploads.storage_dir, ignore_errors=True)

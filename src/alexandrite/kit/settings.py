@@ -1,13 +1,23 @@
-"""One settings class for every process, read from the environment (prefix ``ALEX_``)."""
+"""One settings class for every process, read from the environment (prefix ``ALEX_``) or ``.env``.
+
+Settings are grouped by area (``settings.db.pool_size``, ``settings.throttle.per_ip`` ...). Every
+field keeps its flat environment name, given as the field's alias: ``db.pool_size`` is
+``ALEX_DB_POOL_SIZE``, ``throttle.per_ip`` is ``ALEX_RATE_LIMIT_PER_IP``. The same flat names are
+accepted as keyword arguments (``Settings(db_pool_size=3)``) and by :meth:`Settings.replace`.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import typing
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alexandrite.contracts.order_status import OrderStatus
 
@@ -32,157 +42,310 @@ DEFAULT_SLA_SECONDS: dict[str, float] = {
 SERVICES: tuple[Service, ...] = ("shop", "crm", "mes")
 
 
+class Group(BaseModel):
+    """A group of settings; each field's alias is its flat name (``ALEX_<ALIAS>`` in the environment)."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
+
+
+class DatabaseSettings(Group):
+    """PostgreSQL: one server DSN, one database per service named ``<prefix>_<service>``."""
+
+    dsn: str = Field(default="postgresql+asyncpg://postgres@127.0.0.1:5432", alias="pg_dsn")
+    prefix: str = Field(default="alexandrite", alias="db_prefix")
+    pool_size: int = Field(default=10, alias="db_pool_size")
+    # Optional read replica server DSN for lag-tolerant reads (same database names).
+    replica_dsn: str | None = Field(default=None, alias="pg_replica_dsn")
+    # MES order partitions: "alexandrite maintain" creates these months ahead; 0 never archives.
+    partition_months_ahead: int = Field(default=3, ge=0, le=60, alias="partition_months_ahead")
+    partition_archive_after_months: int = Field(default=24, ge=0, alias="partition_archive_after_months")
+
+
+class BrokerSettings(Group):
+    """RabbitMQ: the outbox relay, consumers and the bounded pricing queue."""
+
+    url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", alias="amqp_url")
+    pricing_queue_max_length: int = Field(default=10_000, alias="pricing_queue_max_length")
+    consumer_prefetch: int = Field(default=20, alias="consumer_prefetch")
+    retry_delays_ms: tuple[int, ...] = Field(default=(500, 2_000, 10_000), alias="retry_delays_ms")
+    relay_batch_size: int = Field(default=200, alias="relay_batch_size")
+    relay_idle_seconds: float = Field(default=0.05, alias="relay_idle_seconds")
+    # Processes started by "serve": relay and event consumer run beside the API.
+    run_relay: bool = Field(default=True, alias="run_relay")
+    run_consumer: bool = Field(default=True, alias="run_consumer")
+
+
+class RedisSettings(Group):
+    url: str = Field(default="redis://127.0.0.1:6379/0", alias="redis_url")
+    prefix: str = Field(default="alexandrite", alias="redis_prefix")
+    timeout_seconds: float = Field(default=0.25, gt=0, alias="redis_timeout_seconds")
+
+
+class AuthSettings(Group):
+    """Secrets and tokens; production refuses the defaults."""
+
+    secret_key: str = Field(default=DEFAULT_SECRET, alias="secret_key")
+    service_token: str = Field(default=DEFAULT_SERVICE_TOKEN, alias="service_token")
+    carrier_webhook_secret: str = Field(default=DEFAULT_CARRIER_SECRET, alias="carrier_webhook_secret")
+    token_ttl_seconds: int = Field(default=12 * 3600, alias="token_ttl_seconds")
+
+
+class NetworkSettings(Group):
+    """Where each service listens and how the services reach each other."""
+
+    host: str = Field(default="127.0.0.1", alias="host")
+    shop_url: str = Field(default="http://127.0.0.1:8001", alias="shop_url")
+    crm_url: str = Field(default="http://127.0.0.1:8002", alias="crm_url")
+    mes_url: str = Field(default="http://127.0.0.1:8003", alias="mes_url")
+    shop_port: int = Field(default=8001, alias="shop_port")
+    crm_port: int = Field(default=8002, alias="crm_port")
+    mes_port: int = Field(default=8003, alias="mes_port")
+    worker_metrics_port: int = Field(default=9100, alias="worker_metrics_port")
+    peer_timeout_seconds: float = Field(default=3.0, gt=0, alias="peer_timeout_seconds")
+
+
+class UploadSettings(Group):
+    """3D model uploads and where their files are kept; the same limits bind the shop and the workers."""
+
+    max_bytes: int = Field(default=100 * 1024 * 1024, alias="max_upload_bytes")
+    max_triangles: int = Field(default=2_000_000, alias="max_triangles")
+    storage_dir: Path = Field(default=Path("var/storage"), alias="storage_dir")
+    storage_timeout_seconds: float = Field(default=10.0, gt=0, alias="storage_timeout_seconds")
+
+
+class PricingSettings(Group):
+    """The pricing configuration the workers load, and backpressure at submit."""
+
+    config_path: Path | None = Field(default=None, alias="pricing_config")
+    seconds_estimate: float = Field(default=2.0, alias="pricing_seconds_estimate")
+    # The pricing stage SLA and what submit does when the backlog would break it.
+    stage_sla_seconds: float = Field(default=900.0, gt=0, alias="pricing_stage_sla_seconds")
+    backpressure_mode: Literal["reject", "accept_with_eta", "off"] = Field(default="reject", alias="backpressure_mode")
+    backpressure_cache_seconds: float = Field(default=2.0, ge=0, alias="backpressure_cache_seconds")
+
+
+class ThrottleSettings(Group):
+    """Requests per minute (partners by plan; an unknown plan gets "standard") and load shedding."""
+
+    enabled: bool = Field(default=True, alias="rate_limit_enabled")
+    window_seconds: int = Field(default=60, ge=1, alias="rate_limit_window_seconds")
+    per_ip: int = Field(default=1200, ge=1, alias="rate_limit_per_ip")
+    per_customer: int = Field(default=600, ge=1, alias="rate_limit_per_customer")
+    per_staff: int = Field(default=3000, ge=1, alias="rate_limit_per_staff")
+    plans: dict[str, int] = Field(
+        default_factory=lambda: {"standard": 600, "premium": 3000, "enterprise": 12000}, alias="rate_limit_plans")
+    # Redis away: True lets requests through (counted), False answers 503.
+    fail_open: bool = Field(default=True, alias="rate_limit_fail_open")
+    # Requests served at once per process; more are answered 503 + Retry-After immediately.
+    max_in_flight_requests: int = Field(default=64, ge=1, alias="max_in_flight_requests")
+
+
+class BreakerSettings(Group):
+    """Circuit breakers on every outbound dependency: failures before opening, seconds open."""
+
+    failure_threshold: int = Field(default=5, ge=1, alias="breaker_failure_threshold")
+    reset_seconds: float = Field(default=10.0, gt=0, alias="breaker_reset_seconds")
+
+
+class ShutdownSettings(Group):
+    # After SIGTERM readiness is false for drain_seconds before the listener closes.
+    drain_seconds: float = Field(default=3.0, ge=0, alias="shutdown_drain_seconds")
+    timeout_seconds: int = Field(default=20, ge=1, alias="shutdown_timeout_seconds")
+
+
+class WebhookSettings(Group):
+    """Partner webhooks sent by the shop."""
+
+    run: bool = Field(default=True, alias="run_webhooks")
+    timeout_seconds: float = Field(default=5.0, gt=0, alias="webhook_timeout_seconds")
+    max_attempts: int = Field(default=8, ge=1, alias="webhook_max_attempts")
+    backoff_seconds: tuple[float, ...] = Field(default=(1, 5, 30, 120, 600, 1800, 3600),
+                                               alias="webhook_backoff_seconds")
+    concurrency: int = Field(default=16, ge=1, alias="webhook_concurrency")
+    per_endpoint_concurrency: int = Field(default=2, ge=1, alias="webhook_per_endpoint_concurrency")
+    batch_size: int = Field(default=100, ge=1, alias="webhook_batch_size")
+    idle_seconds: float = Field(default=0.2, gt=0, alias="webhook_idle_seconds")
+    breaker_failures: int = Field(default=5, ge=1, alias="webhook_breaker_failures")
+    breaker_reset_seconds: float = Field(default=30.0, gt=0, alias="webhook_breaker_reset_seconds")
+    allow_private_urls: bool = Field(default=True, alias="webhook_allow_private_urls")  # production: False
+
+
+class CacheSettings(Group):
+    """Redis cache of hot pages; replica reads right after a change go to the primary."""
+
+    ttl_seconds: float = Field(default=30.0, ge=0, alias="cache_ttl_seconds")  # 0 disables the page cache
+    ttl_jitter: float = Field(default=0.2, ge=0, le=1, alias="cache_ttl_jitter")  # TTL grows by up to this, at random
+    lock_seconds: float = Field(default=2.0, gt=0, alias="cache_lock_seconds")  # one loader per page; others wait
+    redis_timeout_seconds: float = Field(default=0.25, gt=0, alias="cache_redis_timeout_seconds")
+    retry_seconds: float = Field(default=1.0, ge=0, alias="cache_retry_seconds")  # after a Redis failure: database only
+    replica_fresh_seconds: float = Field(default=2.0, ge=0, alias="replica_fresh_seconds")
+
+
+class ObservabilitySettings(Group):
+    log_level: str = Field(default="INFO", alias="log_level")
+    log_json: bool = Field(default=True, alias="log_json")
+    # Optional push of every metric to Graphite (carbon plaintext "host:port"); off when unset.
+    graphite_address: str | None = Field(default=None, alias="graphite_address")
+    graphite_prefix: str = Field(default="alexandrite", alias="graphite_prefix")
+    graphite_interval_seconds: float = Field(default=30.0, gt=0, alias="graphite_interval_seconds")
+    # How often each API recounts its orders per status for the orders-in-status gauge.
+    status_gauge_interval_seconds: float = Field(default=15.0, gt=0, alias="status_gauge_interval_seconds")
+    # OpenTelemetry: off by default (no instrumentation installed, near-zero cost).
+    # "otlp" exports to otlp_endpoint (OTLP/HTTP); "file" writes JSON lines to trace_dir/<service>-<pid>.jsonl.
+    tracing: Literal["off", "otlp", "file"] = Field(default="off", alias="tracing")
+    otlp_endpoint: str = Field(default="http://127.0.0.1:4318/v1/traces", alias="otlp_endpoint")
+    trace_dir: Path = Field(default=Path("var/traces"), alias="trace_dir")
+
+
+class SlaSettings(Group):
+    """Per-stage SLAs in seconds (JSON object, e.g. ALEX_SLA_SECONDS='{"PRICE_CALCULATING": 1800}');
+    statuses not listed have none. The watchdog runs inside the mes service (and as "alexandrite watchdog")."""
+
+    seconds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SLA_SECONDS), alias="sla_seconds")
+    promised_delivery_days: float = Field(default=21.0, gt=0, alias="promised_delivery_days")
+    run_watchdog: bool = Field(default=True, alias="run_watchdog")
+    watchdog_interval_seconds: float = Field(default=60.0, gt=0, alias="watchdog_interval_seconds")
+
+
+class MailSettings(Group):
+    """Delay notices: the shop's notification outbox is sent by SMTP (a local sink in development)."""
+
+    run_notifier: bool = Field(default=True, alias="run_notifier")
+    notifier_interval_seconds: float = Field(default=2.0, gt=0, alias="notifier_interval_seconds")
+    smtp_host: str = Field(default="127.0.0.1", alias="smtp_host")
+    smtp_port: int = Field(default=8025, alias="smtp_port")
+    smtp_sender: str = Field(default="Alexandrite <orders@alexandrite.local>", alias="smtp_sender")
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, alias="smtp_timeout_seconds")
+
+
+class OperationsSettings(Group):
+    """Replicas behind HAProxy, PostgreSQL replication, backups."""
+
+    run_dir: Path = Field(default=Path("var/run"), alias="run_dir")  # `up --replicas`: HAProxy config, logs, up.json
+    instance_base_port: int = Field(default=8100, ge=1024, le=65535, alias="instance_base_port")
+    haproxy_bin: str = Field(default="haproxy", alias="haproxy_bin")
+    lb_stats_port: int = Field(default=8404, alias="lb_stats_port")  # HAProxy /stats and /metrics
+    lb_start_timeout: float = Field(default=60.0, gt=0, alias="lb_start_timeout")
+    lb_drain_timeout_seconds: float = Field(default=30.0, gt=0, alias="lb_drain_timeout_seconds")
+    pg_version: str = Field(default="15", alias="pg_version")  # Debian cluster version used by `replica` and `backup`
+    replication_user: str = Field(default="alexandrite_replicator", alias="replication_user")
+    # `alexandrite replica exporter`
+    replication_metrics_port: int = Field(default=9190, alias="replication_metrics_port")
+    backup_repo: Path = Field(default=Path("/var/lib/pgbackrest"), alias="backup_repo")  # owned by postgres
+    backup_stanza: str = Field(default="alexandrite", alias="backup_stanza")
+    backup_retention_full: int = Field(default=2, ge=1, alias="backup_retention_full")
+
+
+def _flat_names(settings_cls: type[BaseModel]) -> dict[str, tuple[str, str]]:
+    """Flat name (``db_pool_size``) -> (group, field) for every grouped setting."""
+    names: dict[str, tuple[str, str]] = {}
+    for group_name, info in settings_cls.model_fields.items():
+        group = info.annotation
+        if isinstance(group, type) and issubclass(group, Group):
+            for field_name, field in group.model_fields.items():
+                names[(field.alias or field_name).lower()] = (group_name, field_name)
+    return names
+
+
+def _is_complex(field: FieldInfo) -> bool:
+    """A value given as JSON in the environment (dict, list, tuple)."""
+    annotation = field.annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_is_complex(FieldInfo(annotation=a)) for a in typing.get_args(annotation) if a is not type(None))
+    return origin in (dict, list, tuple, set) or annotation in (dict, list, tuple, set)
+
+
+class FlatEnvironment(PydanticBaseSettingsSource):
+    """Reads every grouped setting from its flat ``ALEX_<NAME>`` variable (``.env`` first, the environment wins)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *maps: typing.Mapping[str, str | None]) -> None:
+        super().__init__(settings_cls)
+        self._maps = maps
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False  # unused: __call__ builds the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = str(self.settings_cls.model_config.get("env_prefix", "")).lower()
+        merged: dict[str, str] = {}
+        for mapping in self._maps:
+            for key, value in mapping.items():
+                if value is not None and key.lower().startswith(prefix):
+                    merged[key.lower()[len(prefix):]] = value
+        out: dict[str, Any] = {}
+        groups = _flat_names(self.settings_cls)
+        for flat, raw in merged.items():
+            if flat in groups:
+                group, field_name = groups[flat]
+                field = self.settings_cls.model_fields[group].annotation.model_fields[field_name]  # type: ignore[union-attr]
+                out.setdefault(group, {})[field_name] = json.loads(raw) if _is_complex(field) else raw
+            elif flat in self.settings_cls.model_fields and not flat.startswith("_"):
+                out[flat] = raw
+        return out
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ALEX_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ALEX_", env_file=".env", extra="ignore", frozen=True)
 
     environment: Literal["local", "test", "production"] = "local"
 
-    # PostgreSQL: one server DSN, one database per service named "<db_prefix>_<service>".
-    pg_dsn: str = "postgresql+asyncpg://postgres@127.0.0.1:5432"
-    db_prefix: str = "alexandrite"
-    db_pool_size: int = 10
-    # Optional read replica server DSN for lag-tolerant reads (same database names).
-    pg_replica_dsn: str | None = None
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    net: NetworkSettings = Field(default_factory=NetworkSettings)
+    uploads: UploadSettings = Field(default_factory=UploadSettings)
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
+    throttle: ThrottleSettings = Field(default_factory=ThrottleSettings)
+    breakers: BreakerSettings = Field(default_factory=BreakerSettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    obs: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    sla: SlaSettings = Field(default_factory=SlaSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
+    ops: OperationsSettings = Field(default_factory=OperationsSettings)
 
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "alexandrite"
+    FLAT: ClassVar[dict[str, tuple[str, str]]]
 
-    secret_key: str = DEFAULT_SECRET
-    service_token: str = DEFAULT_SERVICE_TOKEN
-    carrier_webhook_secret: str = DEFAULT_CARRIER_SECRET
-    token_ttl_seconds: int = 12 * 3600
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        dotenv = getattr(dotenv_settings, "env_vars", {})
+        return init_settings, FlatEnvironment(settings_cls, dotenv, os.environ)
 
-    storage_dir: Path = Path("var/storage")
-    pricing_config: Path | None = None
-
-    shop_url: str = "http://127.0.0.1:8001"
-    crm_url: str = "http://127.0.0.1:8002"
-    mes_url: str = "http://127.0.0.1:8003"
-    host: str = "127.0.0.1"
-    shop_port: int = 8001
-    crm_port: int = 8002
-    mes_port: int = 8003
-    worker_metrics_port: int = 9100
-
-    # Uploads
-    max_upload_bytes: int = 100 * 1024 * 1024
-    max_triangles: int = 2_000_000
-
-    # Messaging
-    pricing_queue_max_length: int = 10_000
-    consumer_prefetch: int = 20
-    retry_delays_ms: tuple[int, ...] = (500, 2_000, 10_000)
-    relay_batch_size: int = 200
-    relay_idle_seconds: float = 0.05
-    pricing_seconds_estimate: float = 2.0
-
-    log_level: str = "INFO"
-    log_json: bool = True
-
-    # Processes started by "serve": relay and event consumer run beside the API.
-    run_relay: bool = True
-    run_consumer: bool = True
-
-    peer_timeout_seconds: float = Field(default=3.0, gt=0)
-
-    # --- Reliability: throttling, backpressure, breakers, shutdown, partner webhooks ---
-    # Requests per minute; partners by plan (an unknown plan gets "standard").
-    rate_limit_enabled: bool = True
-    rate_limit_window_seconds: int = Field(default=60, ge=1)
-    rate_limit_per_ip: int = Field(default=1200, ge=1)
-    rate_limit_per_customer: int = Field(default=600, ge=1)
-    rate_limit_per_staff: int = Field(default=3000, ge=1)
-    rate_limit_plans: dict[str, int] = {"standard": 600, "premium": 3000, "enterprise": 12000}
-    # Redis away: True lets requests through (counted), False answers 503.
-    rate_limit_fail_open: bool = True
-    redis_timeout_seconds: float = Field(default=0.25, gt=0)
-    # Requests served at once per process; more are answered 503 + Retry-After immediately.
-    max_in_flight_requests: int = Field(default=64, ge=1)
-    # Backpressure at submit: the pricing stage SLA and what to do when the backlog would break it.
-    pricing_stage_sla_seconds: float = Field(default=900.0, gt=0)
-    backpressure_mode: Literal["reject", "accept_with_eta", "off"] = "reject"
-    backpressure_cache_seconds: float = Field(default=2.0, ge=0)
-    # Circuit breakers (every outbound dependency): failures before opening, seconds open.
-    breaker_failure_threshold: int = Field(default=5, ge=1)
-    breaker_reset_seconds: float = Field(default=10.0, gt=0)
-    storage_timeout_seconds: float = Field(default=10.0, gt=0)
-    # Graceful shutdown: after SIGTERM readiness is false for this long before the listener closes.
-    shutdown_drain_seconds: float = Field(default=3.0, ge=0)
-    shutdown_timeout_seconds: int = Field(default=20, ge=1)
-    # Partner webhooks (shop).
-    run_webhooks: bool = True
-    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
-    webhook_max_attempts: int = Field(default=8, ge=1)
-    webhook_backoff_seconds: tuple[float, ...] = (1, 5, 30, 120, 600, 1800, 3600)
-    webhook_concurrency: int = Field(default=16, ge=1)
-    webhook_per_endpoint_concurrency: int = Field(default=2, ge=1)
-    webhook_batch_size: int = Field(default=100, ge=1)
-    webhook_idle_seconds: float = Field(default=0.2, gt=0)
-    webhook_breaker_failures: int = Field(default=5, ge=1)
-    webhook_breaker_reset_seconds: float = Field(default=30.0, gt=0)
-    webhook_allow_private_urls: bool = True  # production: False refuses loopback/private partner URLs
-
-    # Reading fast at scale: partitions, Redis cache of hot pages, replica reads.
-    partition_months_ahead: int = Field(default=3, ge=0, le=60)  # "alexandrite maintain" creates these
-    partition_archive_after_months: int = Field(default=24, ge=0)  # 0: never archive
-    cache_ttl_seconds: float = Field(default=30.0, ge=0)  # 0 disables the page cache
-    cache_ttl_jitter: float = Field(default=0.2, ge=0, le=1)  # TTL grows by up to this fraction, at random
-    cache_lock_seconds: float = Field(default=2.0, gt=0)  # one loader per missing page; others wait this long
-    cache_redis_timeout_seconds: float = Field(default=0.25, gt=0)
-    cache_retry_seconds: float = Field(default=1.0, ge=0)  # after a Redis failure, go straight to the database
-    replica_fresh_seconds: float = Field(default=2.0, ge=0)  # after a change, cache refills read the primary
-
-    # --- Observability: metrics push, tracing, per-stage SLAs, delay notices -----------------
-    # Optional push of every metric to Graphite (carbon plaintext "host:port"); off when unset.
-    graphite_address: str | None = None
-    graphite_prefix: str = "alexandrite"
-    graphite_interval_seconds: float = Field(default=30.0, gt=0)
-    # How often each API recounts its orders per status for the orders-in-status gauge.
-    status_gauge_interval_seconds: float = Field(default=15.0, gt=0)
-    # OpenTelemetry: off by default (no instrumentation installed, near-zero cost).
-    # "otlp" exports to otlp_endpoint (OTLP/HTTP); "file" writes JSON lines to trace_dir/<service>-<pid>.jsonl.
-    tracing: Literal["off", "otlp", "file"] = "off"
-    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
-    trace_dir: Path = Path("var/traces")
-    # Per-stage SLAs: the longest an order may stay in a status, in seconds (JSON object in the
-    # environment, e.g. ALEX_SLA_SECONDS='{"PRICE_CALCULATING": 1800}'); statuses not listed have none.
-    sla_seconds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SLA_SECONDS))
-    promised_delivery_days: float = Field(default=21.0, gt=0)
-    # The SLA watchdog runs inside the mes service (and as "alexandrite watchdog").
-    run_watchdog: bool = True
-    watchdog_interval_seconds: float = Field(default=60.0, gt=0)
-    # Delay notices: the shop's notification outbox is sent by SMTP (a local sink in development).
-    run_notifier: bool = True
-    notifier_interval_seconds: float = Field(default=2.0, gt=0)
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 8025
-    smtp_sender: str = "Alexandrite <orders@alexandrite.local>"
-    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    @model_validator(mode="before")
+    @classmethod
+    def _group_flat_names(cls, data: Any) -> Any:
+        """Flat keyword names (``db_pool_size=3``) go to their group; they win over the environment."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key in [k for k in data if k in cls.FLAT]:
+            group, field_name = cls.FLAT[key]
+            current = data.get(group)
+            if isinstance(current, BaseModel):
+                current = current.model_dump()
+            data[group] = {**(current or {}), field_name: data.pop(key)}
+        return data
 
     @model_validator(mode="after")
     def _known_sla_statuses(self) -> "Settings":
-        unknown = sorted(set(self.sla_seconds) - {s.value for s in OrderStatus})
+        unknown = sorted(set(self.sla.seconds) - {s.value for s in OrderStatus})
         if unknown:
             raise ValueError(f"ALEX_SLA_SECONDS names unknown statuses: {', '.join(unknown)}")
-        if self.graphite_address and not self.graphite_address.rpartition(":")[2].isdigit():
+        if self.obs.graphite_address and not self.obs.graphite_address.rpartition(":")[2].isdigit():
             raise ValueError("ALEX_GRAPHITE_ADDRESS must be host:port")
-        if any(value <= 0 for value in self.sla_seconds.values()):
+        if any(value <= 0 for value in self.sla.seconds.values()):
             raise ValueError("ALEX_SLA_SECONDS values must be positive seconds")
         return self
-    # --- Operations: replicas behind HAProxy, PostgreSQL replication, backups --------------
-    run_dir: Path = Path("var/run")  # `up --replicas`: HAProxy config, socket, logs, up.json
-    instance_base_port: int = Field(default=8100, ge=1024, le=65535)  # API instances behind the LB
-    haproxy_bin: str = "haproxy"
-    lb_stats_port: int = 8404  # HAProxy /stats and /metrics
-    lb_start_timeout: float = Field(default=60.0, gt=0)
-    lb_drain_timeout_seconds: float = Field(default=30.0, gt=0)
-    pg_version: str = "15"  # Debian cluster version used by `replica` and `backup`
-    replication_user: str = "alexandrite_replicator"
-    replication_metrics_port: int = 9190  # `alexandrite replica exporter`
-    backup_repo: Path = Path("/var/lib/pgbackrest")  # pgBackRest repository (owned by postgres)
-    backup_stanza: str = "alexandrite"
-    backup_retention_full: int = Field(default=2, ge=1)
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> "Settings":
@@ -190,9 +353,9 @@ class Settings(BaseSettings):
             bad = [
                 name
                 for name, value, default in (
-                    ("ALEX_SECRET_KEY", self.secret_key, DEFAULT_SECRET),
-                    ("ALEX_SERVICE_TOKEN", self.service_token, DEFAULT_SERVICE_TOKEN),
-                    ("ALEX_CARRIER_WEBHOOK_SECRET", self.carrier_webhook_secret, DEFAULT_CARRIER_SECRET),
+                    ("ALEX_SECRET_KEY", self.auth.secret_key, DEFAULT_SECRET),
+                    ("ALEX_SERVICE_TOKEN", self.auth.service_token, DEFAULT_SERVICE_TOKEN),
+                    ("ALEX_CARRIER_WEBHOOK_SECRET", self.auth.carrier_webhook_secret, DEFAULT_CARRIER_SECRET),
                 )
                 if value == default or len(value) < 32
             ]
@@ -202,21 +365,44 @@ class Settings(BaseSettings):
                 )
         return self
 
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some values changed, by flat name (``run_relay=False``) or whole group; validated."""
+        values: dict[str, Any] = self.model_dump()
+        for key, value in changes.items():
+            if key in self.FLAT:
+                group, field_name = self.FLAT[key]
+                values[group][field_name] = value
+            elif key in type(self).model_fields:
+                values[key] = value.model_dump() if isinstance(value, BaseModel) else value
+            else:
+                raise KeyError(f"unknown setting {key!r}")
+        return type(self).model_validate(values)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its flat name (what ``ALEX_<NAME>`` sets)."""
+        out: dict[str, Any] = {"environment": self.environment}
+        for flat_name, (group, field_name) in self.FLAT.items():
+            out[flat_name] = getattr(getattr(self, group), field_name)
+        return out
+
     def database_name(self, service: Service) -> str:
-        return f"{self.db_prefix}_{service}"
+        return f"{self.db.prefix}_{service}"
 
     def database_url(self, service: Service, *, replica: bool = False) -> str:
-        base = self.pg_replica_dsn if (replica and self.pg_replica_dsn) else self.pg_dsn
+        base = self.db.replica_dsn if (replica and self.db.replica_dsn) else self.db.dsn
         return f"{base.rstrip('/')}/{self.database_name(service)}"
 
     def admin_database_url(self) -> str:
-        return f"{self.pg_dsn.rstrip('/')}/postgres"
+        return f"{self.db.dsn.rstrip('/')}/postgres"
 
     def service_url(self, service: Service) -> str:
-        return {"shop": self.shop_url, "crm": self.crm_url, "mes": self.mes_url}[service]
+        return {"shop": self.net.shop_url, "crm": self.net.crm_url, "mes": self.net.mes_url}[service]
 
     def service_port(self, service: Service) -> int:
-        return {"shop": self.shop_port, "crm": self.crm_port, "mes": self.mes_port}[service]
+        return {"shop": self.net.shop_port, "crm": self.net.crm_port, "mes": self.net.mes_port}[service]
+
+
+Settings.FLAT = _flat_names(Settings)
 
 
 @lru_cache

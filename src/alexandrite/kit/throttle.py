@@ -139,17 +139,17 @@ def buckets_for(scope: dict[str, Any], settings: Settings, plan: str | None, key
     if scheme.lower() == "service":
         return []
     client = scope.get("client") or ("unknown", 0)
-    result = [(f"ip:{client[0]}", settings.rate_limit_per_ip)]
+    result = [(f"ip:{client[0]}", settings.throttle.per_ip)]
     if key_hash is not None and plan is not None:
-        limit = settings.rate_limit_plans.get(plan, settings.rate_limit_plans.get("standard", 600))
+        limit = settings.throttle.plans.get(plan, settings.throttle.plans.get("standard", 600))
         result.append((f"key:{key_hash[:32]}", limit))
     elif scheme.lower() == "bearer" and credentials:
         try:
-            principal = read_token(settings.secret_key, credentials.strip())
+            principal = read_token(settings.auth.secret_key, credentials.strip())
         except InvalidToken:
             return result
-        limit = settings.rate_limit_per_customer if principal.role in ("customer", "partner") \
-            else settings.rate_limit_per_staff
+        limit = settings.throttle.per_customer if principal.role in ("customer", "partner") \
+            else settings.throttle.per_staff
         result.append((f"{principal.role}:{principal.subject}", limit))
     return result
 
@@ -230,9 +230,9 @@ class ThrottleMiddleware:
                 if tightest is None or verdict.remaining < tightest.remaining:
                     tightest = verdict
         except RedisUnavailable as error:
-            decision = "allowed" if settings.rate_limit_fail_open else "rejected"
+            decision = "allowed" if settings.throttle.fail_open else "rejected"
             REDIS_FAILURES.labels(self.service, decision).inc()
-            if not settings.rate_limit_fail_open:
+            if not settings.throttle.fail_open:
                 await _send_json(send, 503, error_body(
                     "rate_limiter_unavailable", "Request limits cannot be checked right now; try again shortly."),
                     [(b"retry-after", b"5")])

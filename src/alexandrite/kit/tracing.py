@@ -35,19 +35,19 @@ def tracing_enabled() -> bool:
 
 def configure_tracing(service_name: str, settings: Settings) -> None:
     """Install the SDK with the configured exporter (once per process); nothing when tracing is off."""
-    if settings.tracing == "off" or _installed:
+    if settings.obs.tracing == "off" or _installed:
         return
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    if settings.tracing == "otlp":
+    if settings.obs.tracing == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint)))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.obs.otlp_endpoint)))
     else:
-        provider.add_span_processor(SimpleSpanProcessor(file_exporter(settings.trace_dir, service_name)))
+        provider.add_span_processor(SimpleSpanProcessor(file_exporter(settings.obs.trace_dir, service_name)))
     install_provider(provider)
 
 

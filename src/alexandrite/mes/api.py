@@ -46,7 +46,7 @@ async def _queue_stats(request: Request) -> QueueStats:
 async def _estimate(request: Request) -> QueueEstimate:
     stats = await _queue_stats(request)
     return QueueEstimate(consumers=stats.consumers,
-                         default_seconds=request.app.state.settings.pricing_seconds_estimate)
+                         default_seconds=request.app.state.settings.pricing.seconds_estimate)
 
 
 async def _order(request: Request, order_id: uuid.UUID) -> dict[str, Any]:
@@ -114,7 +114,7 @@ async def ship(order_id: uuid.UUID, body: ShipIn, request: Request, principal: O
 async def pricing_queue(request: Request, _: QueueReader) -> dict[str, Any]:
     stats = await _queue_stats(request)
     async with request.app.state.db.read_sessions() as session:
-        return await progress.queue_overview(session, stats, request.app.state.settings.pricing_seconds_estimate)
+        return await progress.queue_overview(session, stats, request.app.state.settings.pricing.seconds_estimate)
 
 
 # --- peers -----------------------------------------------------------------------------------------

@@ -23,11 +23,11 @@ from alexandrite.mes.watchdog import run_watchdog
 
 async def status_gauge(app: FastAPI, stop: asyncio.Event) -> None:
     settings = app.state.settings
-    await run_status_gauge(app.state.db, production_orders, "mes", settings.status_gauge_interval_seconds, stop)
+    await run_status_gauge(app.state.db, production_orders, "mes", settings.obs.status_gauge_interval_seconds, stop)
 
 
 async def sla_watchdog(app: FastAPI, stop: asyncio.Event) -> None:
-    if app.state.settings.run_watchdog:
+    if app.state.settings.sla.run_watchdog:
         await run_watchdog(app.state.db, app.state.settings, stop)
 
 
@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.dashboard_cache = None
     pages.install(app)
     # Workers on the pricing queue, for ETAs: connects lazily, closed when the app stops.
-    probe = QueueProbe(settings.amqp_url)
+    probe = QueueProbe(settings.broker.url)
     app.state.pricing_probe = probe
     kit_lifespan = app.router.lifespan_context
 

@@ -40,7 +40,7 @@ def event_handler(app: FastAPI) -> Callable[[Delivery], Awaitable[str]]:
         settings = app.state.settings
         probe: QueueProbe | None = getattr(app.state, "pricing_probe", None)
         consumers = await probe.consumers() if probe is not None else 1
-        estimate = QueueEstimate(consumers=consumers, default_seconds=settings.pricing_seconds_estimate)
+        estimate = QueueEstimate(consumers=consumers, default_seconds=settings.pricing.seconds_estimate)
         return await handle_event(app.state.db, delivery, estimate)
 
     return _handler

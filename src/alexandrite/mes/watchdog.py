@@ -41,7 +41,7 @@ class Overdue:
 
 
 def slas_from(settings: Settings) -> StageSlas:
-    return StageSlas(dict(settings.sla_seconds), settings.promised_delivery_days * DAY)
+    return StageSlas(dict(settings.sla.seconds), settings.sla.promised_delivery_days * DAY)
 
 
 def _overdue_condition(slas: StageSlas, now: datetime) -> list[tuple[str, ColumnElement[bool]]]:
@@ -119,4 +119,4 @@ async def run_watchdog(db: Database, settings: Settings, stop: asyncio.Event) ->
             metrics.WATCHDOG_RUNS.labels("error").inc()
             log.warning("sla_watchdog_failed", error=repr(error)[:300])
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=settings.watchdog_interval_seconds)
+            await asyncio.wait_for(stop.wait(), timeout=settings.sla.watchdog_interval_seconds)

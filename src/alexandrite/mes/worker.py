@@ -186,7 +186,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, *, m
     On stop the worker takes no new job and lets the one in hand finish (up to DRAIN_SECONDS);
     an unfinished job stays unacknowledged and returns to the queue for another worker.
     """
-    configure_logging("mes", level=settings.log_level, json_output=settings.log_json)
+    configure_logging("mes", level=settings.obs.log_level, json_output=settings.obs.log_json)
     configure_tracing("mes-worker", settings)
     name = worker_name or default_worker_name()
     loop = asyncio.get_running_loop()
@@ -197,19 +197,19 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, *, m
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
                 installed.append(sig)
-    pricing = load_pricing(str(settings.pricing_config) if settings.pricing_config else None)
+    pricing = load_pricing(str(settings.pricing.config_path) if settings.pricing.config_path else None)
     db = Database(settings.database_url("mes"), pool_size=2)
     cache = make_cache(settings)  # prices change statuses the dashboard may show
     attach_cache(db, cache)
-    storage = LocalStorage(settings.storage_dir, breaker=breaker_from_settings(
-        "storage", settings, timeout=settings.storage_timeout_seconds))
+    storage = LocalStorage(settings.uploads.storage_dir, breaker=breaker_from_settings(
+        "storage", settings, timeout=settings.uploads.storage_timeout_seconds))
     worker = PricingWorker(db=db, storage=storage, pricing=pricing, name=name)
-    consumer = Consumer(settings.amqp_url, PRICING_QUEUE, worker.handle, prefetch=1,
-                        retry_delays_ms=settings.retry_delays_ms)
+    consumer = Consumer(settings.broker.url, PRICING_QUEUE, worker.handle, prefetch=1,
+                        retry_delays_ms=settings.broker.retry_delays_ms)
     side: SidePortServer | None = None
     try:
         if metrics_port is not None:
-            side = SidePortServer(settings.host, metrics_port, consumer.ready.is_set)
+            side = SidePortServer(settings.net.host, metrics_port, consumer.ready.is_set)
         try:
             await setup_topology(settings)
         except Exception as error:  # the consumer keeps retrying; readiness tells

@@ -65,8 +65,8 @@ class DrillReport:
 class PgBackRest:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.repo = Path(settings.backup_repo).resolve()
-        self.stanza = settings.backup_stanza
+        self.repo = Path(settings.ops.backup_repo).resolve()
+        self.stanza = settings.ops.backup_stanza
         self.config = self.repo / f"{self.stanza}.conf"
 
     def command(self, *args: str, timeout: float = 1800) -> str:
@@ -85,7 +85,7 @@ class PgBackRest:
         self.config.write_text(
             "[global]\n"
             f"repo1-path={self.repo}\n"
-            f"repo1-retention-full={self.settings.backup_retention_full}\n"
+            f"repo1-retention-full={self.settings.ops.backup_retention_full}\n"
             "start-fast=y\n"
             "compress-type=lz4\n"
             "log-level-console=warn\n"
@@ -100,7 +100,7 @@ class PgBackRest:
 
 
 def primary_cluster(settings: Settings) -> Cluster:
-    _, port = pgcluster.host_port(settings.pg_dsn)
+    _, port = pgcluster.host_port(settings.db.dsn)
     cluster = pgcluster.find_cluster(port=port)
     if cluster is None:
         raise LookupError(f"no local PostgreSQL cluster listens on port {port} (pg_lsclusters)")
@@ -113,7 +113,7 @@ async def setup(settings: Settings, *, restart: bool) -> list[str]:
     tool = PgBackRest(settings)
     tool.write_config(cluster)
     done = [f"wrote {tool.config}"]
-    conn = await pgcluster.connect(settings.pg_dsn)
+    conn = await pgcluster.connect(settings.db.dsn)
     try:
         await conn.execute("ALTER SYSTEM SET archive_mode = 'on'")
         await conn.execute(f"ALTER SYSTEM SET archive_command = '{tool.archive_command()}'")
@@ -128,7 +128,7 @@ async def setup(settings: Settings, *, restart: bool) -> list[str]:
                         "restart (or run again with --restart)")
             return done
         pgcluster.ctl(cluster, "restart")
-        await pgcluster.wait_until(settings.pg_dsn, "SHOW archive_mode", "on")
+        await pgcluster.wait_until(settings.db.dsn, "SHOW archive_mode", "on")
         done.append(f"restarted cluster {cluster.version}/{cluster.name} for archive_mode=on")
     await asyncio.to_thread(tool.command, "stanza-create")
     await asyncio.to_thread(tool.command, "check")
@@ -156,7 +156,7 @@ async def snapshot_source(settings: Settings, databases: list[str],
                           restore_point: str) -> dict[str, dict[str, tuple[int, str]]]:
     """Checksums of every table, taken while writes are held (SHARE locks) around a restore point,
     so the restored cluster stopped at that point must hold exactly these rows."""
-    conns = [await pgcluster.connect(settings.pg_dsn, db) for db in databases]
+    conns = [await pgcluster.connect(settings.db.dsn, db) for db in databases]
     try:
         for conn in conns:
             await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")

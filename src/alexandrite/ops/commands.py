@@ -31,7 +31,7 @@ def cmd_restart(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.ops.replicas import request_restart
 
     try:
-        status = request_restart(Path(args.run_dir or settings.run_dir), timeout=args.timeout)
+        status = request_restart(Path(args.run_dir or settings.ops.run_dir), timeout=args.timeout)
     except LookupError as error:
         return _fail(str(error), 1)
     except (RuntimeError, TimeoutError) as error:
@@ -49,8 +49,8 @@ def cmd_replica(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.replica_command == "create":
         standby = asyncio.run(replication.create_standby(
-            settings.pg_dsn, version=settings.pg_version, name=args.name, port=args.port,
-            user=settings.replication_user, sync=args.sync, sync_mode=args.sync_mode))
+            settings.db.dsn, version=settings.ops.pg_version, name=args.name, port=args.port,
+            user=settings.ops.replication_user, sync=args.sync, sync_mode=args.sync_mode))
         print(f"standby {standby.cluster.version}/{standby.cluster.name} streaming on port {args.port}"
               f" ({'synchronous' if standby.sync else 'asynchronous'} commit)")
         if args.env_file:
@@ -72,27 +72,27 @@ def cmd_replica(settings: Settings, args: argparse.Namespace) -> int:
             print(f"repoint the services: ALEX_PG_DSN={dsn} (unset ALEX_PG_REPLICA_DSN), then `alexandrite restart`")
         return 0
     if args.replica_command == "drop":
-        cluster = pgcluster.find_cluster(name=args.name, version=settings.pg_version)
+        cluster = pgcluster.find_cluster(name=args.name, version=settings.ops.pg_version)
         if cluster is None:
-            return _fail(f"no cluster {settings.pg_version}/{args.name}", 1)
-        _, primary_port = pgcluster.host_port(settings.pg_dsn)
+            return _fail(f"no cluster {settings.ops.pg_version}/{args.name}", 1)
+        _, primary_port = pgcluster.host_port(settings.db.dsn)
         if cluster.port == primary_port:
             return _fail("that cluster is the primary (ALEX_PG_DSN); refusing to drop it", 1)
 
         async def _forget() -> None:
-            rows = await replication.primary_status(settings.pg_dsn)
+            rows = await replication.primary_status(settings.db.dsn)
             if any(r["application_name"] == args.name and r["sync_state"] == "sync" for r in rows):
-                await replication.set_synchronous(settings.pg_dsn, None)
+                await replication.set_synchronous(settings.db.dsn, None)
 
         asyncio.run(_forget())
         pgcluster.drop_cluster(cluster)
-        asyncio.run(replication.drop_slot(settings.pg_dsn, args.name))
+        asyncio.run(replication.drop_slot(settings.db.dsn, args.name))
         print(f"dropped standby {cluster.version}/{cluster.name} and its replication slot")
         return 0
     if args.replica_command == "status":
-        report: dict[str, Any] = {"standbys": asyncio.run(replication.primary_status(settings.pg_dsn))}
-        if settings.pg_replica_dsn:
-            report["read_replica"] = asyncio.run(replication.standby_status(settings.pg_replica_dsn))
+        report: dict[str, Any] = {"standbys": asyncio.run(replication.primary_status(settings.db.dsn))}
+        if settings.db.replica_dsn:
+            report["read_replica"] = asyncio.run(replication.standby_status(settings.db.replica_dsn))
         if args.json:
             print(json.dumps(report, indent=2, default=str))
         else:
@@ -104,8 +104,8 @@ def cmd_replica(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     from alexandrite.ops.replication_metrics import serve_exporter
 
-    port = args.port or settings.replication_metrics_port
-    print(f"replication metrics on http://{settings.host}:{port}/metrics", flush=True)
+    port = args.port or settings.ops.replication_metrics_port
+    print(f"replication metrics on http://{settings.net.host}:{port}/metrics", flush=True)
     asyncio.run(serve_exporter(settings, port, args.interval))
     return 0
 

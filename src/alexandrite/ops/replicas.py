@@ -106,28 +106,28 @@ class ReplicaSupervisor:
     stopping: bool = False
 
     def __post_init__(self) -> None:
-        self.run_dir = Path(self.settings.run_dir).resolve()
+        self.run_dir = Path(self.settings.ops.run_dir).resolve()
         self.api = RuntimeApi(self.run_dir / "haproxy.sock")
         self.log_dir = self.run_dir / "logs"
 
     # --- life cycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        binary = haproxy_binary(self.settings.haproxy_bin)
+        binary = haproxy_binary(self.settings.ops.haproxy_bin)
         if binary is None:
-            raise OSError(f"{self.settings.haproxy_bin} not found; install the Debian package haproxy")
+            raise OSError(f"{self.settings.ops.haproxy_bin} not found; install the Debian package haproxy")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         taken: set[int] = {self.settings.service_port(s) for s in SERVICES}
-        stats_port = self.settings.lb_stats_port
+        stats_port = self.settings.ops.lb_stats_port
         taken.add(stats_port)
         for service in SERVICES:
-            ports = allocate_ports(self.settings.instance_base_port, 2 * self.replicas, taken)
+            ports = allocate_ports(self.settings.ops.instance_base_port, 2 * self.replicas, taken)
             taken.update(ports)
             self.backends[service] = Backend(service, self.settings.service_port(service), tuple(ports),
                                              self.replicas)
             self.instances[service] = {}
         config = self.run_dir / "haproxy.cfg"
-        config.write_text(render_config(list(self.backends.values()), host=self.settings.host,
+        config.write_text(render_config(list(self.backends.values()), host=self.settings.net.host,
                                         stats_socket=self.api.socket_path, stats_port=stats_port))
         check_config(binary, config)
         for service in SERVICES:
@@ -135,7 +135,7 @@ class ReplicaSupervisor:
                 self.instances[service][slot] = self._start_instance(service, slot)
         for service in SERVICES:
             for instance in self.instances[service].values():
-                if not wait_ready(self._ready_url(instance.port), instance.process, self.settings.lb_start_timeout):
+                if not wait_ready(self._ready_url(instance.port), instance.process, self.settings.ops.lb_start_timeout):
                     raise RuntimeError(f"{service} instance on port {instance.port} did not become ready; "
                                        f"see {self.log_dir}")
         self.haproxy = subprocess.Popen([binary, "-db", "-f", str(config)], start_new_session=True,
@@ -145,11 +145,11 @@ class ReplicaSupervisor:
             for slot in self.instances[service]:
                 if not self._wait_lb(self.backends[service].server(slot), status="UP"):
                     raise RuntimeError(f"HAProxy never saw {service} slot {slot} UP; see {self.log_dir}")
-        if self.settings.pg_replica_dsn:  # replication lag for Prometheus
+        if self.settings.db.replica_dsn:  # replication lag for Prometheus
             self.companions.append(spawn(["replica", "exporter"], self.env, self.log_dir / "replica-exporter.log"))
         for index in range(self.workers):
             self.companions.append(spawn(
-                ["worker", "--metrics-port", str(self.settings.worker_metrics_port + index),
+                ["worker", "--metrics-port", str(self.settings.net.worker_metrics_port + index),
                  "--name", f"worker-{index + 1}"], self.env))
         self._write_status()
 
@@ -211,12 +211,12 @@ class ReplicaSupervisor:
         backend = self.backends[service]
         spare = next(s for s in range(len(backend.slot_ports)) if s not in self.instances[service])
         new = self._start_instance(service, spare)
-        if not wait_ready(self._ready_url(new.port), new.process, self.settings.lb_start_timeout):
+        if not wait_ready(self._ready_url(new.port), new.process, self.settings.ops.lb_start_timeout):
             self.say(f"new {service} instance on port {new.port} never became ready; keeping the old one")
             stop_process(new.process)
             return False
         self.api.set_state(backend.server(spare), "ready")
-        if not self.api.wait_for(backend.server(spare), status="UP", timeout=self.settings.lb_start_timeout):
+        if not self.api.wait_for(backend.server(spare), status="UP", timeout=self.settings.ops.lb_start_timeout):
             self.say(f"HAProxy never saw {backend.server(spare)} UP; keeping the old one")
             self.api.set_state(backend.server(spare), "maint")
             stop_process(new.process)
@@ -224,8 +224,8 @@ class ReplicaSupervisor:
         self.instances[service][spare] = new
         old = self.instances[service].pop(slot)
         self.api.set_state(backend.server(slot), "maint")  # no new request goes there
-        self.api.wait_for(backend.server(slot), idle=True, timeout=self.settings.lb_drain_timeout_seconds)
-        stop_process(old.process, timeout=self.settings.lb_drain_timeout_seconds)
+        self.api.wait_for(backend.server(slot), idle=True, timeout=self.settings.ops.lb_drain_timeout_seconds)
+        stop_process(old.process, timeout=self.settings.ops.lb_drain_timeout_seconds)
         self._write_status()
         return True
 
@@ -251,7 +251,7 @@ class ReplicaSupervisor:
             "generation": self.generation,
             "error": error,
             "lb": {s: b.public_port for s, b in self.backends.items()},
-            "lb_stats_port": self.settings.lb_stats_port,
+            "lb_stats_port": self.settings.ops.lb_stats_port,
             "instances": {s: [{"slot": i.slot, "port": i.port, "pid": i.process.pid}
                               for i in sorted(slots.values(), key=lambda i: i.slot)]
                           for s, slots in self.instances.items()},
@@ -308,8 +308,8 @@ def run_replicas(settings: Settings, replicas: int, workers: int) -> int:
         print(f"\nAlexandrite is running, {replicas} instance(s) of each API behind HAProxy:")
         for service, backend in supervisor.backends.items():
             ports = ", ".join(str(i.port) for i in supervisor.instances[service].values())
-            print(f"  {service:5} http://{settings.host}:{backend.public_port}  (instances on {ports})")
-        print(f"  HAProxy stats http://{settings.host}:{settings.lb_stats_port}/stats")
+            print(f"  {service:5} http://{settings.net.host}:{backend.public_port}  (instances on {ports})")
+        print(f"  HAProxy stats http://{settings.net.host}:{settings.ops.lb_stats_port}/stats")
         print(f"`alexandrite restart` (or SIGHUP to {os.getpid()}) restarts every instance, one at a time; "
               "Ctrl-C stops everything.\n", flush=True)
         return supervisor.run()

@@ -33,7 +33,7 @@ class ReplicationMetrics:
 
     async def collect(self, settings: Settings) -> None:
         try:
-            rows = await primary_status(settings.pg_dsn)
+            rows = await primary_status(settings.db.dsn)
         except (OSError, asyncpg.PostgresError, TimeoutError):
             self.primary_up.set(0)
         else:
@@ -46,9 +46,9 @@ class ReplicationMetrics:
                 self.lag_bytes.labels(name).set(row["lag_bytes"] or 0)
                 self.lag_seconds.labels(name).set(row["lag_seconds"] or 0)
                 self.synchronous.labels(name).set(1 if row["sync_state"] in ("sync", "quorum") else 0)
-        if settings.pg_replica_dsn:
+        if settings.db.replica_dsn:
             try:
-                status = await standby_status(settings.pg_replica_dsn)
+                status = await standby_status(settings.db.replica_dsn)
             except (OSError, asyncpg.PostgresError, TimeoutError):
                 self.replica_up.set(0)
             else:
@@ -58,7 +58,7 @@ class ReplicationMetrics:
 
 async def serve_exporter(settings: Settings, port: int, interval: float = 5.0) -> None:
     metrics = ReplicationMetrics()
-    start_http_server(port, addr=settings.host, registry=metrics.registry)
+    start_http_server(port, addr=settings.net.host, registry=metrics.registry)
     while True:
         await metrics.collect(settings)
         await asyncio.sleep(interval)

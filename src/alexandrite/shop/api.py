@@ -49,12 +49,12 @@ async def _view(request: Request, order_id: uuid.UUID, principal: Principal, *, 
 async def read_model_upload(request: Request, file: UploadFile) -> bytes:
     """The uploaded file's bytes; 413 ``file_too_large`` past the configured limit."""
     settings = request.app.state.settings
-    too_large = ApiError(413, "file_too_large", f"The file is larger than {settings.max_upload_bytes // 2**20} MB.")
+    too_large = ApiError(413, "file_too_large", f"The file is larger than {settings.uploads.max_bytes // 2**20} MB.")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
+    if declared and declared.isdigit() and int(declared) > settings.uploads.max_bytes + 64 * 1024:
         raise too_large
-    data = await file.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
+    data = await file.read(settings.uploads.max_bytes + 1)
+    if len(data) > settings.uploads.max_bytes:
         raise too_large
     return data
 

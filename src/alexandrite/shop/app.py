@@ -24,12 +24,12 @@ from alexandrite.shop.webhook_dispatch import WebhookDispatcher
 
 
 async def notifier(app: FastAPI, stop: asyncio.Event) -> None:
-    if app.state.settings.run_notifier:
+    if app.state.settings.mail.run_notifier:
         await run_notifier(app.state.db, app.state.settings, stop)
 
 
 async def webhook_dispatcher(app: FastAPI, stop: asyncio.Event) -> None:
-    if app.state.settings.run_webhooks:
+    if app.state.settings.webhooks.run:
         await WebhookDispatcher(app.state.db, app.state.settings, app.state.redis).run(stop)
 
 

@@ -36,7 +36,7 @@ class PricingBacklog:
     _checked_at: float = -math.inf
 
     async def eta_seconds(self) -> float | None:
-        if time.monotonic() - self._checked_at < self.settings.backpressure_cache_seconds:
+        if time.monotonic() - self._checked_at < self.settings.pricing.backpressure_cache_seconds:
             return self._eta
         self._checked_at = time.monotonic()
         answer: dict[str, Any] | None = await self.peers.get_quick("mes", QUEUE_PATH, timeout=0.5)
@@ -46,17 +46,17 @@ class PricingBacklog:
 
     async def admit(self) -> float | None:
         """The expected pricing wait; raises 503 when it breaks the SLA in ``reject`` mode."""
-        if self.settings.backpressure_mode == "off":
+        if self.settings.pricing.backpressure_mode == "off":
             return None
         eta = await self.eta_seconds()
-        sla = self.settings.pricing_stage_sla_seconds
+        sla = self.settings.pricing.stage_sla_seconds
         if eta is None:
             DECISIONS.labels("unknown").inc()
             return None
         if eta <= sla:
             DECISIONS.labels("accepted").inc()
             return eta
-        if self.settings.backpressure_mode == "accept_with_eta":
+        if self.settings.pricing.backpressure_mode == "accept_with_eta":
             DECISIONS.labels("accepted_late").inc()
             return eta
         DECISIONS.labels("rejected").inc()

@@ -55,8 +55,8 @@ async def sign_in(db: Database, settings: Settings, email: str, password: str) -
     if not ok:
         raise ApiError(401, "invalid_credentials", "The e-mail or the password is wrong.")
     principal = Principal(role="customer", subject=str(row.id), name=row.name)
-    token = issue_token(settings.secret_key, principal, settings.token_ttl_seconds)
-    return {"access_token": token, "token_type": "bearer", "expires_in": settings.token_ttl_seconds}
+    token = issue_token(settings.auth.secret_key, principal, settings.auth.token_ttl_seconds)
+    return {"access_token": token, "token_type": "bearer", "expires_in": settings.auth.token_ttl_seconds}
 
 
 async def create_partner(db: Database, name: str, *, plan: str = "standard", webhook_url: str | None = None) -> str:
@@ -171,7 +171,7 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
     if S(row.status) not in UPLOADABLE:
         raise IllegalTransition(S(row.status), S.FILE_UPLOADED,
                                 f"the order is {row.status}: its model can no longer be changed")
-    limits = UploadLimits(settings.max_upload_bytes, settings.max_triangles)
+    limits = UploadLimits(settings.uploads.max_bytes, settings.uploads.max_triangles)
     try:
         facts = await asyncio.to_thread(inspect_model, data, filename, limits)
     except ModelFormatError as error:

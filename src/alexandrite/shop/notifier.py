@@ -34,7 +34,7 @@ MAX_BACKOFF_SECONDS = 3600.0
 
 def build_email(settings: Settings, row: Any) -> EmailMessage:
     message = EmailMessage()
-    message["From"] = settings.smtp_sender
+    message["From"] = settings.mail.smtp_sender
     message["To"] = row.recipient
     message["Subject"] = row.subject
     message["Date"] = formatdate(localtime=False)
@@ -46,7 +46,8 @@ def build_email(settings: Settings, row: Any) -> EmailMessage:
 
 
 def send_email(settings: Settings, message: EmailMessage) -> None:
-    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_seconds) as smtp:
+    mail = settings.mail
+    with smtplib.SMTP(mail.smtp_host, mail.smtp_port, timeout=mail.smtp_timeout_seconds) as smtp:
         smtp.send_message(message)
 
 
@@ -69,7 +70,7 @@ async def send_pending(db: Database, settings: Settings, *, batch: int = 20) -> 
             try:
                 await asyncio.to_thread(send_email, settings, build_email(settings, row))
             except (OSError, smtplib.SMTPException) as error:
-                backoff = min(2.0 ** row.attempts * settings.notifier_interval_seconds, MAX_BACKOFF_SECONDS)
+                backoff = min(2.0 ** row.attempts * settings.mail.notifier_interval_seconds, MAX_BACKOFF_SECONDS)
                 await uow.session.execute(
                     update(N).where(N.c.id == row.id).values(
                         attempts=N.c.attempts + 1, last_error=repr(error)[:500],
@@ -102,4 +103,4 @@ async def run_notifier(db: Database, settings: Settings, stop: asyncio.Event) ->
         except Exception as error:  # database away: try again at the next interval
             log.warning("notifier_failed", error=repr(error)[:300])
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=settings.notifier_interval_seconds)
+            await asyncio.wait_for(stop.wait(), timeout=settings.mail.notifier_interval_seconds)

@@ -77,27 +77,27 @@ class WebhookDispatcher:
     def __init__(self, db: Database, settings: Settings, redis: Any) -> None:
         self.db = db
         self.settings = settings
-        self.breakers = SharedBreakers(redis, f"{settings.redis_prefix}:webhook",
-                                       threshold=settings.webhook_breaker_failures,
-                                       reset_seconds=settings.webhook_breaker_reset_seconds, metric=ENDPOINT_BREAKER)
+        self.breakers = SharedBreakers(redis, f"{settings.redis.prefix}:webhook",
+                                       threshold=settings.webhooks.breaker_failures,
+                                       reset_seconds=settings.webhooks.breaker_reset_seconds, metric=ENDPOINT_BREAKER)
         self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.webhook_timeout_seconds), follow_redirects=False,
-            limits=httpx.Limits(max_connections=settings.webhook_concurrency * 2, max_keepalive_connections=20),
+            timeout=httpx.Timeout(settings.webhooks.timeout_seconds), follow_redirects=False,
+            limits=httpx.Limits(max_connections=settings.webhooks.concurrency * 2, max_keepalive_connections=20),
             headers={"User-Agent": "Alexandrite-Webhooks/1", "Content-Type": "application/json"})
-        self.slots = asyncio.Semaphore(settings.webhook_concurrency)
+        self.slots = asyncio.Semaphore(settings.webhooks.concurrency)
         self.in_flight: dict[uuid.UUID, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        self.lease = timedelta(seconds=settings.webhook_timeout_seconds * 2 + 5)
+        self.lease = timedelta(seconds=settings.webhooks.timeout_seconds * 2 + 5)
 
     async def claim(self) -> list[Claimed]:
-        free = self.settings.webhook_concurrency - len(self.tasks)
+        free = self.settings.webhooks.concurrency - len(self.tasks)
         if free <= 0:
             return []
         async with UnitOfWork(self.db) as uow:
             ids = (await uow.session.execute(_CANDIDATES, {
                 "flight_partners": list(self.in_flight), "flight_counts": list(self.in_flight.values()),
-                "per_partner": self.settings.webhook_per_endpoint_concurrency,
-                "batch": min(free, self.settings.webhook_batch_size)})).scalars().all()
+                "per_partner": self.settings.webhooks.per_endpoint_concurrency,
+                "batch": min(free, self.settings.webhooks.batch_size)})).scalars().all()
             if not ids:
                 return []
             # Re-checked under the row lock: a row another dispatcher leased meanwhile is skipped.
@@ -122,10 +122,10 @@ class WebhookDispatcher:
             outcome, values = "delivered", {"state": "delivered", "delivered_at": func.now()}
         elif defer_seconds is not None:  # breaker open: not an attempt, just later
             outcome, values = "deferred", {"next_attempt_at": func.now() + timedelta(seconds=defer_seconds)}
-        elif row.attempts + 1 >= self.settings.webhook_max_attempts:
+        elif row.attempts + 1 >= self.settings.webhooks.max_attempts:
             outcome, values = "dead", {"state": "dead"}
         else:
-            delays = self.settings.webhook_backoff_seconds or (1.0,)
+            delays = self.settings.webhooks.backoff_seconds or (1.0,)
             delay = delays[min(row.attempts, len(delays) - 1)] * random.uniform(0.8, 1.2)
             outcome, values = "failed", {"next_attempt_at": func.now() + timedelta(seconds=delay)}
         if defer_seconds is None:
@@ -156,7 +156,7 @@ class WebhookDispatcher:
         error: str | None = None
         try:
             response = await asyncio.wait_for(self.client.post(row.url, content=body, headers=headers),
-                                              self.settings.webhook_timeout_seconds)
+                                              self.settings.webhooks.timeout_seconds)
             status = response.status_code
             ok = 200 <= status < 300
             if not ok:
@@ -199,8 +199,8 @@ class WebhookDispatcher:
         PENDING.set(await self.pending())
 
     async def run(self, stop: asyncio.Event) -> None:
-        await poll_until_stopped(stop, self.run_once, idle_seconds=self.settings.webhook_idle_seconds,
+        await poll_until_stopped(stop, self.run_once, idle_seconds=self.settings.webhooks.idle_seconds,
                                  busy_seconds=0.01, error_event="webhook_dispatcher_error", gauges=self._gauges)
         if self.tasks:  # in-flight requests end within their timeout; unfinished leases expire
-            await asyncio.wait(set(self.tasks), timeout=self.settings.webhook_timeout_seconds + 1)
+            await asyncio.wait(set(self.tasks), timeout=self.settings.webhooks.timeout_seconds + 1)
         await self.client.aclose()

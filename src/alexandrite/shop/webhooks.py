@@ -52,7 +52,7 @@ def check_url(url: str, settings: Settings) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
         raise ApiError(422, "invalid_webhook_url", "The webhook URL must be an absolute http(s) URL.")
-    if settings.environment == "production" and not settings.webhook_allow_private_urls:
+    if settings.environment == "production" and not settings.webhooks.allow_private_urls:
         if parts.scheme != "https":
             raise ApiError(422, "invalid_webhook_url", "The webhook URL must use https.")
         host = parts.hostname

@@ -85,20 +85,20 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> None
     )
     for service, patterns in EVENT_BINDINGS.items():
         queue = await declare_consumer_queue(
-            channel, events_queue(service), settings.retry_delays_ms
+            channel, events_queue(service), settings.broker.retry_delays_ms
         )
         for pattern in patterns:
             await queue.bind(exchange, routing_key=pattern)
     await declare_consumer_queue(
         channel,
         PRICING_QUEUE,
-        settings.retry_delays_ms,
-        **{"x-max-length": settings.pricing_queue_max_length, "x-overflow": "reject-publish"},
+        settings.broker.retry_delays_ms,
+        **{"x-max-length": settings.broker.pricing_queue_max_length, "x-overflow": "reject-publish"},
     )
 
 
 async def setup_topology(settings: Settings) -> None:
-    connection = await aio_pika.connect(settings.amqp_url, timeout=10)
+    connection = await aio_pika.connect(settings.broker.url, timeout=10)
     async with connection:
         channel = await connection.channel()
         await declare_topology(channel, settings)

@@ -24,8 +24,8 @@ async def model_stl(storage: LocalStorage, model: dict[str, Any], settings: Sett
         return data
 
     def convert() -> bytes:
-        parsed = parse_model(data, model.get("filename"), max_triangles=settings.max_triangles,
-                             max_bytes=settings.max_upload_bytes)
+        parsed = parse_model(data, model.get("filename"), max_triangles=settings.uploads.max_triangles,
+                             max_bytes=settings.uploads.max_bytes)
         return to_binary_stl(parsed.triangles)
 
     return await asyncio.to_thread(convert)

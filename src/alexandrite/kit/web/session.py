@@ -43,7 +43,7 @@ def cookie_name(service: str) -> str:
 
 def set_session(response: Response, settings: Settings, service: str, token: str) -> None:
     response.set_cookie(
-        cookie_name(service), token, max_age=settings.token_ttl_seconds, httponly=True, samesite="lax",
+        cookie_name(service), token, max_age=settings.auth.token_ttl_seconds, httponly=True, samesite="lax",
         secure=settings.environment == "production", path="/",
     )
 
@@ -62,7 +62,7 @@ def current_principal(request: Request, service: str, roles: frozenset[str]) -> 
     if not token:
         raise SignInRequired(service)
     try:
-        principal = read_token(request.app.state.settings.secret_key, token)
+        principal = read_token(request.app.state.settings.auth.secret_key, token)
     except InvalidToken as error:
         raise SignInRequired(service, "Your session has ended; please sign in again.") from error
     if principal.role not in roles | {"admin"}:
@@ -73,7 +73,7 @@ def current_principal(request: Request, service: str, roles: frozenset[str]) -> 
 def staff_token(settings: Settings, pasted: str, roles: frozenset[str]) -> Principal:
     """Check a staff token pasted into a sign-in form; ValueError with a plain message if unusable."""
     try:
-        principal = read_token(settings.secret_key, pasted.strip())
+        principal = read_token(settings.auth.secret_key, pasted.strip())
     except InvalidToken as error:
         raise ValueError(f"That token is not valid ({error}). Ask for a new one.") from error
     if principal.role not in roles | {"admin"}:
@@ -83,14 +83,14 @@ def staff_token(settings: Settings, pasted: str, roles: frozenset[str]) -> Princ
 
 
 def new_token(settings: Settings, principal: Principal) -> str:
-    return issue_token(settings.secret_key, principal, settings.token_ttl_seconds)
+    return issue_token(settings.auth.secret_key, principal, settings.auth.token_ttl_seconds)
 
 
 def csrf_token(settings: Settings, service: str, token: str | None) -> str:
     if not token:
         return ""
     message = f"csrf|{service}|{token}".encode()
-    return hmac.new(settings.secret_key.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.new(settings.auth.secret_key.encode(), message, hashlib.sha256).hexdigest()
 
 
 def same_origin(request: Request) -> bool:
