@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from alexandrite.mes.pricing.formats import parse_model  # noqa: E402
-from alexandrite.mes.pricing.geometry import analyse  # noqa: E402
-from alexandrite.mes.pricing.rings import ring, to_binary_stl  # noqa: E402
+from alexandrite.models3d.formats import parse_model  # noqa: E402
+from alexandrite.models3d.geometry import analyse  # noqa: E402
+from alexandrite.models3d.rings import ring, to_binary_stl  # noqa: E402
 
 SLOW_RUN_S = 10.0
 CHILD_ESTIMATE_S = 20.0

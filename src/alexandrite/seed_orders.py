@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import numpy as np
 
+from alexandrite.contracts.alloys import ALLOY_NAMES
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.migrations import _plain_dsn
 from alexandrite.kit.settings import Service, Settings
@@ -36,7 +37,7 @@ PATH = [S.INITIATED, S.FILE_UPLOADED, S.SUBMITTED, S.PRICE_CALCULATING, S.PRICE_
         S.MANUFACTURING_APPROVED, S.MANUFACTURING_STARTED, S.MANUFACTURING_COMPLETED, S.PACKAGING, S.SHIPPED,
         S.CLOSED]
 SEQ = {s.value: i + 1 for i, s in enumerate(PATH)} | {S.CANCELLED.value: 4, S.PRICE_CALCULATION_FAILED.value: 5}
-ALLOYS = np.array([b"gold_585", b"gold_750", b"silver_925", b"platinum_950"])
+ALLOYS = np.array([name.encode() for name in ALLOY_NAMES])
 FIRST = ["Ada", "Boris", "Chloe", "Dmitri", "Elena", "Farid", "Greta", "Hugo", "Irina", "Jonas", "Katya", "Luca",
          "Mila", "Nikolai", "Olga", "Pavel", "Quinn", "Rosa", "Sergei", "Tanya"]
 LAST = ["Abramova", "Bauer", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Hansen", "Ivanova", "Jansen",
@@ -160,7 +161,7 @@ def build_chunk(plan: Plan, first: int, stop: int) -> Chunk:
     tracking = np.char.add(b"TRK", np.char.zfill((np.arange(first, stop) + 1_000_000).astype("S"), 10))
     return Chunk(
         ids=_uuid7(created_us, rng), created=_timestamps(created_us), since=_timestamps(since_us), status=status,
-        alloy=ALLOYS[rng.integers(0, 4, size=n)].tolist(), owner_id=_customer_ids(customer).tolist(),
+        alloy=ALLOYS[rng.integers(0, len(ALLOYS), size=n)].tolist(), owner_id=_customer_ids(customer).tolist(),
         owner_name=names[customer % len(names)].tolist(),
         total=np.where(priced, total, NULL).tolist(), tracking=np.where(shipped, tracking, NULL).tolist(),
         created_us=created_us, since_us=since_us,

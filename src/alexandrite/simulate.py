@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 
+from alexandrite.contracts.alloys import ALLOY_NAMES
 from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
 
-ALLOYS = ("gold_585", "gold_750", "silver_925", "platinum_950")
 PRICED = {"PRICE_CALCULATED", "PRICE_CALCULATION_FAILED"}
 
 
@@ -71,11 +71,13 @@ class Outcome:
 
 
 def ring_model(rng: random.Random) -> bytes:
-    from alexandrite.mes.pricing.rings import ring, ring_size_to_inner_diameter, to_binary_stl
+    from alexandrite.models3d.ring_sizes import inner_diameter_mm
+    from alexandrite.models3d.rings import ring
+    from alexandrite.models3d.writers import to_binary_stl
 
     size = rng.uniform(44, 70)
     triangles = ring(
-        inner_diameter_mm=ring_size_to_inner_diameter(size),
+        inner_diameter_mm=inner_diameter_mm(size),
         band_width_mm=rng.uniform(2.0, 8.0),
         thickness_mm=rng.uniform(1.2, 2.6),
         profile=rng.choice(["flat", "comfort", "d_shape"]),
@@ -239,7 +241,7 @@ async def simulate(settings: Settings, orders: int, *, concurrency: int = 16, cl
         async def one(index: int) -> Outcome:
             async with semaphore:
                 result = await drive_order(client, settings, auth, staff, models[index % len(models)],
-                                           rng.choice(ALLOYS), close, timeout, by_carrier=index % 2 == 1)
+                                           rng.choice(ALLOY_NAMES), close, timeout, by_carrier=index % 2 == 1)
                 progress.step()
                 return result
 

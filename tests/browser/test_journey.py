@@ -17,7 +17,8 @@ import pytest
 
 from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
-from alexandrite.mes.pricing.rings import ring, to_binary_stl
+from alexandrite.models3d.rings import ring
+from alexandrite.models3d.writers import to_binary_stl
 from tests.e2e.processes import Platform
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="the playwright package is not installed")

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from alexandrite.mes.pricing.rings import ring, to_binary_stl
+from alexandrite.models3d.rings import ring
+from alexandrite.models3d.writers import to_binary_stl
 from tests.chaos import loadgen
 from tests.chaos.harness import PRICED, ChaosPlatform, exactly_once_report, wait_until_priced_everywhere
 

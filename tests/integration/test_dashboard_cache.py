@@ -22,7 +22,7 @@ from alexandrite.kit.cache import PageCache
 from alexandrite.kit.db import Database
 from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
-from alexandrite.kit.web.render import STATUS_WORDS
+from alexandrite.orders.words import STATUS_WORDS
 from alexandrite.mes.app import create_app
 from alexandrite.mes.dashboard import CACHE_NAME
 from alexandrite.mes.schemas import OrderPage

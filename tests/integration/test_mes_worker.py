@@ -35,10 +35,13 @@ from alexandrite.kit.storage import LocalStorage
 from alexandrite.mes import domain, handlers
 from alexandrite.mes.consumers import handle_event
 from alexandrite.mes.pricing.quote import load_pricing
-from alexandrite.mes.pricing.rings import box, ring, to_binary_stl
+from alexandrite.models3d.rings import ring
+from alexandrite.models3d.shapes import box
+from alexandrite.models3d.writers import to_binary_stl
 from alexandrite.mes.progress import QueueEstimate
 from alexandrite.mes.tables import order_history, pricing_jobs, production_orders
 from alexandrite.mes.worker import PricingWorker, run_worker
+from alexandrite.models3d.limits import ModelLimits
 
 S = OrderStatus
 
@@ -57,7 +60,8 @@ def storage(settings: Settings) -> LocalStorage:
 
 @pytest.fixture(scope="module")
 def worker(db: Database, storage: LocalStorage, settings: Settings) -> PricingWorker:
-    return PricingWorker(db=db, storage=storage, pricing=load_pricing(None), name="w-test")
+    return PricingWorker(db=db, storage=storage, pricing=load_pricing(None), name="w-test",
+                         limits=settings.uploads.limits)
 
 
 def signed_volume(triangles: np.ndarray) -> float:
@@ -141,6 +145,20 @@ async def test_worker_prices_a_ring_from_storage(db: Database, storage: LocalSto
     assert priced.payload["previous_status"] == "PRICE_CALCULATING"
 
 
+async def test_the_worker_parses_under_the_configured_limits_not_the_library_defaults(
+        db: Database, storage: LocalStorage, settings: Settings, ring_triangles: np.ndarray) -> None:
+    # The limits come from Settings (ALEX_MAX_TRIANGLES) as in the shop's upload check: with a limit below the
+    # ring's triangle count the worker refuses it, although the library default (2M) would accept it.
+    tight = settings.replace(max_triangles=len(ring_triangles) - 1)
+    assert tight.uploads.limits.max_triangles < ModelLimits().max_triangles
+    strict = PricingWorker(db=db, storage=storage, pricing=load_pricing(None), name="w-strict",
+                           limits=tight.uploads.limits)
+    order_id, job = await submit(db, await store(storage, ring_triangles))
+    assert await strict.handle(delivery(job)) == "failed"
+    order, *_ = await state(db, order_id)
+    assert order.failure["code"] == "too_many_triangles"
+
+
 async def test_an_open_mesh_fails_with_a_reason(db: Database, storage: LocalStorage, worker: PricingWorker) -> None:
     open_box = np.asarray(box(10.0, 8.0, 3.0))[2:]  # one face removed: not watertight
     order_id, job = await submit(db, await store(storage, open_box, "box.stl"))
@@ -159,7 +177,8 @@ async def test_a_duplicate_delivery_prices_once(db: Database, storage: LocalStor
     before = REGISTRY.get_sample_value("alexandrite_mes_pricing_jobs_finished_total", {"outcome": "duplicate"}) or 0
     assert await worker.handle(delivery(job)) == "priced"
     assert await worker.handle(delivery(job)) == "duplicate"
-    other = PricingWorker(db=db, storage=worker.storage, pricing=worker.pricing, name="w-other")
+    other = PricingWorker(db=db, storage=worker.storage, pricing=worker.pricing, name="w-other",
+                          limits=worker.limits)
     assert await other.handle(delivery(job)) == "duplicate"
     order, [job_row], steps, events = await state(db, order_id)
     assert [s.status for s in steps].count("PRICE_CALCULATED") == 1

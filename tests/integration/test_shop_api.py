@@ -15,7 +15,9 @@ from alexandrite.contracts.events import Envelope
 from alexandrite.kit.db import Database
 from alexandrite.kit.messaging.tables import OUTBOX
 from alexandrite.kit.settings import Settings
-from alexandrite.mes.pricing.rings import box, ring, to_ascii_stl, to_binary_stl, to_obj
+from alexandrite.models3d.rings import ring
+from alexandrite.models3d.shapes import box
+from alexandrite.models3d.writers import to_ascii_stl, to_binary_stl, to_obj
 from alexandrite.shop.app import create_app
 from alexandrite.shop.handlers import create_partner
 

@@ -11,8 +11,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from alexandrite.kit.settings import Settings
-from alexandrite.mes.pricing.geometry import analyse
-from alexandrite.mes.pricing.rings import box, ring, to_binary_stl, to_obj
+from alexandrite.models3d.geometry import analyse
+from alexandrite.models3d.rings import ring
+from alexandrite.models3d.shapes import box
+from alexandrite.models3d.writers import to_binary_stl, to_obj
 from alexandrite.shop.app import create_app
 
 RING = to_binary_stl(ring(segments=48, profile_segments=8))
@@ -109,7 +111,7 @@ async def test_upload_shows_server_facts_preview_and_submit(app: object) -> None
 
 
 def analyse_stl(data: bytes) -> float:
-    from alexandrite.mes.pricing.formats import parse_model
+    from alexandrite.models3d.formats import parse_model
 
     return analyse(parse_model(data, "x.stl").triangles).volume_mm3
 
@@ -138,12 +140,12 @@ async def test_ring_constructor_previews_and_orders_a_watertight_ring(app: objec
     async with browser(app) as client:
         token = await signed_up(client)
         form = await client.get("/rings/new")
-        assert form.status_code == 200 and "US 7 — 17.35 mm" in form.text
+        assert form.status_code == 200 and "US 7 — 17.32 mm" in form.text
         params = {"size_and_system": "eu:54", "band_width_mm": "5", "thickness_mm": "2", "profile": "court",
                   "setting": "bezel", "stone_mm": "6", "alloy": "gold_750"}
         preview = await client.get("/rings/preview.stl", params=params)
         assert preview.status_code == 200
-        from alexandrite.mes.pricing.formats import parse_model
+        from alexandrite.models3d.formats import parse_model
 
         facts = analyse(parse_model(preview.content, "ring.stl").triangles)
         assert facts.watertight and facts.volume_mm3 > 300

@@ -20,7 +20,8 @@ from alexandrite.kit.db import Database
 from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
 from alexandrite.mes.app import create_app as create_mes
-from alexandrite.mes.pricing.rings import ring, to_binary_stl
+from alexandrite.models3d.rings import ring
+from alexandrite.models3d.writers import to_binary_stl
 from alexandrite.shop.app import create_app as create_shop
 from alexandrite.shop.handlers import create_partner
 

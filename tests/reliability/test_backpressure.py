@@ -17,7 +17,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from alexandrite.kit.settings import Settings
-from alexandrite.mes.pricing.rings import ring, to_binary_stl
+from alexandrite.models3d.rings import ring
+from alexandrite.models3d.writers import to_binary_stl
 from alexandrite.shop.app import create_app
 
 RING = to_binary_stl(ring(segments=48, profile_segments=8))

@@ -18,7 +18,8 @@ from sqlalchemy import delete, select
 
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.settings import Settings
-from alexandrite.mes.pricing.rings import ring, to_binary_stl
+from alexandrite.models3d.rings import ring
+from alexandrite.models3d.writers import to_binary_stl
 from alexandrite.shop.app import create_app
 from alexandrite.shop.handlers import create_partner
 from alexandrite.shop.tables import partners, webhook_deliveries

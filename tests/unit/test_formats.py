@@ -11,9 +11,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from alexandrite.mes.pricing.formats import ModelFormatError, ParsedModel, detect_format, parse_model
-from alexandrite.mes.pricing.geometry import analyse
-from alexandrite.mes.pricing.rings import box, model_xml_3mf, ring, to_3mf, to_ascii_stl, to_binary_stl, to_obj
+from alexandrite.models3d.formats import ModelFormatError, ParsedModel, detect_format, parse_model
+from alexandrite.models3d.geometry import analyse
+from alexandrite.models3d.limits import ModelLimits
+from alexandrite.models3d.rings import ring
+from alexandrite.models3d.shapes import box
+from alexandrite.models3d.writers import model_xml_3mf, to_3mf, to_ascii_stl, to_binary_stl, to_obj
 
 CUBE_OBJ = b"v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 0 0 1\nv 1 0 1\nv 1 1 1\nv 0 1 1\n"
 CUBE_QUADS = b"f 1 4 3 2\nf 5 6 7 8\nf 1 2 6 5\nf 2 3 7 6\nf 3 4 8 7\nf 4 1 5 8\n"
@@ -21,7 +24,7 @@ CUBE_QUADS = b"f 1 4 3 2\nf 5 6 7 8\nf 1 2 6 5\nf 2 3 7 6\nf 3 4 8 7\nf 4 1 5 8\
 
 def code_of(data: bytes, filename: str | None, **limits: int) -> ModelFormatError:
     with pytest.raises(ModelFormatError) as caught:
-        parse_model(data, filename, **limits)
+        parse_model(data, filename, ModelLimits(**limits))
     assert caught.value.message and caught.value.message == str(caught.value)
     return caught.value
 
@@ -173,7 +176,7 @@ def test_too_many_triangles_is_detected_in_every_format() -> None:
                        ("r.3mf", to_3mf(tri))):
         error = code_of(data, name, max_triangles=255)
         assert error.code == "too_many_triangles" and "256" in error.message and "255" in error.message
-        assert len(parse_model(data, name, max_triangles=256).triangles) == 256
+        assert len(parse_model(data, name, ModelLimits(max_triangles=256)).triangles) == 256
 
 
 def test_file_too_large() -> None:
@@ -195,7 +198,7 @@ def test_degenerate_mesh() -> None:
     points[:, :, 0] = np.arange(3)  # every triangle collinear along x
     assert code_of(to_binary_stl(points), "line.stl").code == "degenerate_mesh"
     points[-1, 2] = (0.0, 1.0, 0.0)  # one real triangle, past the first sample, makes it valid
-    assert len(parse_model(to_binary_stl(points), "ok.stl", max_triangles=10**6).triangles) == 3000
+    assert len(parse_model(to_binary_stl(points), "ok.stl", ModelLimits(max_triangles=10**6)).triangles) == 3000
 
 
 @pytest.mark.parametrize(("name", "data"), [

@@ -11,8 +11,9 @@ import trimesh
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alexandrite.mes.pricing.geometry import MeshFacts, analyse, edge_topology, merge_vertices
-from alexandrite.mes.pricing.rings import box, icosphere, ring, tetrahedron, torus
+from alexandrite.models3d.geometry import MeshFacts, analyse, edge_topology, merge_vertices
+from alexandrite.models3d.rings import ring
+from alexandrite.models3d.shapes import box, icosphere, tetrahedron, torus
 
 
 def rotation(a: float, b: float, c: float) -> np.ndarray:

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alexandrite.mes.pricing.formats import ModelFormatError
-from alexandrite.mes.pricing.geometry import analyse
+from alexandrite.models3d.formats import ModelFormatError
+from alexandrite.models3d.geometry import analyse
+from alexandrite.contracts.alloys import ALLOY_NAMES as ALLOYS
 from alexandrite.mes.pricing.quote import (
-    ALLOYS,
     DEFAULT_PRICING,
     PricingConfig,
     PricingConfigError,
@@ -22,7 +22,9 @@ from alexandrite.mes.pricing.quote import (
     price,
     price_model,
 )
-from alexandrite.mes.pricing.rings import box, icosphere, ring, to_binary_stl, to_obj
+from alexandrite.models3d.rings import ring
+from alexandrite.models3d.shapes import box, icosphere
+from alexandrite.models3d.writers import to_binary_stl, to_obj
 
 CONFIG = PricingConfig(
     version="test-1",

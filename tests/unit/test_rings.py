@@ -19,8 +19,14 @@ import zipfile
 import numpy as np
 import pytest
 
-from alexandrite.mes.pricing import rings
-from alexandrite.mes.pricing.geometry import analyse
+from alexandrite.models3d import rings
+
+from alexandrite.models3d import writers
+
+from alexandrite.models3d import shapes
+
+from alexandrite.models3d import ring_sizes
+from alexandrite.models3d.geometry import analyse
 
 
 def shoelace(profile: np.ndarray) -> tuple[float, float]:
@@ -102,7 +108,7 @@ def test_smooth_ring_limit() -> None:
 
 def test_torus_volume_closed_form() -> None:
     big, small, n_major, n_minor = 20.0, 3.0, 64, 24
-    facts = analyse(rings.torus(big, small, n_major, n_minor))
+    facts = analyse(shapes.torus(big, small, n_major, n_minor))
     polygon_area = n_minor / 2 * small**2 * math.sin(2 * math.pi / n_minor)
     expected = n_major * math.sin(2 * math.pi / n_major) * big * polygon_area
     assert facts.volume_mm3 == pytest.approx(expected, rel=1e-12)
@@ -114,13 +120,13 @@ def test_torus_volume_closed_form() -> None:
 def test_icosahedron_closed_form_and_icosphere_convergence() -> None:
     radius = 5.0
     edge = 4 * radius / math.sqrt(10 + 2 * math.sqrt(5))
-    facts = analyse(rings.icosphere(radius, 0))
+    facts = analyse(shapes.icosphere(radius, 0))
     assert facts.volume_mm3 == pytest.approx(5 / 12 * (3 + math.sqrt(5)) * edge**3, rel=1e-12)
     assert facts.surface_mm2 == pytest.approx(5 * math.sqrt(3) * edge**2, rel=1e-12)
     assert (facts.triangles, facts.vertices) == (20, 12)
     previous = facts.volume_mm3
     for level in range(1, 5):
-        facts = analyse(rings.icosphere(radius, level))
+        facts = analyse(shapes.icosphere(radius, level))
         assert facts.watertight and facts.triangles == 20 * 4**level
         assert facts.vertices == 10 * 4**level + 2  # Euler: V = F/2 + 2
         assert previous < facts.volume_mm3 < 4 / 3 * math.pi * radius**3
@@ -129,19 +135,19 @@ def test_icosahedron_closed_form_and_icosphere_convergence() -> None:
 
 
 def test_box_and_tetrahedron() -> None:
-    facts = analyse(rings.box(10, 8, 3, center=(100, -50, 7)))
+    facts = analyse(shapes.box(10, 8, 3, center=(100, -50, 7)))
     assert (facts.volume_mm3, facts.surface_mm2) == (240.0, 2 * (80 + 30 + 24))
     assert facts.bbox_min == (95.0, -54.0, 5.5) and facts.size_mm == (10.0, 8.0, 3.0)
     points = [[1, 2, 3], [4, 2, 3], [1, 7, 3], [1, 2, 9]]
-    assert analyse(rings.tetrahedron(points)).volume_mm3 == pytest.approx(3 * 5 * 6 / 6)
-    assert not analyse(rings.tetrahedron(points[::-1])).inverted
+    assert analyse(shapes.tetrahedron(points)).volume_mm3 == pytest.approx(3 * 5 * 6 / 6)
+    assert not analyse(shapes.tetrahedron(points[::-1])).inverted
 
 
 def test_ring_sizes() -> None:
-    assert rings.ring_size_to_inner_diameter(54) == pytest.approx(17.189, abs=1e-3)
-    assert rings.ring_size_to_inner_diameter(7, "us") == pytest.approx(17.3196)
+    assert ring_sizes.inner_diameter_mm(54) == pytest.approx(17.189, abs=1e-3)
+    assert ring_sizes.inner_diameter_mm(7, "us") == pytest.approx(17.3196)
     with pytest.raises(ValueError, match="system"):
-        rings.ring_size_to_inner_diameter(7, "uk")
+        ring_sizes.inner_diameter_mm(7, "uk")
     with pytest.raises(ValueError, match="profile"):
         rings.ring(profile="square")
     with pytest.raises(ValueError):
@@ -149,16 +155,16 @@ def test_ring_sizes() -> None:
 
 
 def test_writers_produce_well_formed_files() -> None:
-    tri = rings.box(10, 8, 3)
-    binary = rings.to_binary_stl(tri)
+    tri = shapes.box(10, 8, 3)
+    binary = writers.to_binary_stl(tri)
     assert len(binary) == 84 + 50 * 12 and struct.unpack("<I", binary[80:84]) == (12,)
     normals = np.frombuffer(binary[84:], dtype=np.dtype([("n", "<f4", 3), ("v", "<f4", 9), ("a", "<u2")]))["n"]
     assert np.allclose(np.abs(normals).sum(axis=1), 1.0)
-    ascii_stl = rings.to_ascii_stl(tri, name="cube").decode()
+    ascii_stl = writers.to_ascii_stl(tri, name="cube").decode()
     assert ascii_stl.startswith("solid cube\n") and ascii_stl.endswith("endsolid cube\n")
     assert ascii_stl.count("vertex") == 36
-    obj = rings.to_obj(tri).decode()
+    obj = writers.to_obj(tri).decode()
     assert obj.count("\nv ") == 8 and obj.count("\nf ") == 12
-    with zipfile.ZipFile(io.BytesIO(rings.to_3mf(tri))) as zf:
+    with zipfile.ZipFile(io.BytesIO(writers.to_3mf(tri))) as zf:
         assert set(zf.namelist()) == {"[Content_Types].xml", "_rels/.rels", "3D/3dmodel.model"}
         assert zf.read("3D/3dmodel.model").count(b"<vertex ") == 8

@@ -12,7 +12,8 @@ from alexandrite.contracts.order_status import IllegalTransition, OrderStatus
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.web import session
-from alexandrite.kit.web.render import STATIC_DIR, delay_words, duration, plain_error, safe_next, timeline
+from alexandrite.kit.web.render import STATIC_DIR, duration, safe_next
+from alexandrite.orders.words import delay_words, plain_error, timeline
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDOR = STATIC_DIR / "vendor"

@@ -12,7 +12,7 @@ from alexandrite.crm.consumers import event_handler
 from alexandrite.kit.app import create_service_app
 from alexandrite.crm.tables import orders
 from alexandrite.kit.settings import Settings, get_settings
-from alexandrite.kit.status_gauge import run_status_gauge
+from alexandrite.orders.status_gauge import run_status_gauge
 
 
 async def status_gauge(app: FastAPI, stop: asyncio.Event) -> None:

@@ -13,11 +13,11 @@ from alexandrite.crm.domain import SERVICE
 from alexandrite.crm.tables import orders
 from alexandrite.kit.db import Database
 from alexandrite.kit.messaging.consumer import Delivery
-from alexandrite.kit.messaging.order_events import consume_order_event
+from alexandrite.orders.events import consume_order_event
 
 PRODUCERS = frozenset({"shop", "mes"})
-# An event that fails with one of these can never apply: the services disagree about the order.
-CANNOT_APPLY = (IllegalTransition, LookupError, handlers.WrongProducer, ValueError)
+# An event that fails with one of these (or breaks the single-writer rule) can never apply.
+CANNOT_APPLY = (IllegalTransition, LookupError, ValueError)
 
 
 async def handle_event(db: Database, delivery: Delivery) -> str:

@@ -19,13 +19,13 @@ from alexandrite.crm import handlers, views
 from alexandrite.crm.api import order_filter
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.security import Principal
-from alexandrite.kit.web.render import Pages, plain_error, redirect_with, timeline
+from alexandrite.orders.words import order_pages, plain_error, redirect_with, timeline
 from alexandrite.kit.web.staff import staff_pages
 
 SERVICE = "crm"
 S = OrderStatus
 PAGE_SIZE = 25
-pages = Pages(SERVICE, Path(__file__).parent / "templates")
+pages = order_pages(SERVICE, Path(__file__).parent / "templates")
 router, _seller, Csrf = staff_pages(pages, frozenset({"seller"}), "/orders", "CRM")
 Seller = Annotated[Principal, Depends(_seller)]
 

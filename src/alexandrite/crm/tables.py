@@ -18,7 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from alexandrite.kit.messaging.tables import define_inbox, define_outbox
-from alexandrite.kit.order_records import define_history
+from alexandrite.orders.records import define_history
 
 metadata = MetaData()
 

@@ -14,7 +14,7 @@ from alexandrite.crm.repository import OrderFilter
 from alexandrite.crm.tables import order_history
 from alexandrite.kit import pagination
 from alexandrite.kit.errors import ApiError
-from alexandrite.kit.order_records import load_history
+from alexandrite.orders.records import load_history
 
 NOTES_SHOWN = 200  # newest notes embedded in the order view
 

@@ -20,6 +20,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alexandrite.contracts.order_status import OrderStatus
+from alexandrite.models3d.limits import ModelLimits
 
 DEFAULT_SECRET = "local-development-secret-change-me"
 DEFAULT_SERVICE_TOKEN = "local-service-token-change-me"
@@ -111,6 +112,11 @@ class UploadSettings(Group):
     max_triangles: int = Field(default=2_000_000, alias="max_triangles")
     storage_dir: Path = Field(default=Path("var/storage"), alias="storage_dir")
     storage_timeout_seconds: float = Field(default=10.0, gt=0, alias="storage_timeout_seconds")
+
+    @property
+    def limits(self) -> ModelLimits:
+        """The limits every parse of an uploaded model runs under: upload check, preview, pricing worker."""
+        return ModelLimits(max_bytes=self.max_bytes, max_triangles=self.max_triangles)
 
 
 class PricingSettings(Group):

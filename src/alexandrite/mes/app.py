@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from alexandrite.kit.app import create_service_app
 from alexandrite.kit.settings import Settings, get_settings
-from alexandrite.kit.status_gauge import run_status_gauge
+from alexandrite.orders.status_gauge import run_status_gauge
 from alexandrite.mes import pages
 from alexandrite.mes.api import internal, router
 from alexandrite.mes.consumers import event_handler

@@ -14,14 +14,14 @@ from alexandrite.contracts.events import Envelope, StatusChanged
 from alexandrite.contracts.order_status import IllegalTransition
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.messaging.consumer import Delivery
-from alexandrite.kit.messaging.order_events import consume_order_event
+from alexandrite.orders.events import consume_order_event
 from alexandrite.mes import handlers
-from alexandrite.mes.domain import PRODUCERS, SERVICE, WrongProducer
+from alexandrite.mes.domain import PRODUCERS, SERVICE
 from alexandrite.mes.progress import QueueEstimate, QueueProbe
 from alexandrite.mes.tables import production_orders
 
-# An event that fails with one of these can never apply: the services disagree about the order.
-CANNOT_APPLY = (IllegalTransition, LookupError, WrongProducer, ValueError)
+# An event that fails with one of these (or breaks the single-writer rule) can never apply.
+CANNOT_APPLY = (IllegalTransition, LookupError, ValueError)
 
 
 async def handle_event(db: Database, delivery: Delivery, estimate: QueueEstimate | None = None) -> str:

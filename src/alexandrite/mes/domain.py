@@ -110,10 +110,6 @@ def valid_tracking_number(value: str) -> bool:
 
 # --- projection ---------------------------------------------------------------------------------
 
-class WrongProducer(Exception):
-    """An event from a service that did not own the order's status: the single-writer rule broke."""
-
-
 def creation_values(change: StatusChanged) -> dict[str, Any]:
     """Columns of a new production order from its INITIATED event (production keeps no owner id)."""
     values = creation_columns(change)

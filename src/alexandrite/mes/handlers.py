@@ -16,11 +16,11 @@ from typing import Any
 import structlog
 
 from alexandrite.contracts.events import Envelope, Failure, Progress, StatusChanged, status_envelope, utcnow
-from alexandrite.contracts.order_status import OrderStatus, owner_of
+from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.db import Database, OutgoingMessage, UnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
 from alexandrite.kit.messaging.topology import PRICING_QUEUE
-from alexandrite.kit.order_records import Transition, ensure_may_cancel, record_creation, record_transition
+from alexandrite.orders.records import Transition, ensure_may_cancel, record_creation, record_transition
 from alexandrite.kit.security import Principal
 from alexandrite.mes import metrics, progress, repository
 from alexandrite.mes.domain import (
@@ -30,7 +30,6 @@ from alexandrite.mes.domain import (
     SYSTEM_ACTOR,
     JobState,
     PricingJobMessage,
-    WrongProducer,
     creation_values,
     is_final,
     projection_values,
@@ -56,7 +55,7 @@ async def apply_event(uow: UnitOfWork, envelope: Envelope, change: StatusChanged
 
     A SUBMITTED order becomes production's: in the same transaction a pricing job is created
     and queued, and the order moves on to PRICE_CALCULATING with its queue position and ETA.
-    Raises IllegalTransition, LookupError (unknown order), WrongProducer or ValueError: all bugs.
+    Raises IllegalTransition, LookupError (unknown order) or ValueError: all bugs.
     """
     if change.status is S.INITIATED:
         await record_creation(
@@ -67,10 +66,6 @@ async def apply_event(uow: UnitOfWork, envelope: Envelope, change: StatusChanged
     row = await repository.get_order(uow.session, envelope.order_id, for_update=True)
     if row is None:
         raise LookupError(f"order {envelope.order_id} is unknown")
-    current = S(row.status)
-    if owner_of(current) != envelope.producer:
-        # Only the owner of the current status may make the next transition (single writer).
-        raise WrongProducer(f"{envelope.producer} moved an order in {current}, which {owner_of(current)} owns")
     await record_transition(
         uow, production_orders, order_history, service=SERVICE, order_id=envelope.order_id,
         target=change.status, by=change.actor, requested_by=envelope.producer, seq=envelope.seq, at=change.at,

@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from alexandrite.contracts.order_status import IN_WORK, IllegalTransition, OrderStatus
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.security import Principal
-from alexandrite.kit.web.render import Pages, plain_error, redirect_with, status_words, timeline
+from alexandrite.orders.words import order_pages, plain_error, redirect_with, status_words, timeline
 from alexandrite.kit.web.preview import model_stl, stl_response
 from alexandrite.kit.web.staff import staff_pages
 from alexandrite.mes import handlers, views
@@ -37,7 +37,7 @@ NEXT_ACTION = {
     S.MANUFACTURING_COMPLETED: ("package", "Mark as packed"),
     S.PACKAGING: ("ship", "Ship"),
 }
-pages = Pages(SERVICE, Path(__file__).parent / "templates")
+pages = order_pages(SERVICE, Path(__file__).parent / "templates")
 router, _operator, Csrf = staff_pages(pages, frozenset({"operator"}), DASHBOARD, "MES")
 Operator = Annotated[Principal, Depends(_operator)]
 

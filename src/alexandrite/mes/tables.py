@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from alexandrite.contracts.order_status import IN_WORK
 from alexandrite.kit.messaging.tables import define_inbox, define_outbox
-from alexandrite.kit.order_records import define_delays, define_history
+from alexandrite.orders.records import define_delays, define_history
 
 metadata = MetaData()
 

@@ -42,7 +42,8 @@ from alexandrite.kit.tracing import configure_tracing, shutdown_tracing
 from alexandrite.mes import handlers, metrics
 from alexandrite.mes.dashboard import attach_cache, make_cache
 from alexandrite.mes.domain import PricingJobMessage
-from alexandrite.mes.pricing.formats import ModelFormatError
+from alexandrite.models3d.formats import ModelFormatError
+from alexandrite.models3d.limits import ModelLimits
 from alexandrite.mes.pricing.quote import PricingConfig, PricingRejected, load_pricing, price_model
 
 log = structlog.get_logger(__name__)
@@ -62,6 +63,7 @@ class PricingWorker:
     storage: LocalStorage
     pricing: PricingConfig
     name: str
+    limits: ModelLimits
 
     async def handle(self, delivery: Delivery) -> str:
         try:
@@ -115,7 +117,8 @@ class PricingWorker:
                           "message": f"We do not cast in {job.alloy!r}; place a new order in another metal."}
         data = await self.storage.get(job.model_key)
         try:
-            quote = await asyncio.to_thread(price_model, data, job.filename, job.alloy, self.pricing)
+            quote = await asyncio.to_thread(price_model, data, job.filename, job.alloy, self.pricing,
+                                          self.limits)
         except (ModelFormatError, PricingRejected) as error:
             return None, {"code": str(error.code), "message": str(error.message)}
         return quote.as_dict(), None
@@ -203,7 +206,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, *, m
     attach_cache(db, cache)
     storage = LocalStorage(settings.uploads.storage_dir, breaker=breaker_from_settings(
         "storage", settings, timeout=settings.uploads.storage_timeout_seconds))
-    worker = PricingWorker(db=db, storage=storage, pricing=pricing, name=name)
+    worker = PricingWorker(db=db, storage=storage, pricing=pricing, name=name, limits=settings.uploads.limits)
     consumer = Consumer(settings.broker.url, PRICING_QUEUE, worker.handle, prefetch=1,
                         retry_delays_ms=settings.broker.retry_delays_ms)
     side: SidePortServer | None = None

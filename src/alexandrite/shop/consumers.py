@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from alexandrite.contracts.events import is_order_delayed
 from alexandrite.kit.db import Database
 from alexandrite.kit.messaging.consumer import Delivery
-from alexandrite.kit.messaging.order_events import consume_order_event
+from alexandrite.orders.events import consume_order_event
 from alexandrite.shop import delays, handlers
 from alexandrite.shop.tables import orders
 

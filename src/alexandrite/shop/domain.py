@@ -9,7 +9,6 @@ from typing import Any
 
 from alexandrite.kit.security import Principal
 
-ALLOYS = ("gold_585", "gold_750", "silver_925", "platinum_950")
 OWNER_ROLES = ("customer", "partner")
 
 
@@ -35,4 +34,3 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-MODEL_EXTENSIONS = {"stl_binary": "stl", "stl_ascii": "stl", "obj": "obj", "3mf": "3mf"}

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from sqlalchemy.exc import IntegrityError
 
 from alexandrite.contracts.events import ModelRef, Party, StatusChanged, status_envelope, utcnow
 from alexandrite.contracts.order_status import CANCELLABLE, IllegalTransition, OrderStatus, owner_of
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
-from alexandrite.kit.order_records import ensure_may_cancel, order_in_transit, record_creation, record_transition
+from alexandrite.orders.records import ensure_may_cancel, order_in_transit, record_creation, record_transition
 from alexandrite.kit.peers import Peers
 from alexandrite.kit.security import Principal, hash_api_key, hash_password, issue_token, new_api_key, verify_password
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.storage import LocalStorage
-from alexandrite.mes.pricing.formats import ModelFormatError, parse_model
-from alexandrite.mes.pricing.geometry import analyse
+from alexandrite.models3d.formats import ModelFormatError
 from alexandrite.shop import repository, webhooks
-from alexandrite.shop.domain import MODEL_EXTENSIONS, Owner, normalise_email, request_fingerprint
+from alexandrite.shop.domain import Owner, normalise_email, request_fingerprint
+from alexandrite.shop.uploads import MODEL_EXTENSIONS, facts_for_ref, inspect_model
 from alexandrite.shop.tables import customers, idempotency_keys, order_history, orders, partners
 
 SERVICE = "shop"
@@ -140,27 +137,6 @@ async def create_order(db: Database, principal: Principal, alloy: str, idempoten
     raise ApiError(409, "conflict", "The request conflicted with a concurrent one; retry it.")
 
 
-@dataclass(frozen=True)
-class UploadLimits:
-    max_bytes: int
-    max_triangles: int
-
-
-def inspect_model(data: bytes, filename: str | None, limits: UploadLimits) -> dict[str, Any]:
-    """Parse and check a model file; raises ModelFormatError with a precise reason."""
-    parsed = parse_model(data, filename, max_triangles=limits.max_triangles, max_bytes=limits.max_bytes)
-    mesh = analyse(np.asarray(parsed.triangles))
-    return {
-        "format": parsed.format,
-        "triangles": mesh.triangles,
-        "bytes": len(data),
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "size_mm": [round(v, 3) for v in mesh.size_mm],
-        "volume_mm3": round(mesh.volume_mm3, 3),
-        "watertight": mesh.watertight,
-    }
-
-
 async def attach_model(db: Database, storage: LocalStorage, settings: Settings, principal: Principal,
                        order_id: uuid.UUID, data: bytes, filename: str | None) -> None:
     owner = Owner.of(principal)
@@ -171,9 +147,8 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
     if S(row.status) not in UPLOADABLE:
         raise IllegalTransition(S(row.status), S.FILE_UPLOADED,
                                 f"the order is {row.status}: its model can no longer be changed")
-    limits = UploadLimits(settings.uploads.max_bytes, settings.uploads.max_triangles)
     try:
-        facts = await asyncio.to_thread(inspect_model, data, filename, limits)
+        facts = await asyncio.to_thread(inspect_model, data, filename, settings.uploads.limits)
     except ModelFormatError as error:
         raise ApiError(422, error.code, error.message) from error
     key, _ = LocalStorage.model_key(data, MODEL_EXTENSIONS.get(facts["format"], "bin"))
@@ -197,10 +172,6 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
             at=transition.at, model=model,
         ))
         await uow.commit()
-
-
-def facts_for_ref(facts: dict[str, Any]) -> dict[str, Any]:
-    return {k: facts[k] for k in ("format", "triangles", "bytes", "sha256")}
 
 
 async def submit(db: Database, principal: Principal, order_id: uuid.UUID) -> None:

@@ -6,9 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
+from alexandrite.contracts.alloys import AlloyName
+
 from pydantic import BaseModel, ConfigDict, Field
 
-Alloy = Literal["gold_585", "gold_750", "silver_925", "platinum_950"]
+Alloy = AlloyName
 
 
 class Strict(BaseModel):

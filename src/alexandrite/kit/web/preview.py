@@ -10,8 +10,8 @@ from starlette.responses import Response
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.storage import LocalStorage
-from alexandrite.mes.pricing.formats import parse_model
-from alexandrite.mes.pricing.rings import to_binary_stl
+from alexandrite.models3d.formats import parse_model
+from alexandrite.models3d.writers import to_binary_stl
 
 
 async def model_stl(storage: LocalStorage, model: dict[str, Any], settings: Settings) -> bytes:
@@ -24,8 +24,7 @@ async def model_stl(storage: LocalStorage, model: dict[str, Any], settings: Sett
         return data
 
     def convert() -> bytes:
-        parsed = parse_model(data, model.get("filename"), max_triangles=settings.uploads.max_triangles,
-                             max_bytes=settings.uploads.max_bytes)
+        parsed = parse_model(data, model.get("filename"), settings.uploads.limits)
         return to_binary_stl(parsed.triangles)
 
     return await asyncio.to_thread(convert)

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
@@ -14,39 +14,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from alexandrite.contracts.order_status import IllegalTransition, OrderStatus
-from alexandrite.kit.errors import ApiError
 from alexandrite.kit.web import session
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
-
-STATUS_WORDS = {
-    "INITIATED": "Order started",
-    "FILE_UPLOADED": "Model uploaded",
-    "SUBMITTED": "Submitted",
-    "PRICE_CALCULATING": "Calculating the price",
-    "PRICE_CALCULATED": "Price ready",
-    "PRICE_CALCULATION_FAILED": "Could not be priced",
-    "MANUFACTURING_APPROVED": "Approved for making",
-    "MANUFACTURING_STARTED": "Being made",
-    "MANUFACTURING_COMPLETED": "Made",
-    "PACKAGING": "Being packed",
-    "SHIPPED": "Shipped",
-    "CLOSED": "Delivered and closed",
-    "CANCELLED": "Cancelled",
-}
-ALLOY_WORDS = {
-    "gold_585": "Gold 585 (14k)",
-    "gold_750": "Gold 750 (18k)",
-    "silver_925": "Sterling silver 925",
-    "platinum_950": "Platinum 950",
-}
-
-
-def status_words(status: str | None) -> str:
-    return STATUS_WORDS.get(status or "", status or "")
-
 
 def when(value: Any) -> str:
     if isinstance(value, str):
@@ -80,66 +51,20 @@ def money(value: Any, currency: str | None = None) -> str:
     return f"{text} {currency}" if currency else text
 
 
-def timeline(history: list[dict[str, Any]], now: datetime | None = None) -> list[dict[str, Any]]:
-    """History entries with how long the order stayed in each status."""
-    now = now or datetime.now(UTC)
-    out = []
-    for index, entry in enumerate(history):
-        at = entry["at"] if isinstance(entry["at"], datetime) else datetime.fromisoformat(str(entry["at"]))
-        nxt = history[index + 1]["at"] if index + 1 < len(history) else None
-        end = (nxt if isinstance(nxt, datetime) else datetime.fromisoformat(str(nxt))) if nxt else now
-        out.append({**entry, "at": at, "stayed_seconds": (end - at).total_seconds(), "current": nxt is None})
-    return out
-
-
-def delay_words(delay: Any) -> str:
-    """A delay notice for the customer from the order view's ``delay`` (stage past its SLA, new ETA)."""
-    if not isinstance(delay, dict):
-        return str(delay)
-    stage = str(delay.get("stage") or "")
-    what = "Delivery" if stage == "DELIVERY" else f"The step “{status_words(stage)}”"
-    text = f"{what} is taking longer than we promised"
-    if delay.get("since"):
-        text += f" (since {when(delay['since'])})"
-    text += "."
-    if delay.get("new_eta"):
-        eta = delay["new_eta"]
-        eta = datetime.fromisoformat(eta) if isinstance(eta, str) else eta
-        text += f" We now expect to ship it by {eta.astimezone(UTC).strftime('%d %B %Y')}."
-    return text + " We are sorry for the wait."
-
-
-def plain_error(error: Exception) -> str:
-    """What went wrong, in words a customer understands."""
-    if isinstance(error, IllegalTransition):
-        return (f"That is not possible any more: the order is now “{status_words(error.current.value)}”. "
-                "Reload the page to see its latest state.")
-    if isinstance(error, ApiError):
-        if error.code == "illegal_transition" and isinstance(error.details, dict):
-            return (f"That is not possible any more: the order is now "
-                    f"“{status_words(str(error.details.get('status')))}”.")
-        if error.status >= 500 or error.code in ("unavailable", "peer_unavailable"):
-            return "The service is busy or unreachable right now; please try again in a minute."
-        return error.message
-    return "Something went wrong on our side; please try again."
-
-
 class Pages:
     """Templates of one service (its own folder first, then the shared ones)."""
 
-    def __init__(self, service: str, template_dir: Path) -> None:
+    def __init__(self, service: str, template_dir: Path, *, filters: dict[str, Any] | None = None,
+                 globals_: dict[str, Any] | None = None) -> None:
         self.service = service
         self.env = Environment(
             loader=ChoiceLoader([FileSystemLoader(template_dir), FileSystemLoader(HERE / "templates")]),
             autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True,
         )
-        self.env.filters.update(status_words=status_words, when=when, duration=duration, money=money,
-                                alloy=lambda a: ALLOY_WORDS.get(a or "", a or ""), who=str,
-                                delay_words=delay_words)
-        self.env.globals.update(STATUS_WORDS=STATUS_WORDS, ALLOY_WORDS=ALLOY_WORDS, statuses=list(OrderStatus),
-                                import_map=json.dumps({"imports": {
+        self.env.filters.update(when=when, duration=duration, money=money, who=str, **(filters or {}))
+        self.env.globals.update(import_map=json.dumps({"imports": {
                                     "three": "/static/vendor/three/three.module.js",
-                                    "three/addons/": "/static/vendor/three/addons/"}}))
+                                    "three/addons/": "/static/vendor/three/addons/"}}), **(globals_ or {}))
 
     def render(self, request: Request, name: str, context: dict[str, Any] | None = None, *,
                status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
@@ -176,12 +101,6 @@ class Pages:
                 "error": "This form was sent from another site or has expired. Go back, reload the page "
                          "and try again.",
             }, status=403)
-
-
-def redirect_with(url: str, *, error: Exception | None = None, notice: str = "") -> RedirectResponse:
-    """303 to ``url`` carrying a plain-words error or a notice for the next page to show."""
-    query = {"error": plain_error(error)} if error else {"notice": notice}
-    return RedirectResponse(f"{url}?{urlencode(query)}", status_code=303)
 
 
 def safe_next(target: str | None, default: str) -> str:

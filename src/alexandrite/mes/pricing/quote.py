@@ -17,15 +17,17 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from alexandrite.mes.pricing.formats import parse_model
-from alexandrite.mes.pricing.geometry import MeshFacts, analyse
+from alexandrite.contracts.alloys import ALLOY_NAMES
+from alexandrite.contracts.alloys import DENSITIES_G_CM3
+from alexandrite.models3d.formats import parse_model
+from alexandrite.models3d.geometry import MeshFacts, analyse
+from alexandrite.models3d.limits import ModelLimits
 
 __all__ = [
-    "ALLOYS", "DEFAULT_PRICING", "PricingConfig", "PricingConfigError", "PricingRejected", "Quote",
+    "DEFAULT_PRICING", "PricingConfig", "PricingConfigError", "PricingRejected", "Quote",
     "load_pricing", "price", "price_model",
 ]
 
-ALLOYS = ("gold_585", "gold_750", "silver_925", "platinum_950")
 _CENT = Decimal("0.01")
 
 
@@ -66,7 +68,7 @@ class PricingConfig:
 DEFAULT_PRICING = PricingConfig(
     version="2026-11-01",
     currency="EUR",
-    density_g_cm3={"gold_585": 13.0, "gold_750": 15.5, "silver_925": 10.36, "platinum_950": 20.7},
+    density_g_cm3=dict(DENSITIES_G_CM3),
     metal_price_per_g={"gold_585": 62.0, "gold_750": 79.5, "silver_925": 1.15, "platinum_950": 36.0},
     casting_loss=0.08,
     finishing_per_cm2=1.2,
@@ -93,13 +95,13 @@ def _number(where: str, value: Any, *, positive: bool = False, below_one: bool =
 def _per_alloy(where: str, value: Any) -> dict[str, float]:
     if not isinstance(value, dict):
         raise PricingConfigError(f"{where} must be an object keyed by alloy")
-    missing = [a for a in ALLOYS if a not in value]
-    unknown = sorted(set(value) - set(ALLOYS))
+    missing = [a for a in ALLOY_NAMES if a not in value]
+    unknown = sorted(set(value) - set(ALLOY_NAMES))
     if missing or unknown:
-        raise PricingConfigError(f"{where} must list exactly {', '.join(ALLOYS)}"
+        raise PricingConfigError(f"{where} must list exactly {', '.join(ALLOY_NAMES)}"
                                  + (f"; missing {', '.join(missing)}" if missing else "")
                                  + (f"; unknown {', '.join(unknown)}" if unknown else ""))
-    return {a: _number(f"{where}.{a}", value[a], positive=True) for a in ALLOYS}
+    return {a: _number(f"{where}.{a}", value[a], positive=True) for a in ALLOY_NAMES}
 
 
 def validate_pricing(values: dict[str, Any], source: str = "pricing") -> PricingConfig:
@@ -221,7 +223,7 @@ def _check(facts: MeshFacts, config: PricingConfig) -> None:
 def price(facts: MeshFacts, alloy: str, config: PricingConfig = DEFAULT_PRICING) -> Quote:
     """Quote a measured model in `alloy`; raises PricingRejected, or ValueError for an unknown alloy."""
     if alloy not in config.metal_price_per_g or alloy not in config.density_g_cm3:
-        raise ValueError(f"unknown alloy {alloy!r}; choose one of {', '.join(ALLOYS)}")
+        raise ValueError(f"unknown alloy {alloy!r}; choose one of {', '.join(ALLOY_NAMES)}")
     _check(facts, config)
     density = config.density_g_cm3[alloy]
     per_gram = config.metal_price_per_g[alloy]
@@ -258,9 +260,11 @@ def price(facts: MeshFacts, alloy: str, config: PricingConfig = DEFAULT_PRICING)
     )
 
 
-def price_model(data: bytes, filename: str | None, alloy: str, config: PricingConfig = DEFAULT_PRICING) -> Quote:
-    """Parse, measure and price an uploaded model (raises ModelFormatError or PricingRejected)."""
+def price_model(data: bytes, filename: str | None, alloy: str, config: PricingConfig = DEFAULT_PRICING,
+                limits: ModelLimits | None = None) -> Quote:
+    """Parse, measure and price an uploaded model (raises ModelFormatError or PricingRejected) under the
+    same limits the upload was checked with."""
     if alloy not in config.metal_price_per_g:
-        raise ValueError(f"unknown alloy {alloy!r}; choose one of {', '.join(ALLOYS)}")
-    parsed = parse_model(data, filename)
+        raise ValueError(f"unknown alloy {alloy!r}; choose one of {', '.join(ALLOY_NAMES)}")
+    parsed = parse_model(data, filename, limits)
     return price(analyse(parsed.triangles), alloy, config)

@@ -87,9 +87,10 @@ def _notify(uow: UnitOfWork, previous: str | None, status: str) -> None:
         uow.after_commit(functools.partial(listener, previous, status))
 
 
-async def current_seq(uow: UnitOfWork, orders: Table, order_id: uuid.UUID) -> int:
-    seq = (await uow.session.execute(select(orders.c.seq).where(orders.c.id == order_id))).scalar_one_or_none()
-    return int(seq or 0)
+async def current_state(uow: UnitOfWork, orders: Table, order_id: uuid.UUID) -> tuple[int, str | None]:
+    """(seq, status) of an order; (0, None) when the service has not seen it yet."""
+    row = (await uow.session.execute(select(orders.c.seq, orders.c.status).where(orders.c.id == order_id))).first()
+    return (int(row.seq), str(row.status)) if row is not None else (0, None)
 
 
 async def record_transition(

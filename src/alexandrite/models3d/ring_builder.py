@@ -16,19 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alexandrite.mes.pricing import rings
+from alexandrite.models3d import ring_sizes, rings
 
 SETTINGS = ("none", "bezel", "prongs")
-SIZE_SYSTEMS = ("us", "eu")
-
-# US/Canada ring sizes and their inner diameters in mm (the usual jeweller's size chart).
-US_SIZES_MM: dict[float, float] = {
-    3.0: 14.05, 3.5: 14.45, 4.0: 14.86, 4.5: 15.27, 5.0: 15.70, 5.5: 16.10, 6.0: 16.51, 6.5: 16.92,
-    7.0: 17.35, 7.5: 17.75, 8.0: 18.19, 8.5: 18.53, 9.0: 18.89, 9.5: 19.41, 10.0: 19.84, 10.5: 20.20,
-    11.0: 20.68, 11.5: 21.08, 12.0: 21.49, 12.5: 21.89, 13.0: 22.33,
-}
-# EU (ISO 8653) sizes are the inner circumference in mm.
-EU_SIZES = tuple(range(44, 71))
+SIZE_SYSTEMS = ring_sizes.SYSTEMS
 
 LIMITS = {
     "band_width_mm": (1.5, 12.0),
@@ -81,26 +72,17 @@ class RingSpec:
 
 def inner_diameter_mm(size: float, system: str) -> float:
     """Inner diameter from the size chart; RingSpecError for a size the chart does not have."""
-    if system == "us":
-        if size not in US_SIZES_MM:
-            raise RingSpecError("size", "US sizes run from 3 to 13 in half sizes.")
-        return US_SIZES_MM[size]
-    if system == "eu":
-        if size not in EU_SIZES:
-            raise RingSpecError("size", f"EU sizes run from {EU_SIZES[0]} to {EU_SIZES[-1]}.")
-        return size / math.pi
-    raise RingSpecError("size_system", f"Choose a size system: {', '.join(SIZE_SYSTEMS)}.")
+    if system not in SIZE_SYSTEMS:
+        raise RingSpecError("size_system", f"Choose a size system: {', '.join(SIZE_SYSTEMS)}.")
+    try:
+        return ring_sizes.offered_inner_diameter_mm(size, system)
+    except ring_sizes.RingSizeError as error:
+        raise RingSpecError("size", str(error)) from error
 
 
 def size_chart() -> list[dict[str, object]]:
     """The sizes offered, for forms: [{system, size, label, inner_diameter_mm}]."""
-    chart: list[dict[str, object]] = [
-        {"system": "us", "size": s, "label": f"US {s:g} — {d:.2f} mm", "inner_diameter_mm": d}
-        for s, d in US_SIZES_MM.items()
-    ]
-    chart += [{"system": "eu", "size": float(s), "label": f"EU {s} — {s / math.pi:.2f} mm",
-               "inner_diameter_mm": s / math.pi} for s in EU_SIZES]
-    return chart
+    return ring_sizes.chart()
 
 
 # --- mesh operations ----------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from xml.parsers import expat
 
 import numpy as np
 
+from alexandrite.models3d.limits import ModelLimits
+
 __all__ = ["FORMATS", "ModelFormatError", "ParsedModel", "detect_format", "parse_model"]
 
 FORMATS = ("stl_binary", "stl_ascii", "obj", "3mf")
@@ -539,9 +541,10 @@ _PARSERS = {
 }
 
 
-def parse_model(data: bytes, filename: str | None = None, *, max_triangles: int = 2_000_000,
-                max_bytes: int = 200_000_000) -> ParsedModel:
+def parse_model(data: bytes, filename: str | None = None, limits: ModelLimits | None = None) -> ParsedModel:
     """Detect, parse and sanity-check a model; raises ModelFormatError with a precise reason."""
+    limits = limits or ModelLimits()
+    max_bytes, max_triangles = limits.max_bytes, limits.max_triangles
     if len(data) > max_bytes:
         raise ModelFormatError("file_too_large",
                                f"The file is {len(data):,} bytes; the limit is {max_bytes:,} bytes.")

@@ -1,4 +1,6 @@
-"""The one way a service consumes the other services' order events: validate, then apply in order, once.
+"""The one way a service consumes the other services' order events: validate, then apply in order, once,
+and only from the service that owns the order's current status (the single-writer rule, checked here for
+every service so no projection can be moved by a service that did not own the step).
 
 An event that cannot apply raises PermanentError (dead-lettered, nothing kept). A *parked*
 event that fails when its predecessor arrives must not take that innocent predecessor down
@@ -9,6 +11,7 @@ afresh) and it goes to the dead-letter queue through the outbox, in the same tra
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Collection
 
 import structlog
@@ -22,17 +25,30 @@ from alexandrite.contracts.events import (
     parse_status_change,
     status_event_type,
 )
-from alexandrite.contracts.order_status import IllegalTransition
+from alexandrite.contracts.order_status import IllegalTransition, OrderStatus, owner_of
 from alexandrite.kit.db import Database, OutgoingMessage, UnitOfWork
 from alexandrite.kit.messaging.consumer import Delivery, PermanentError
-from alexandrite.kit.messaging.sequencing import accept_in_order
+from alexandrite.orders.sequencing import accept_in_order
 from alexandrite.kit.messaging.tables import INBOX
 from alexandrite.kit.messaging.topology import dead_letter_queue, events_queue
-from alexandrite.kit.order_records import current_seq
+from alexandrite.orders.records import current_state
 
 log = structlog.get_logger(__name__)
 
 ApplyEvent = Callable[[UnitOfWork, Envelope, StatusChanged], Awaitable[None]]
+
+
+class WrongProducer(Exception):
+    """An event from a service that did not own the order's status: the single-writer rule broke."""
+
+
+def check_single_writer(envelope: Envelope, current: str | None) -> None:
+    """Only the owner of the order's current status may make its next transition (creation has no owner)."""
+    if current is None:
+        return
+    owner = owner_of(OrderStatus(current))
+    if owner != envelope.producer:
+        raise WrongProducer(f"{envelope.producer} moved an order in {current}, which {owner} owns")
 
 
 def parse_order_event(delivery: Delivery, producers: Collection[str]) -> Envelope:
@@ -77,11 +93,18 @@ async def consume_order_event(
 ) -> str:
     """Returns the inbox outcome: "ok", "duplicate", "stale" or "deferred" (parked until its turn)."""
     envelope = parse_order_event(delivery, producers)
+    cannot_apply = (*cannot_apply, WrongProducer)
     async with UnitOfWork(db) as uow:
         broken: list[tuple[Envelope, str]] = []
+        status: dict[uuid.UUID, str | None] = {}
+
+        async def _current_seq(order_id: uuid.UUID) -> int:
+            seq, status[order_id] = await current_state(uow, orders, order_id)
+            return seq
 
         async def _apply(env: Envelope) -> None:
             try:
+                check_single_writer(env, status.get(env.order_id))
                 async with uow.session.begin_nested():
                     await apply(uow, env, parse_status_change(env))
             except cannot_apply as error:
@@ -91,7 +114,7 @@ async def consume_order_event(
                 broken.append((env, reason))
 
         outcome = await accept_in_order(
-            uow.session, envelope, current_seq=lambda oid: current_seq(uow, orders, oid), apply=_apply
+            uow.session, envelope, current_seq=_current_seq, apply=_apply
         )
         for env, reason in broken:
             await uow.session.execute(delete(INBOX).where(INBOX.c.event_id == env.event_id))
