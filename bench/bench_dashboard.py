@@ -38,10 +38,10 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from alexandrite.kit.migrations import _plain_dsn, create_databases, drop_databases, upgrade  # noqa: E402
+from alexandrite.devtools.seed_orders import Plan, load_service  # noqa: E402
+from alexandrite.kit.migrations import create_databases, drop_databases, plain_dsn, upgrade  # noqa: E402
 from alexandrite.kit.security import Principal, issue_token  # noqa: E402
 from alexandrite.kit.settings import Settings  # noqa: E402
-from alexandrite.seed_orders import Plan, load_service  # noqa: E402
 
 PATH = "/api/v1/production/orders"
 DEEP_PAGE = 40
@@ -62,7 +62,7 @@ async def prepare(settings: Settings, orders: int, role: str) -> dict[str, float
     began = time.perf_counter()
     await load_service(settings, "mes", Plan.make(orders))
     timings["seed"] = time.perf_counter() - began
-    conn = await asyncpg.connect(_plain_dsn(settings.database_url("mes")))
+    conn = await asyncpg.connect(plain_dsn(settings.database_url("mes")))
     try:
         began = time.perf_counter()
         await conn.execute("CREATE SCHEMA naive")
@@ -82,7 +82,7 @@ async def prepare(settings: Settings, orders: int, role: str) -> dict[str, float
 
 async def cleanup(settings: Settings, role: str) -> None:
     await drop_databases(settings, ("mes",))
-    conn = await asyncpg.connect(_plain_dsn(settings.admin_database_url()))
+    conn = await asyncpg.connect(plain_dsn(settings.admin_database_url()))
     try:
         await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
     finally:

@@ -27,7 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from alexandrite.kit.sandbox import deprovision, provision, sandbox_env, sandbox_settings  # noqa: E402
+from alexandrite.devtools.sandbox import deprovision, provision, sandbox_env, sandbox_settings  # noqa: E402
 from alexandrite.models3d.rings import ring, to_binary_stl  # noqa: E402
 from tests.e2e.processes import Platform  # noqa: E402
 

@@ -36,8 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 import structlog  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
-from alexandrite.contracts.events import status_envelope  # noqa: E402
-from alexandrite.contracts.events import StatusChanged  # noqa: E402
+from alexandrite.contracts.events import (
+    StatusChanged,  # noqa: E402
+    status_envelope,  # noqa: E402
+)
 from alexandrite.kit import logs, tracing  # noqa: E402
 from alexandrite.kit.http import ObservabilityMiddleware  # noqa: E402
 

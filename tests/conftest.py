@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from alexandrite.kit.sandbox import deprovision, provision, sandbox_env, sandbox_settings
+from alexandrite.devtools.sandbox import deprovision, provision, sandbox_env, sandbox_settings
 from alexandrite.kit.settings import Settings
 
 

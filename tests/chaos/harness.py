@@ -14,8 +14,8 @@ import httpx
 
 from alexandrite.kit.settings import Settings
 from tests.chaos.proxy import CuttableProxy
-from tests.e2e.test_order_pipeline import fetch
 from tests.e2e.processes import Platform
+from tests.e2e.test_order_pipeline import fetch
 
 PRICED = ("PRICE_CALCULATED", "PRICE_CALCULATION_FAILED")
 ARTIFACTS = Path("test-artifacts")

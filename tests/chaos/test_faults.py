@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from alexandrite.devtools.simulate import simulate
 from alexandrite.kit.settings import Settings
-from alexandrite.simulate import simulate
 from tests.chaos.harness import ChaosPlatform, exactly_once_report, wait_until_priced_everywhere
 
 pytestmark = [pytest.mark.chaos, pytest.mark.e2e]

@@ -24,10 +24,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from alexandrite.devtools.simulate import ring_model, simulate
+from alexandrite.devtools.smtp_sink import SmtpSink
 from alexandrite.kit.messaging.topology import PRICING_QUEUE, events_queue
 from alexandrite.kit.settings import SERVICES, Settings
-from alexandrite.kit.smtp_sink import SmtpSink
-from alexandrite.simulate import ring_model, simulate
 from tests.e2e.processes import Platform, fetch, free_port
 from tests.observability_config import exposed_names, missing_names, used_metric_names
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from alexandrite.devtools.simulate import simulate
 from alexandrite.kit.settings import Settings
-from alexandrite.simulate import simulate
 from tests.e2e.processes import Platform, fetch
 
 pytestmark = pytest.mark.e2e

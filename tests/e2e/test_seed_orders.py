@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from alexandrite.kit.migrations import _plain_dsn, create_databases, drop_databases, upgrade
+from alexandrite.kit.migrations import create_databases, drop_databases, plain_dsn, upgrade
 from alexandrite.kit.settings import SERVICES, Settings
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +38,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 async def facts(settings: Settings) -> dict[str, dict[str, object]]:
     found: dict[str, dict[str, object]] = {}
     for service, table in (("shop", "orders"), ("crm", "orders"), ("mes", "production_orders")):
-        conn = await asyncpg.connect(_plain_dsn(settings.database_url(service)))
+        conn = await asyncpg.connect(plain_dsn(settings.database_url(service)))
         try:
             row = await conn.fetchrow(
                 f"SELECT count(*) AS n, md5(string_agg(id::text || status, ',' ORDER BY id)) AS digest, "

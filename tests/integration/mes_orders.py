@@ -12,8 +12,8 @@ from alexandrite.contracts.events import Envelope, StatusChanged, status_envelop
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.db import Database
 from alexandrite.kit.messaging.consumer import Delivery
-from alexandrite.mes import handlers
 from alexandrite.mes.consumers import handle_event
+from alexandrite.mes.pricing import jobs
 from alexandrite.mes.progress import QueueEstimate
 from alexandrite.mes.tables import pricing_jobs
 
@@ -50,9 +50,9 @@ async def priced_order(db: Database, **kwargs: Any) -> uuid.UUID:
     order_id = await submitted_order(db, **kwargs)
     async with db.sessions() as session:
         job_id = (await session.execute(select(pricing_jobs.c.id).where(pricing_jobs.c.order_id == order_id))).scalar_one()
-    started = await handlers.begin_job(db, job_id, worker="w-api")
-    assert isinstance(started, handlers.StartedJob)
-    assert await handlers.finish_job(db, started, worker="w-api", duration_ms=40, quote=QUOTE) == "priced"
+    started = await jobs.begin_job(db, job_id, worker="w-api")
+    assert isinstance(started, jobs.StartedJob)
+    assert await jobs.finish_job(db, started, worker="w-api", duration_ms=40, quote=QUOTE) == "priced"
     return order_id
 
 

@@ -14,7 +14,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from asgi_lifespan import LifespanManager
+from mes_orders import QUOTE, approved_order, feed, priced_order
 from prometheus_client import REGISTRY
+from test_mes_partitions import assert_counts_exact
 
 from alexandrite.contracts.events import StatusChanged, status_envelope
 from alexandrite.contracts.order_status import OrderStatus
@@ -22,12 +24,10 @@ from alexandrite.kit.cache import PageCache
 from alexandrite.kit.db import Database
 from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
-from alexandrite.orders.words import STATUS_WORDS
 from alexandrite.mes.app import create_app
 from alexandrite.mes.dashboard import CACHE_NAME
 from alexandrite.mes.schemas import OrderPage
-from mes_orders import QUOTE, approved_order, feed, priced_order
-from test_mes_partitions import assert_counts_exact
+from alexandrite.orders.words import STATUS_WORDS
 
 S = OrderStatus
 BASE = "/api/v1/production"

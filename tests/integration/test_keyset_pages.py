@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from mes_orders import approved_order
 
 from alexandrite.contracts.events import StatusChanged, status_envelope
 from alexandrite.contracts.order_status import OrderStatus
@@ -25,7 +26,6 @@ from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
 from alexandrite.mes.app import create_app as create_mes
 from alexandrite.shop.app import create_app as create_shop
-from mes_orders import approved_order
 
 S = OrderStatus
 Fetch = Callable[[str | None], Awaitable[dict[str, Any]]]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from mes_orders import QUOTE, approved_order, priced_order, submitted_order
 from sqlalchemy import select
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope
@@ -20,9 +21,8 @@ from alexandrite.kit.db import Database
 from alexandrite.kit.messaging.tables import OUTBOX
 from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
-from alexandrite.mes import handlers
+from alexandrite.mes.pricing import jobs
 from alexandrite.mes.tables import order_history, pricing_jobs, production_orders
-from mes_orders import QUOTE, approved_order, priced_order, submitted_order
 
 S = OrderStatus
 BASE = "/api/v1/production"
@@ -239,7 +239,7 @@ async def test_internal_cancel_while_pricing_cancels_the_job(client: httpx.Async
     assert event.seq == 5 and event.payload["actor"] == "customer:cust-9" and event.payload["reason"] == "too slow"
 
     # The worker that picks the job up later finds nothing to do.
-    assert await handlers.begin_job(db, job.id, worker="w-late") == "cancelled"
+    assert await jobs.begin_job(db, job.id, worker="w-late") == "cancelled"
     again = await client.post(f"/internal/v1/orders/{order_id}/cancel", headers=service,
                               json={"requested_by": "crm", "actor": "seller:bob"})
     assert again.status_code == 409 and again.json()["error"]["code"] == "illegal_transition"
@@ -296,11 +296,11 @@ async def test_internal_progress_is_live(client: httpx.AsyncClient, db: Database
     # The first job leaves the queue: the second moves up.
     async with db.sessions() as session:
         job_id = (await session.execute(select(pricing_jobs.c.id).where(pricing_jobs.c.order_id == first))).scalar_one()
-    started = await handlers.begin_job(db, job_id, worker="w-progress")
-    assert isinstance(started, handlers.StartedJob)
+    started = await jobs.begin_job(db, job_id, worker="w-progress")
+    assert isinstance(started, jobs.StartedJob)
     running = (await client.get(f"/internal/v1/orders/{first}/progress", headers=service)).json()
     assert running["progress"]["queue_position"] == 1
-    await handlers.finish_job(db, started, worker="w-progress", duration_ms=10, quote=QUOTE)
+    await jobs.finish_job(db, started, worker="w-progress", duration_ms=10, quote=QUOTE)
     moved = (await client.get(f"/internal/v1/orders/{second}/progress", headers=service)).json()
     assert moved["progress"]["queue_position"] == two["progress"]["queue_position"] - 1
     done = (await client.get(f"/internal/v1/orders/{first}/progress", headers=service)).json()

@@ -27,8 +27,9 @@ from alexandrite.kit.messaging.tables import OUTBOX
 from alexandrite.kit.messaging.topology import PRICING_QUEUE, dead_letter_queue
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.tracing import use_provider
-from alexandrite.mes import domain, handlers, repository
+from alexandrite.mes import domain, repository
 from alexandrite.mes.consumers import handle_event
+from alexandrite.mes.pricing import jobs as job_steps
 from alexandrite.mes.progress import QueueEstimate
 from alexandrite.mes.tables import inbox, order_history, pricing_jobs, production_orders
 
@@ -281,9 +282,9 @@ async def test_resubmission_after_a_failed_pricing_makes_a_new_job(db: Database)
     order_id = uuid.uuid4()
     for env in shop_events(order_id):
         await feed(db, env)
-    started = await handlers.begin_job(db, (await jobs(db, order_id))[0].id, worker="w-test")
-    assert isinstance(started, handlers.StartedJob)
-    outcome = await handlers.finish_job(db, started, worker="w-test", duration_ms=12,
+    started = await job_steps.begin_job(db, (await jobs(db, order_id))[0].id, worker="w-test")
+    assert isinstance(started, job_steps.StartedJob)
+    outcome = await job_steps.finish_job(db, started, worker="w-test", duration_ms=12,
                                         failure={"code": "not_watertight", "message": "The model has holes."})
     assert outcome == "failed"
     row = await order_row(db, order_id)
@@ -317,9 +318,9 @@ async def test_crm_approval_puts_the_order_on_the_dashboard(db: Database) -> Non
     order_id = uuid.uuid4()
     for env in shop_events(order_id):
         await feed(db, env)
-    started = await handlers.begin_job(db, (await jobs(db, order_id))[0].id, worker="w-test")
-    assert isinstance(started, handlers.StartedJob)
-    assert await handlers.finish_job(db, started, worker="w-test", duration_ms=5, quote=QUOTE) == "priced"
+    started = await job_steps.begin_job(db, (await jobs(db, order_id))[0].id, worker="w-test")
+    assert isinstance(started, job_steps.StartedJob)
+    assert await job_steps.finish_job(db, started, worker="w-test", duration_ms=5, quote=QUOTE) == "priced"
     at = datetime.now(UTC)
     approve = status_envelope(producer="crm", order_id=order_id, seq=6, change=StatusChanged(
         status=S.MANUFACTURING_APPROVED, previous_status=S.PRICE_CALCULATED, actor="seller:bob", at=at,

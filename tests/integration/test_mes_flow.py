@@ -28,9 +28,9 @@ from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.storage import LocalStorage
 from alexandrite.mes.app import create_app
+from alexandrite.mes.worker import run_worker
 from alexandrite.models3d.rings import ring
 from alexandrite.models3d.writers import to_binary_stl
-from alexandrite.mes.worker import run_worker
 
 S = OrderStatus
 

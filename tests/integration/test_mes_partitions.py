@@ -13,9 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+from mes_orders import approved_order
 from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql
 
+from alexandrite.devtools.seed_orders import Plan, load_service
 from alexandrite.kit.db import Database
 from alexandrite.kit.migrations import create_databases, drop_databases, upgrade
 from alexandrite.kit.pagination import encode_cursor
@@ -24,8 +26,6 @@ from alexandrite.kit.settings import Settings
 from alexandrite.mes import partitions, repository
 from alexandrite.mes.dashboard import IN_WORK_STATUSES
 from alexandrite.mes.tables import production_orders
-from alexandrite.seed_orders import Plan, load_service
-from mes_orders import approved_order
 
 BASE = "/api/v1/production"
 

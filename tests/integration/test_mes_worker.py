@@ -34,14 +34,15 @@ from alexandrite.kit.settings import Settings
 from alexandrite.kit.storage import LocalStorage
 from alexandrite.mes import domain, handlers
 from alexandrite.mes.consumers import handle_event
+from alexandrite.mes.pricing import jobs
 from alexandrite.mes.pricing.quote import load_pricing
-from alexandrite.models3d.rings import ring
-from alexandrite.models3d.shapes import box
-from alexandrite.models3d.writers import to_binary_stl
 from alexandrite.mes.progress import QueueEstimate
 from alexandrite.mes.tables import order_history, pricing_jobs, production_orders
 from alexandrite.mes.worker import PricingWorker, run_worker
 from alexandrite.models3d.limits import ModelLimits
+from alexandrite.models3d.rings import ring
+from alexandrite.models3d.shapes import box
+from alexandrite.models3d.writers import to_binary_stl
 
 S = OrderStatus
 
@@ -192,14 +193,14 @@ async def test_a_job_left_running_by_a_dead_worker_is_priced_by_another(
         db: Database, storage: LocalStorage, worker: PricingWorker, ring_triangles: np.ndarray) -> None:
     order_id, job = await submit(db, await store(storage, ring_triangles))
     message = domain.PricingJobMessage.model_validate_json(job)
-    crashed = await handlers.begin_job(db, message.job_id, worker="worker-dead")  # then SIGKILL
-    assert isinstance(crashed, handlers.StartedJob)
+    crashed = await jobs.begin_job(db, message.job_id, worker="worker-dead")  # then SIGKILL
+    assert isinstance(crashed, jobs.StartedJob)
     assert await worker.handle(delivery(job)) == "priced"  # the redelivery
     order, [job_row], steps, _ = await state(db, order_id)
     assert order.status == "PRICE_CALCULATED"
     assert (job_row.state, job_row.attempts, job_row.worker) == ("priced", 2, "w-test")
     # Had the first worker survived after all, its completion would change nothing.
-    late = await handlers.finish_job(db, crashed, worker="worker-dead", duration_ms=1, quote={"total": 1})
+    late = await jobs.finish_job(db, crashed, worker="worker-dead", duration_ms=1, quote={"total": 1})
     assert late == "duplicate"
     order_after, _, steps_after, _ = await state(db, order_id)
     assert order_after.quote == order.quote and len(steps_after) == len(steps)
@@ -209,10 +210,10 @@ async def test_an_order_cancelled_while_being_priced_gets_no_price(
         db: Database, storage: LocalStorage, worker: PricingWorker, ring_triangles: np.ndarray) -> None:
     order_id, job = await submit(db, await store(storage, ring_triangles))
     message = domain.PricingJobMessage.model_validate_json(job)
-    started = await handlers.begin_job(db, message.job_id, worker="w-test")
-    assert isinstance(started, handlers.StartedJob)
+    started = await jobs.begin_job(db, message.job_id, worker="w-test")
+    assert isinstance(started, jobs.StartedJob)
     await handlers.cancel(db, order_id, requested_by="shop", actor="customer:cust-7", reason=None)
-    assert await handlers.finish_job(db, started, worker="w-test", duration_ms=3, quote={"total": 1}) == "cancelled"
+    assert await jobs.finish_job(db, started, worker="w-test", duration_ms=3, quote={"total": 1}) == "cancelled"
     assert await worker.handle(delivery(job)) == "cancelled"
     order, [job_row], steps, events = await state(db, order_id)
     assert order.status == "CANCELLED" and order.quote is None and job_row.state == "cancelled"
@@ -278,7 +279,7 @@ async def test_run_worker_takes_over_a_job_whose_worker_died(
         await doomed_channel.set_qos(prefetch_count=1)
         taken = await (await doomed_channel.get_queue(PRICING_QUEUE)).get(no_ack=False, timeout=10)
         assert taken is not None and taken.body == job
-        assert isinstance(await handlers.begin_job(db, message.job_id, worker="worker-1"), handlers.StartedJob)
+        assert isinstance(await jobs.begin_job(db, message.job_id, worker="worker-1"), jobs.StartedJob)
         await doomed.close()  # unacknowledged: back to the queue
 
         stop = asyncio.Event()

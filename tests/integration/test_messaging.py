@@ -16,10 +16,10 @@ from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.messaging.consumer import Consumer, Delivery, PermanentError
 from alexandrite.kit.messaging.dlq import list_dead_letters, replay
 from alexandrite.kit.messaging.relay import OutboxRelay
-from alexandrite.orders.sequencing import accept_in_order
 from alexandrite.kit.messaging.tables import INBOX, OUTBOX
 from alexandrite.kit.messaging.topology import declare_consumer_queue
 from alexandrite.kit.settings import Settings
+from alexandrite.orders.sequencing import accept_in_order
 
 
 def envelope(order_id: uuid.UUID, seq: int, kind: str = "test.order.touched") -> Envelope:

@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from mes_orders import approved_order
 from sqlalchemy import text
 
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
 from alexandrite.mes.app import create_app
-from mes_orders import approved_order
 
 BASE = "/api/v1/production"
 

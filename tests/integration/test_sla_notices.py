@@ -12,12 +12,13 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import delete, select, update
 
 from alexandrite.contracts.events import ORDER_DELAYED_TYPE, Envelope, OrderDelayed, utcnow
+from alexandrite.devtools.smtp_sink import SmtpSink
 from alexandrite.kit import metrics
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.messaging.consumer import Delivery, PermanentError
 from alexandrite.kit.messaging.tables import OUTBOX
-from alexandrite.kit.settings import DAY, Settings
-from alexandrite.kit.smtp_sink import SmtpSink
+from alexandrite.kit.setting_groups import DAY
+from alexandrite.kit.settings import Settings
 from alexandrite.mes.sla import StageSlas
 from alexandrite.mes.tables import production_orders
 from alexandrite.mes.watchdog import scan

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from mes_orders import approved_order
 
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.crm.app import create_app as create_crm
@@ -17,7 +18,6 @@ from alexandrite.kit.db import Database
 from alexandrite.kit.security import Principal, issue_token
 from alexandrite.kit.settings import Settings
 from alexandrite.mes.app import create_app as create_mes
-from mes_orders import approved_order
 from tests.integration.test_crm_api import closed_port, seed
 
 S = OrderStatus

@@ -13,9 +13,9 @@ import asyncpg
 import httpx
 import pytest
 
+from alexandrite.devtools.simulate import simulate
 from alexandrite.kit.security import read_token
 from alexandrite.kit.settings import Settings
-from alexandrite.simulate import simulate
 from tests.e2e.processes import Platform
 
 pytestmark = pytest.mark.e2e

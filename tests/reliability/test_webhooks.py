@@ -23,8 +23,8 @@ from alexandrite.models3d.writers import to_binary_stl
 from alexandrite.shop.app import create_app
 from alexandrite.shop.handlers import create_partner
 from alexandrite.shop.tables import partners, webhook_deliveries
-from alexandrite.shop.webhook_dispatch import WebhookDispatcher
 from alexandrite.shop.webhooks import verify
+from alexandrite.shop.webhooks.dispatch import WebhookDispatcher
 from tests.reliability.receivers import Receiver
 
 RING = to_binary_stl(ring(segments=48, profile_segments=8))

@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alexandrite.models3d.formats import ModelFormatError
-from alexandrite.models3d.geometry import analyse
 from alexandrite.contracts.alloys import ALLOY_NAMES as ALLOYS
 from alexandrite.mes.pricing.quote import (
     DEFAULT_PRICING,
@@ -22,6 +20,8 @@ from alexandrite.mes.pricing.quote import (
     price,
     price_model,
 )
+from alexandrite.models3d.formats import ModelFormatError
+from alexandrite.models3d.geometry import analyse
 from alexandrite.models3d.rings import ring
 from alexandrite.models3d.shapes import box, icosphere
 from alexandrite.models3d.writers import to_binary_stl, to_obj

@@ -19,13 +19,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from alexandrite.models3d import rings
-
-from alexandrite.models3d import writers
-
-from alexandrite.models3d import shapes
-
-from alexandrite.models3d import ring_sizes
+from alexandrite.models3d import ring_sizes, rings, shapes, writers
 from alexandrite.models3d.geometry import analyse
 
 

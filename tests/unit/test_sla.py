@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from alexandrite.kit.settings import DEFAULT_SLA_SECONDS, Settings
+from alexandrite.kit.setting_groups import DEFAULT_SLA_SECONDS
+from alexandrite.kit.settings import Settings
 from alexandrite.mes.sla import StageSlas, is_overdue
 from alexandrite.mes.watchdog import slas_from
 

@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from alexandrite.crm import pages
 from alexandrite.crm.api import internal, router, webhooks
 from alexandrite.crm.consumers import event_handler
-from alexandrite.kit.app import create_service_app
 from alexandrite.crm.tables import orders
+from alexandrite.kit.app import create_service_app
 from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.orders.status_gauge import run_status_gauge
 

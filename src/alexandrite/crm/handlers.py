@@ -29,9 +29,9 @@ from alexandrite.crm.domain import (
 from alexandrite.crm.tables import order_history, orders
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
-from alexandrite.orders.records import ensure_may_cancel, order_in_transit, record_creation, record_transition
 from alexandrite.kit.peers import Peers
 from alexandrite.kit.security import Principal
+from alexandrite.orders.records import ensure_may_cancel, order_in_transit, record_creation, record_transition
 
 log = structlog.get_logger(__name__)
 S = OrderStatus

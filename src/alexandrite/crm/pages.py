@@ -19,8 +19,8 @@ from alexandrite.crm import handlers, views
 from alexandrite.crm.api import order_filter
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.security import Principal
-from alexandrite.orders.words import order_pages, plain_error, redirect_with, timeline
 from alexandrite.kit.web.staff import staff_pages
+from alexandrite.orders.words import order_pages, plain_error, redirect_with, timeline
 
 SERVICE = "crm"
 S = OrderStatus

@@ -16,7 +16,7 @@ from alexandrite.kit.settings import SERVICES, Service, Settings
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _plain_dsn(url: str) -> str:
+def plain_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
@@ -24,7 +24,7 @@ async def wait_for_postgres(settings: Settings, timeout: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
-            conn = await asyncpg.connect(_plain_dsn(settings.admin_database_url()), timeout=5)
+            conn = await asyncpg.connect(plain_dsn(settings.admin_database_url()), timeout=5)
             await conn.close()
             return
         except (OSError, asyncpg.PostgresError):
@@ -34,7 +34,7 @@ async def wait_for_postgres(settings: Settings, timeout: float = 30.0) -> None:
 
 
 async def create_databases(settings: Settings, services: tuple[Service, ...] = SERVICES) -> list[str]:
-    conn = await asyncpg.connect(_plain_dsn(settings.admin_database_url()))
+    conn = await asyncpg.connect(plain_dsn(settings.admin_database_url()))
     created = []
     try:
         for service in services:
@@ -49,7 +49,7 @@ async def create_databases(settings: Settings, services: tuple[Service, ...] = S
 
 
 async def drop_databases(settings: Settings, services: tuple[Service, ...] = SERVICES) -> None:
-    conn = await asyncpg.connect(_plain_dsn(settings.admin_database_url()))
+    conn = await asyncpg.connect(plain_dsn(settings.admin_database_url()))
     try:
         for service in services:
             await conn.execute(f'DROP DATABASE IF EXISTS "{settings.database_name(service)}" WITH (FORCE)')

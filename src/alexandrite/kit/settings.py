@@ -12,234 +12,39 @@ import json
 import os
 import typing
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alexandrite.contracts.order_status import OrderStatus
-from alexandrite.models3d.limits import ModelLimits
-
-DEFAULT_SECRET = "local-development-secret-change-me"
-DEFAULT_SERVICE_TOKEN = "local-service-token-change-me"
-DEFAULT_CARRIER_SECRET = "local-carrier-secret-change-me"
+from alexandrite.kit.setting_groups import (
+    DEFAULT_CARRIER_SECRET,
+    DEFAULT_SECRET,
+    DEFAULT_SERVICE_TOKEN,
+    AuthSettings,
+    BreakerSettings,
+    BrokerSettings,
+    CacheSettings,
+    DatabaseSettings,
+    Group,
+    MailSettings,
+    NetworkSettings,
+    ObservabilitySettings,
+    OperationsSettings,
+    PricingSettings,
+    RedisSettings,
+    ShutdownSettings,
+    SlaSettings,
+    ThrottleSettings,
+    UploadSettings,
+    WebhookSettings,
+)
 
 Service = Literal["shop", "crm", "mes"]
 
-DAY = 86400.0
-# Longest time an order may stay in a status before the customer is told of the delay.
-DEFAULT_SLA_SECONDS: dict[str, float] = {
-    "SUBMITTED": 600.0,
-    "PRICE_CALCULATING": 1800.0,
-    "PRICE_CALCULATED": 2 * DAY,  # waiting for the seller's approval
-    "MANUFACTURING_APPROVED": 2 * DAY,  # until an operator starts it
-    "MANUFACTURING_STARTED": 7 * DAY,
-    "MANUFACTURING_COMPLETED": 1 * DAY,
-    "PACKAGING": 1 * DAY,
-    "SHIPPED": 10 * DAY,
-}
 SERVICES: tuple[Service, ...] = ("shop", "crm", "mes")
-
-
-class Group(BaseModel):
-    """A group of settings; each field's alias is its flat name (``ALEX_<ALIAS>`` in the environment)."""
-
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="forbid")
-
-
-class DatabaseSettings(Group):
-    """PostgreSQL: one server DSN, one database per service named ``<prefix>_<service>``."""
-
-    dsn: str = Field(default="postgresql+asyncpg://postgres@127.0.0.1:5432", alias="pg_dsn")
-    prefix: str = Field(default="alexandrite", alias="db_prefix")
-    pool_size: int = Field(default=10, alias="db_pool_size")
-    # Optional read replica server DSN for lag-tolerant reads (same database names).
-    replica_dsn: str | None = Field(default=None, alias="pg_replica_dsn")
-    # MES order partitions: "alexandrite maintain" creates these months ahead; 0 never archives.
-    partition_months_ahead: int = Field(default=3, ge=0, le=60, alias="partition_months_ahead")
-    partition_archive_after_months: int = Field(default=24, ge=0, alias="partition_archive_after_months")
-
-
-class BrokerSettings(Group):
-    """RabbitMQ: the outbox relay, consumers and the bounded pricing queue."""
-
-    url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", alias="amqp_url")
-    pricing_queue_max_length: int = Field(default=10_000, alias="pricing_queue_max_length")
-    consumer_prefetch: int = Field(default=20, alias="consumer_prefetch")
-    retry_delays_ms: tuple[int, ...] = Field(default=(500, 2_000, 10_000), alias="retry_delays_ms")
-    relay_batch_size: int = Field(default=200, alias="relay_batch_size")
-    relay_idle_seconds: float = Field(default=0.05, alias="relay_idle_seconds")
-    # Processes started by "serve": relay and event consumer run beside the API.
-    run_relay: bool = Field(default=True, alias="run_relay")
-    run_consumer: bool = Field(default=True, alias="run_consumer")
-
-
-class RedisSettings(Group):
-    url: str = Field(default="redis://127.0.0.1:6379/0", alias="redis_url")
-    prefix: str = Field(default="alexandrite", alias="redis_prefix")
-    timeout_seconds: float = Field(default=0.25, gt=0, alias="redis_timeout_seconds")
-
-
-class AuthSettings(Group):
-    """Secrets and tokens; production refuses the defaults."""
-
-    secret_key: str = Field(default=DEFAULT_SECRET, alias="secret_key")
-    service_token: str = Field(default=DEFAULT_SERVICE_TOKEN, alias="service_token")
-    carrier_webhook_secret: str = Field(default=DEFAULT_CARRIER_SECRET, alias="carrier_webhook_secret")
-    token_ttl_seconds: int = Field(default=12 * 3600, alias="token_ttl_seconds")
-
-
-class NetworkSettings(Group):
-    """Where each service listens and how the services reach each other."""
-
-    host: str = Field(default="127.0.0.1", alias="host")
-    shop_url: str = Field(default="http://127.0.0.1:8001", alias="shop_url")
-    crm_url: str = Field(default="http://127.0.0.1:8002", alias="crm_url")
-    mes_url: str = Field(default="http://127.0.0.1:8003", alias="mes_url")
-    shop_port: int = Field(default=8001, alias="shop_port")
-    crm_port: int = Field(default=8002, alias="crm_port")
-    mes_port: int = Field(default=8003, alias="mes_port")
-    worker_metrics_port: int = Field(default=9100, alias="worker_metrics_port")
-    peer_timeout_seconds: float = Field(default=3.0, gt=0, alias="peer_timeout_seconds")
-
-
-class UploadSettings(Group):
-    """3D model uploads and where their files are kept; the same limits bind the shop and the workers."""
-
-    max_bytes: int = Field(default=100 * 1024 * 1024, alias="max_upload_bytes")
-    max_triangles: int = Field(default=2_000_000, alias="max_triangles")
-    storage_dir: Path = Field(default=Path("var/storage"), alias="storage_dir")
-    storage_timeout_seconds: float = Field(default=10.0, gt=0, alias="storage_timeout_seconds")
-
-    @property
-    def limits(self) -> ModelLimits:
-        """The limits every parse of an uploaded model runs under: upload check, preview, pricing worker."""
-        return ModelLimits(max_bytes=self.max_bytes, max_triangles=self.max_triangles)
-
-
-class PricingSettings(Group):
-    """The pricing configuration the workers load, and backpressure at submit."""
-
-    config_path: Path | None = Field(default=None, alias="pricing_config")
-    seconds_estimate: float = Field(default=2.0, alias="pricing_seconds_estimate")
-    # The pricing stage SLA and what submit does when the backlog would break it.
-    stage_sla_seconds: float = Field(default=900.0, gt=0, alias="pricing_stage_sla_seconds")
-    backpressure_mode: Literal["reject", "accept_with_eta", "off"] = Field(default="reject", alias="backpressure_mode")
-    backpressure_cache_seconds: float = Field(default=2.0, ge=0, alias="backpressure_cache_seconds")
-
-
-class ThrottleSettings(Group):
-    """Requests per minute (partners by plan; an unknown plan gets "standard") and load shedding."""
-
-    enabled: bool = Field(default=True, alias="rate_limit_enabled")
-    window_seconds: int = Field(default=60, ge=1, alias="rate_limit_window_seconds")
-    per_ip: int = Field(default=1200, ge=1, alias="rate_limit_per_ip")
-    per_customer: int = Field(default=600, ge=1, alias="rate_limit_per_customer")
-    per_staff: int = Field(default=3000, ge=1, alias="rate_limit_per_staff")
-    plans: dict[str, int] = Field(
-        default_factory=lambda: {"standard": 600, "premium": 3000, "enterprise": 12000}, alias="rate_limit_plans")
-    # Redis away: True lets requests through (counted), False answers 503.
-    fail_open: bool = Field(default=True, alias="rate_limit_fail_open")
-    # Requests served at once per process; more are answered 503 + Retry-After immediately.
-    max_in_flight_requests: int = Field(default=64, ge=1, alias="max_in_flight_requests")
-
-
-class BreakerSettings(Group):
-    """Circuit breakers on every outbound dependency: failures before opening, seconds open."""
-
-    failure_threshold: int = Field(default=5, ge=1, alias="breaker_failure_threshold")
-    reset_seconds: float = Field(default=10.0, gt=0, alias="breaker_reset_seconds")
-
-
-class ShutdownSettings(Group):
-    # After SIGTERM readiness is false for drain_seconds before the listener closes.
-    drain_seconds: float = Field(default=3.0, ge=0, alias="shutdown_drain_seconds")
-    timeout_seconds: int = Field(default=20, ge=1, alias="shutdown_timeout_seconds")
-
-
-class WebhookSettings(Group):
-    """Partner webhooks sent by the shop."""
-
-    run: bool = Field(default=True, alias="run_webhooks")
-    timeout_seconds: float = Field(default=5.0, gt=0, alias="webhook_timeout_seconds")
-    max_attempts: int = Field(default=8, ge=1, alias="webhook_max_attempts")
-    backoff_seconds: tuple[float, ...] = Field(default=(1, 5, 30, 120, 600, 1800, 3600),
-                                               alias="webhook_backoff_seconds")
-    concurrency: int = Field(default=16, ge=1, alias="webhook_concurrency")
-    per_endpoint_concurrency: int = Field(default=2, ge=1, alias="webhook_per_endpoint_concurrency")
-    batch_size: int = Field(default=100, ge=1, alias="webhook_batch_size")
-    idle_seconds: float = Field(default=0.2, gt=0, alias="webhook_idle_seconds")
-    breaker_failures: int = Field(default=5, ge=1, alias="webhook_breaker_failures")
-    breaker_reset_seconds: float = Field(default=30.0, gt=0, alias="webhook_breaker_reset_seconds")
-    allow_private_urls: bool = Field(default=True, alias="webhook_allow_private_urls")  # production: False
-
-
-class CacheSettings(Group):
-    """Redis cache of hot pages; replica reads right after a change go to the primary."""
-
-    ttl_seconds: float = Field(default=30.0, ge=0, alias="cache_ttl_seconds")  # 0 disables the page cache
-    ttl_jitter: float = Field(default=0.2, ge=0, le=1, alias="cache_ttl_jitter")  # TTL grows by up to this, at random
-    lock_seconds: float = Field(default=2.0, gt=0, alias="cache_lock_seconds")  # one loader per page; others wait
-    redis_timeout_seconds: float = Field(default=0.25, gt=0, alias="cache_redis_timeout_seconds")
-    retry_seconds: float = Field(default=1.0, ge=0, alias="cache_retry_seconds")  # after a Redis failure: database only
-    replica_fresh_seconds: float = Field(default=2.0, ge=0, alias="replica_fresh_seconds")
-
-
-class ObservabilitySettings(Group):
-    log_level: str = Field(default="INFO", alias="log_level")
-    log_json: bool = Field(default=True, alias="log_json")
-    # Optional push of every metric to Graphite (carbon plaintext "host:port"); off when unset.
-    graphite_address: str | None = Field(default=None, alias="graphite_address")
-    graphite_prefix: str = Field(default="alexandrite", alias="graphite_prefix")
-    graphite_interval_seconds: float = Field(default=30.0, gt=0, alias="graphite_interval_seconds")
-    # How often each API recounts its orders per status for the orders-in-status gauge.
-    status_gauge_interval_seconds: float = Field(default=15.0, gt=0, alias="status_gauge_interval_seconds")
-    # OpenTelemetry: off by default (no instrumentation installed, near-zero cost).
-    # "otlp" exports to otlp_endpoint (OTLP/HTTP); "file" writes JSON lines to trace_dir/<service>-<pid>.jsonl.
-    tracing: Literal["off", "otlp", "file"] = Field(default="off", alias="tracing")
-    otlp_endpoint: str = Field(default="http://127.0.0.1:4318/v1/traces", alias="otlp_endpoint")
-    trace_dir: Path = Field(default=Path("var/traces"), alias="trace_dir")
-
-
-class SlaSettings(Group):
-    """Per-stage SLAs in seconds (JSON object, e.g. ALEX_SLA_SECONDS='{"PRICE_CALCULATING": 1800}');
-    statuses not listed have none. The watchdog runs inside the mes service (and as "alexandrite watchdog")."""
-
-    seconds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_SLA_SECONDS), alias="sla_seconds")
-    promised_delivery_days: float = Field(default=21.0, gt=0, alias="promised_delivery_days")
-    run_watchdog: bool = Field(default=True, alias="run_watchdog")
-    watchdog_interval_seconds: float = Field(default=60.0, gt=0, alias="watchdog_interval_seconds")
-
-
-class MailSettings(Group):
-    """Delay notices: the shop's notification outbox is sent by SMTP (a local sink in development)."""
-
-    run_notifier: bool = Field(default=True, alias="run_notifier")
-    notifier_interval_seconds: float = Field(default=2.0, gt=0, alias="notifier_interval_seconds")
-    smtp_host: str = Field(default="127.0.0.1", alias="smtp_host")
-    smtp_port: int = Field(default=8025, alias="smtp_port")
-    smtp_sender: str = Field(default="Alexandrite <orders@alexandrite.local>", alias="smtp_sender")
-    smtp_timeout_seconds: float = Field(default=10.0, gt=0, alias="smtp_timeout_seconds")
-
-
-class OperationsSettings(Group):
-    """Replicas behind HAProxy, PostgreSQL replication, backups."""
-
-    run_dir: Path = Field(default=Path("var/run"), alias="run_dir")  # `up --replicas`: HAProxy config, logs, up.json
-    instance_base_port: int = Field(default=8100, ge=1024, le=65535, alias="instance_base_port")
-    haproxy_bin: str = Field(default="haproxy", alias="haproxy_bin")
-    lb_stats_port: int = Field(default=8404, alias="lb_stats_port")  # HAProxy /stats and /metrics
-    lb_start_timeout: float = Field(default=60.0, gt=0, alias="lb_start_timeout")
-    lb_drain_timeout_seconds: float = Field(default=30.0, gt=0, alias="lb_drain_timeout_seconds")
-    pg_version: str = Field(default="15", alias="pg_version")  # Debian cluster version used by `replica` and `backup`
-    replication_user: str = Field(default="alexandrite_replicator", alias="replication_user")
-    # `alexandrite replica exporter`
-    replication_metrics_port: int = Field(default=9190, alias="replication_metrics_port")
-    backup_repo: Path = Field(default=Path("/var/lib/pgbackrest"), alias="backup_repo")  # owned by postgres
-    backup_stanza: str = Field(default="alexandrite", alias="backup_stanza")
-    backup_retention_full: int = Field(default=2, ge=1, alias="backup_retention_full")
 
 
 def _flat_names(settings_cls: type[BaseModel]) -> dict[str, tuple[str, str]]:

@@ -11,7 +11,6 @@ from fastapi import FastAPI
 
 from alexandrite.kit.app import create_service_app
 from alexandrite.kit.settings import Settings, get_settings
-from alexandrite.orders.status_gauge import run_status_gauge
 from alexandrite.mes import pages
 from alexandrite.mes.api import internal, router
 from alexandrite.mes.consumers import event_handler
@@ -19,6 +18,7 @@ from alexandrite.mes.dashboard import attach_cache, make_cache
 from alexandrite.mes.progress import QueueProbe
 from alexandrite.mes.tables import production_orders
 from alexandrite.mes.watchdog import run_watchdog
+from alexandrite.orders.status_gauge import run_status_gauge
 
 
 async def status_gauge(app: FastAPI, stop: asyncio.Event) -> None:

@@ -14,11 +14,11 @@ from alexandrite.contracts.events import Envelope, StatusChanged
 from alexandrite.contracts.order_status import IllegalTransition
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.messaging.consumer import Delivery
-from alexandrite.orders.events import consume_order_event
 from alexandrite.mes import handlers
 from alexandrite.mes.domain import PRODUCERS, SERVICE
 from alexandrite.mes.progress import QueueEstimate, QueueProbe
 from alexandrite.mes.tables import production_orders
+from alexandrite.orders.events import consume_order_event
 
 # An event that fails with one of these (or breaks the single-writer rule) can never apply.
 CANNOT_APPLY = (IllegalTransition, LookupError, ValueError)

@@ -7,35 +7,26 @@ as the other services' events (:func:`apply_event`).
 
 from __future__ import annotations
 
-import json
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import structlog
 
-from alexandrite.contracts.events import Envelope, Failure, Progress, StatusChanged, status_envelope, utcnow
+from alexandrite.contracts.events import Envelope, StatusChanged, status_envelope, utcnow
 from alexandrite.contracts.order_status import OrderStatus
-from alexandrite.kit.db import Database, OutgoingMessage, UnitOfWork
+from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
-from alexandrite.kit.messaging.topology import PRICING_QUEUE
-from alexandrite.orders.records import Transition, ensure_may_cancel, record_creation, record_transition
 from alexandrite.kit.security import Principal
-from alexandrite.mes import metrics, progress, repository
+from alexandrite.mes import progress, repository
 from alexandrite.mes.domain import (
-    JOB_MESSAGE_TYPE,
     OPERATOR_ACTIONS,
     SERVICE,
-    SYSTEM_ACTOR,
-    JobState,
-    PricingJobMessage,
     creation_values,
-    is_final,
     projection_values,
-    worker_actor,
 )
+from alexandrite.mes.pricing.jobs import no_earlier_than, start_pricing
 from alexandrite.mes.tables import order_history, production_orders
+from alexandrite.orders.records import Transition, ensure_may_cancel, record_creation, record_transition
 
 log = structlog.get_logger(__name__)
 S = OrderStatus
@@ -78,47 +69,6 @@ async def apply_event(uow: UnitOfWork, envelope: Envelope, change: StatusChanged
         await repository.cancel_active_jobs(uow.session, envelope.order_id, now=utcnow())
 
 
-def _not_before(at: datetime | None) -> datetime:
-    """Now, but never before the previous step (another host's clock may run a little ahead)."""
-    now = utcnow()
-    return max(now, at) if at is not None and at.tzinfo is not None else now
-
-
-async def start_pricing(uow: UnitOfWork, order_id: uuid.UUID, *, submit_seq: int,
-                        estimate: progress.QueueEstimate, not_before: datetime | None = None,
-                        correlation_id: str | None = None) -> dict[str, Any]:
-    """Queue a pricing job for a SUBMITTED order and move it to PRICE_CALCULATING; returns the progress.
-
-    The event and the job message are queued last: nothing reaches the outbox when a step fails.
-    """
-    job_id = uuid.uuid4()
-    now = _not_before(not_before)
-    await repository.insert_job(uow.session, job_id=job_id, order_id=order_id, submit_seq=submit_seq,
-                                enqueued_at=now)
-    queue_progress = await progress.new_job_progress(uow.session, job_id, now, estimate)
-    transition = await record_transition(
-        uow, production_orders, order_history, service=SERVICE, order_id=order_id, target=S.PRICE_CALCULATING,
-        by=SYSTEM_ACTOR, requested_by=SERVICE, at=now,
-        values={"progress": queue_progress, "quote": None, "failure": None},
-    )
-    _emit(uow, order_id, transition, StatusChanged(
-        status=S.PRICE_CALCULATING, previous_status=transition.previous, actor=SYSTEM_ACTOR, at=now,
-        progress=Progress.model_validate(queue_progress),
-    ), correlation_id)
-    job = PricingJobMessage(job_id=job_id, order_id=order_id, submit_seq=submit_seq, enqueued_at=now)
-    uow.send(OutgoingMessage(
-        exchange="",
-        routing_key=PRICING_QUEUE,
-        body=job.model_dump_json().encode(),
-        headers={"event_type": JOB_MESSAGE_TYPE, "order_id": str(order_id), "job_id": str(job_id)},
-        message_id=job_id,
-        order_id=order_id,
-    ))
-    uow.after_commit(metrics.PRICING_JOBS_CREATED.inc)
-    log.info("pricing_job_queued", order_id=str(order_id), job_id=str(job_id), **queue_progress)
-    return queue_progress
-
-
 # --- operators ------------------------------------------------------------------------------------
 
 async def advance(db: Database, principal: Principal, order_id: uuid.UUID, action: str, *,
@@ -143,7 +93,7 @@ async def advance(db: Database, principal: Principal, order_id: uuid.UUID, actio
             raise not_found()
         transition = await record_transition(
             uow, production_orders, order_history, service=SERVICE, order_id=order_id, target=target,
-            by=principal.actor, requested_by=SERVICE, at=_not_before(row.status_since), values=values,
+            by=principal.actor, requested_by=SERVICE, at=no_earlier_than(row.status_since), values=values,
         )
         _emit(uow, order_id, transition, StatusChanged(
             status=target, previous_status=transition.previous, actor=principal.actor, at=transition.at,
@@ -172,7 +122,7 @@ async def cancel(db: Database, order_id: uuid.UUID, *, requested_by: str, actor:
         ensure_may_cancel(status, SERVICE, requested_by)
         transition = await record_transition(
             uow, production_orders, order_history, service=SERVICE, order_id=order_id, target=S.CANCELLED,
-            by=actor, requested_by=requested_by, at=_not_before(row.status_since), values={"progress": None},
+            by=actor, requested_by=requested_by, at=no_earlier_than(row.status_since), values={"progress": None},
         )
         cancelled_jobs = await repository.cancel_active_jobs(uow.session, order_id, now=transition.at)
         _emit(uow, order_id, transition, StatusChanged(
@@ -182,109 +132,3 @@ async def cancel(db: Database, order_id: uuid.UUID, *, requested_by: str, actor:
     log.info("order_cancelled", order_id=str(order_id), actor=actor, requested_by=requested_by,
              cancelled_jobs=cancelled_jobs)
     return {"id": order_id, "status": S.CANCELLED.value}
-
-
-# --- pricing worker -------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class StartedJob:
-    job_id: uuid.UUID
-    order_id: uuid.UUID
-    submit_seq: int
-    alloy: str
-    model_key: str
-    filename: str | None
-    enqueued_at: datetime
-    started_at: datetime
-    attempt: int
-
-
-async def begin_job(db: Database, job_id: uuid.UUID, *, worker: str) -> StartedJob | str:
-    """Mark a job running (one more attempt, by this worker); or the outcome when there is nothing to do:
-    "duplicate" (already priced or failed) or "cancelled" (the order was cancelled meanwhile)."""
-    async with UnitOfWork(db) as uow:
-        job = await repository.get_job(uow.session, job_id, for_update=True)
-        if job is None:
-            raise LookupError(f"pricing job {job_id} is unknown")
-        if is_final(job.state):
-            return "cancelled" if job.state == JobState.CANCELLED.value else "duplicate"
-        order = await repository.get_order(uow.session, job.order_id)
-        now = utcnow()
-        if order is None or order.status != S.PRICE_CALCULATING.value:
-            await repository.finish_job(uow.session, job_id, state=JobState.CANCELLED, now=now, duration_ms=None)
-            await uow.commit()
-            return "cancelled"
-        model = order.model or {}
-        if not model.get("key") or not order.alloy:
-            raise ValueError(f"order {order.id} has no model or alloy to price")
-        await repository.mark_running(uow.session, job_id, worker=worker, now=now)
-        await uow.commit()
-    return StartedJob(
-        job_id=job_id, order_id=job.order_id, submit_seq=job.submit_seq, alloy=order.alloy,
-        model_key=model["key"], filename=model.get("filename"), enqueued_at=job.enqueued_at, started_at=now,
-        attempt=job.attempts + 1,
-    )
-
-
-async def release_job(db: Database, job_id: uuid.UUID, *, worker: str) -> None:
-    """The worker failed on this job before finishing it: it waits in the queue again."""
-    async with UnitOfWork(db) as uow:
-        await repository.requeue(uow.session, job_id, worker=worker)
-        await uow.commit()
-
-
-def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
-    """A plain JSON object (NumPy scalars and the like become numbers)."""
-    def _default(obj: Any) -> Any:
-        item = getattr(obj, "item", None)
-        if callable(item):
-            return item()
-        if hasattr(obj, "tolist"):
-            return obj.tolist()
-        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-    return json.loads(json.dumps(value, default=_default))
-
-
-async def finish_job(db: Database, job: StartedJob, *, worker: str, duration_ms: int,
-                     quote: dict[str, Any] | None = None, failure: dict[str, str] | None = None,
-                     correlation_id: str | None = None) -> str:
-    """Record a job's result once: "priced", "failed", or "cancelled" / "duplicate" with no event.
-
-    The order row is locked first, so a cancel and a (second) completion cannot interleave.
-    """
-    if (quote is None) == (failure is None):
-        raise ValueError("a job finishes with either a quote or a failure")
-    async with UnitOfWork(db) as uow:
-        order = await repository.get_order(uow.session, job.order_id, for_update=True)
-        row = await repository.get_job(uow.session, job.job_id, for_update=True)
-        if order is None or row is None:
-            raise LookupError(f"pricing job {job.job_id} or its order is unknown")
-        if is_final(row.state):
-            return "cancelled" if row.state == JobState.CANCELLED.value else "duplicate"
-        now = _not_before(order.status_since)
-        if order.status != S.PRICE_CALCULATING.value:
-            await repository.finish_job(uow.session, job.job_id, state=JobState.CANCELLED, now=now,
-                                        duration_ms=None)
-            await uow.commit()
-            return "cancelled"
-        actor = worker_actor(worker)
-        if quote is not None:
-            quote = _jsonable(quote)
-            target, state = S.PRICE_CALCULATED, JobState.PRICED
-            values: dict[str, Any] = {"quote": quote, "failure": None, "progress": None}
-        else:
-            target, state = S.PRICE_CALCULATION_FAILED, JobState.FAILED
-            values = {"failure": failure, "quote": None, "progress": None}
-        transition = await record_transition(
-            uow, production_orders, order_history, service=SERVICE, order_id=job.order_id, target=target,
-            by=actor, requested_by=SERVICE, at=now, values=values,
-        )
-        await repository.finish_job(uow.session, job.job_id, state=state, now=now, duration_ms=duration_ms,
-                                    worker=worker)
-        _emit(uow, job.order_id, transition, StatusChanged(
-            status=target, previous_status=transition.previous, actor=actor, at=now, quote=quote,
-            failure=Failure.model_validate(failure) if failure is not None else None,
-        ), correlation_id)
-        await uow.commit()
-    return state.value

@@ -18,12 +18,12 @@ from starlette.responses import RedirectResponse, Response
 from alexandrite.contracts.order_status import IN_WORK, IllegalTransition, OrderStatus
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.security import Principal
-from alexandrite.orders.words import order_pages, plain_error, redirect_with, status_words, timeline
 from alexandrite.kit.web.preview import model_stl, stl_response
 from alexandrite.kit.web.staff import staff_pages
 from alexandrite.mes import handlers, views
 from alexandrite.mes.dashboard import dashboard_page
 from alexandrite.mes.schemas import ShipIn
+from alexandrite.orders.words import order_pages, plain_error, redirect_with, status_words, timeline
 
 SERVICE = "mes"
 S = OrderStatus

@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from alexandrite.contracts.order_status import IN_WORK, OrderStatus
 from alexandrite.kit import pagination
 from alexandrite.kit.errors import ApiError
-from alexandrite.orders.records import load_history
 from alexandrite.mes import progress, repository
 from alexandrite.mes.domain import quote_summary
 from alexandrite.mes.tables import order_history
+from alexandrite.orders.records import load_history
 
 IN_WORK_STATUSES = tuple(s.value for s in IN_WORK)
 

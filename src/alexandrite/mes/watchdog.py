@@ -22,7 +22,8 @@ from sqlalchemy.dialects.postgresql import insert
 from alexandrite.contracts.events import DELIVERY_STAGE, OrderDelayed, order_delayed_envelope, utcnow
 from alexandrite.kit import metrics
 from alexandrite.kit.db import Database, UnitOfWork
-from alexandrite.kit.settings import DAY, Settings
+from alexandrite.kit.setting_groups import DAY
+from alexandrite.kit.settings import Settings
 from alexandrite.mes.sla import DELIVERY_RUNS_IN, StageSlas
 from alexandrite.mes.tables import order_delays, production_orders
 

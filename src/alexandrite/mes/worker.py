@@ -13,20 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
-from prometheus_client import make_wsgi_app
 from pydantic import ValidationError
 
 from alexandrite.kit import metrics as kit_metrics
@@ -37,14 +31,16 @@ from alexandrite.kit.logs import configure_logging
 from alexandrite.kit.messaging.consumer import Consumer, Delivery, PermanentError
 from alexandrite.kit.messaging.topology import PRICING_QUEUE, setup_topology
 from alexandrite.kit.settings import Settings, get_settings
+from alexandrite.kit.side_port import SidePortServer
 from alexandrite.kit.storage import LocalStorage
 from alexandrite.kit.tracing import configure_tracing, shutdown_tracing
-from alexandrite.mes import handlers, metrics
+from alexandrite.mes import metrics
 from alexandrite.mes.dashboard import attach_cache, make_cache
 from alexandrite.mes.domain import PricingJobMessage
+from alexandrite.mes.pricing import jobs
+from alexandrite.mes.pricing.quote import PricingConfig, PricingRejected, load_pricing, price_model
 from alexandrite.models3d.formats import ModelFormatError
 from alexandrite.models3d.limits import ModelLimits
-from alexandrite.mes.pricing.quote import PricingConfig, PricingRejected, load_pricing, price_model
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +67,7 @@ class PricingWorker:
         except ValidationError as error:
             raise PermanentError(f"invalid pricing job: {error.errors(include_url=False)[:3]}") from error
         try:
-            job = await handlers.begin_job(self.db, message.job_id, worker=self.name)
+            job = await jobs.begin_job(self.db, message.job_id, worker=self.name)
         except (LookupError, ValueError) as error:
             raise PermanentError(str(error)) from error
         if isinstance(job, str):  # "duplicate" or "cancelled": nothing to price
@@ -88,14 +84,14 @@ class PricingWorker:
             clock = time.perf_counter()
             quote, failure = await self._price(job)
             elapsed = time.perf_counter() - clock
-            outcome = await handlers.finish_job(
+            outcome = await jobs.finish_job(
                 self.db, job, worker=self.name, duration_ms=int(round(elapsed * 1000)), quote=quote,
                 failure=failure,
             )
         except Exception:
             metrics.PRICING_JOB_ERRORS.inc()
             with contextlib.suppress(Exception):
-                await handlers.release_job(self.db, job.job_id, worker=self.name)
+                await jobs.release_job(self.db, job.job_id, worker=self.name)
             log.exception("pricing_job_error", order_id=str(job.order_id), job_id=str(job.job_id),
                           attempt=job.attempt, worker=self.name)
             raise
@@ -110,7 +106,7 @@ class PricingWorker:
                  failure=failure["code"] if failure else None)
         return outcome
 
-    async def _price(self, job: handlers.StartedJob) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+    async def _price(self, job: jobs.StartedJob) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
         """(quote, None) or (None, failure): a model that cannot be priced is a result, not an error."""
         if job.alloy not in self.pricing.metal_price_per_g:
             return None, {"code": "unknown_alloy",
@@ -122,62 +118,6 @@ class PricingWorker:
         except (ModelFormatError, PricingRejected) as error:
             return None, {"code": str(error.code), "message": str(error.message)}
         return quote.as_dict(), None
-
-
-# --- /metrics and /health on a side port ------------------------------------------------------------
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
-        pass
-
-
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-def health_app(ready: Callable[[], bool]) -> Callable[..., Iterable[bytes]]:
-    """WSGI app: ``/metrics`` (Prometheus text), ``/health/live``, ``/health/ready`` (consuming)."""
-    prometheus = make_wsgi_app()
-
-    def _json(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> list[bytes]:
-        data = json.dumps(body).encode()
-        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
-        return [data]
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        if path == "/metrics":
-            return prometheus(environ, start_response)
-        if path == "/health/live":
-            return _json(start_response, "200 OK", {"status": "ok"})
-        if path == "/health/ready":
-            ok = ready()
-            return _json(start_response, "200 OK" if ok else "503 Service Unavailable",
-                         {"status": "ok" if ok else "unavailable",
-                          "checks": {"rabbitmq": "ok" if ok else "not consuming"}})
-        return _json(start_response, "404 Not Found", {"error": {"code": "not_found", "message": "No such path."}})
-
-    return app
-
-
-class SidePortServer:
-    """A small threaded HTTP server for the worker's metrics and health, stopped with :meth:`close`."""
-
-    def __init__(self, host: str, port: int, ready: Callable[[], bool]) -> None:
-        self._server = make_server(host, port, health_app(ready), server_class=_ThreadingServer,
-                                   handler_class=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="worker-metrics", daemon=True)
-        self._thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_port)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 # --- the process ----------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import zipfile
 
 import numpy as np
 
-
 _STL_RECORD = np.dtype([("normal", "<f4", (3,)), ("vertices", "<f4", (3, 3)), ("attributes", "<u2")])
 
 

@@ -28,10 +28,10 @@ from alexandrite.contracts.events import (
 from alexandrite.contracts.order_status import IllegalTransition, OrderStatus, owner_of
 from alexandrite.kit.db import Database, OutgoingMessage, UnitOfWork
 from alexandrite.kit.messaging.consumer import Delivery, PermanentError
-from alexandrite.orders.sequencing import accept_in_order
 from alexandrite.kit.messaging.tables import INBOX
 from alexandrite.kit.messaging.topology import dead_letter_queue, events_queue
 from alexandrite.orders.records import current_state
+from alexandrite.orders.sequencing import accept_in_order
 
 log = structlog.get_logger(__name__)
 

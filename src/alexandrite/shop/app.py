@@ -19,8 +19,8 @@ from alexandrite.shop.backpressure import PricingBacklog
 from alexandrite.shop.consumers import event_handler
 from alexandrite.shop.notifier import run_notifier
 from alexandrite.shop.tables import partners
-from alexandrite.shop.webhook_api import webhook_router
-from alexandrite.shop.webhook_dispatch import WebhookDispatcher
+from alexandrite.shop.webhooks.api import webhook_router
+from alexandrite.shop.webhooks.dispatch import WebhookDispatcher
 
 
 async def notifier(app: FastAPI, stop: asyncio.Event) -> None:

@@ -12,16 +12,16 @@ from alexandrite.contracts.events import ModelRef, Party, StatusChanged, status_
 from alexandrite.contracts.order_status import CANCELLABLE, IllegalTransition, OrderStatus, owner_of
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
-from alexandrite.orders.records import ensure_may_cancel, order_in_transit, record_creation, record_transition
 from alexandrite.kit.peers import Peers
 from alexandrite.kit.security import Principal, hash_api_key, hash_password, issue_token, new_api_key, verify_password
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.storage import LocalStorage
 from alexandrite.models3d.formats import ModelFormatError
+from alexandrite.orders.records import ensure_may_cancel, order_in_transit, record_creation, record_transition
 from alexandrite.shop import repository, webhooks
 from alexandrite.shop.domain import Owner, normalise_email, request_fingerprint
-from alexandrite.shop.uploads import MODEL_EXTENSIONS, facts_for_ref, inspect_model
 from alexandrite.shop.tables import customers, idempotency_keys, order_history, orders, partners
+from alexandrite.shop.uploads import MODEL_EXTENSIONS, facts_for_ref, inspect_model
 
 SERVICE = "shop"
 UPLOADABLE = frozenset({OrderStatus.INITIATED, OrderStatus.FILE_UPLOADED, OrderStatus.PRICE_CALCULATION_FAILED})

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import smtplib
+from collections.abc import Callable
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
-from collections.abc import Callable
 from typing import Any
 
 import structlog

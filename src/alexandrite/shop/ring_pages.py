@@ -13,10 +13,10 @@ from starlette.responses import Response
 from alexandrite.contracts.alloys import ALLOYS, DENSITIES_G_CM3
 from alexandrite.contracts.order_status import IllegalTransition
 from alexandrite.kit.errors import ApiError
-from alexandrite.orders.words import plain_error
 from alexandrite.models3d import rings, writers
 from alexandrite.models3d.geometry import analyse
 from alexandrite.models3d.ring_builder import SETTINGS, RingSpec, RingSpecError, build_ring, size_chart
+from alexandrite.orders.words import plain_error
 from alexandrite.shop.page_base import Csrf, Customer, UploadFailed, alloy_choices, order_with_model, redirect, render
 
 router = APIRouter(include_in_schema=False)

@@ -6,9 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from alexandrite.contracts.alloys import AlloyName
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from alexandrite.contracts.alloys import AlloyName
 
 Alloy = AlloyName
 

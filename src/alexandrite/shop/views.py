@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.db import Database
-from alexandrite.orders.records import load_history
 from alexandrite.kit.peers import Peers
+from alexandrite.orders.records import load_history
 from alexandrite.shop import repository
 from alexandrite.shop.delays import current_delay
 from alexandrite.shop.domain import Owner

@@ -17,8 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from alexandrite.contracts.alloys import ALLOY_NAMES
-from alexandrite.contracts.alloys import DENSITIES_G_CM3
+from alexandrite.contracts.alloys import ALLOY_NAMES, DENSITIES_G_CM3
 from alexandrite.models3d.formats import parse_model
 from alexandrite.models3d.geometry import MeshFacts, analyse
 from alexandrite.models3d.limits import ModelLimits

@@ -31,7 +31,7 @@ from alexandrite.kit.loops import poll_until_stopped
 from alexandrite.kit.metrics import LATENCY_BUCKETS
 from alexandrite.kit.settings import Settings
 from alexandrite.shop.tables import partners, webhook_deliveries
-from alexandrite.shop.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from alexandrite.shop.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 log = structlog.get_logger(__name__)
 

@@ -1,19 +1,14 @@
-"""Command line for data at scale, registered by cli.py: ``alexandrite maintain`` (MES order
-partitions ahead of time, old months archived or restored) and ``alexandrite seed --orders N``."""
+"""Data at scale: ``maintain`` (MES order partitions ahead of time, old months archived or restored) and the
+``--orders N`` part of ``seed``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from datetime import date
 
+from alexandrite.cli.common import Subparsers, fail
 from alexandrite.kit.settings import Settings
-
-
-def _fail(message: str) -> int:
-    print(f"alexandrite: {message}", file=sys.stderr)
-    return 2
 
 
 async def _maintain(settings: Settings, args: argparse.Namespace, archive: list[date],
@@ -49,21 +44,21 @@ def cmd_maintain(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.mes.partitions import parse_month
 
     if args.months_ahead < 0 or args.archive_after_months < 0:
-        return _fail("--months-ahead and --archive-after-months must not be negative")
+        return fail("--months-ahead and --archive-after-months must not be negative")
     try:
         archive = [parse_month(m) for m in args.archive or ()]
         restore = [parse_month(m) for m in args.restore or ()]
     except ValueError as error:
-        return _fail(str(error))
+        return fail(str(error))
     try:
         lines = asyncio.run(_maintain(settings, args, archive, restore))
     except LookupError as error:
-        return _fail(str(error.args[0] if error.args else error))
+        return fail(str(error.args[0] if error.args else error))
     print("\n".join(lines) if lines else "partitions up to date")
     return 0
 
 
-def add_maintain_parser(sub: argparse._SubParsersAction) -> None:
+def register(sub: Subparsers) -> None:
     maintain = sub.add_parser("maintain", help="create future MES order partitions, archive old months")
     maintain.add_argument("--months-ahead", type=int, default=None,
                           help="months after this one to create (default: ALEX_PARTITION_MONTHS_AHEAD, 3)")
@@ -94,12 +89,12 @@ def seed_orders_arguments(seed: argparse.ArgumentParser) -> None:
 
 def seed_orders_command(settings: Settings, args: argparse.Namespace) -> int:
     """The ``--orders`` part of ``alexandrite seed`` (0: nothing to do)."""
-    from alexandrite.seed_orders import Plan, seed_orders
+    from alexandrite.devtools.seed_orders import Plan, seed_orders
 
     if args.orders == 0:
         return 0
     if args.orders < 0 or (args.in_work is not None and args.in_work < 0) or args.years <= 0:
-        return _fail("--orders and --in-work must not be negative, --years must be positive")
+        return fail("--orders and --in-work must not be negative, --years must be positive")
     plan = Plan.make(args.orders, in_work=args.in_work, years=args.years, seed=args.random_seed)
     elapsed = seed_orders(settings, plan)
     print(f"seeded {plan.orders:,} orders ({plan.in_work:,} in work) in {elapsed:.1f} s")

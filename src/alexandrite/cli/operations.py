@@ -1,4 +1,4 @@
-"""Operations subcommands: restart, replica, backup, rabbitmq (registered by ``alexandrite.cli``)."""
+"""Operations: ``restart`` (rolling), ``replica``, ``backup``, ``rabbitmq`` definitions."""
 
 from __future__ import annotations
 
@@ -10,20 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from alexandrite.cli.common import Subparsers, fail, guarded, port
 from alexandrite.kit.settings import Settings
-
-
-def _fail(message: str, code: int = 2) -> int:
-    print(f"alexandrite: {message}", file=sys.stderr)
-    return code
-
-
-def _port(value: str) -> int:
-    port = int(value)
-    if not 1024 <= port <= 65535:
-        raise argparse.ArgumentTypeError("port must be between 1024 and 65535")
-    return port
-
 
 # --- rolling restart ----------------------------------------------------------------------
 
@@ -33,9 +21,9 @@ def cmd_restart(settings: Settings, args: argparse.Namespace) -> int:
     try:
         status = request_restart(Path(args.run_dir or settings.ops.run_dir), timeout=args.timeout)
     except LookupError as error:
-        return _fail(str(error), 1)
+        return fail(str(error), 1)
     except (RuntimeError, TimeoutError) as error:
-        return _fail(f"rolling restart failed: {error}", 1)
+        return fail(f"rolling restart failed: {error}", 1)
     instances: dict[str, list[dict[str, int]]] = status["instances"]  # type: ignore[assignment]
     print(f"rolling restart {status['generation']} done: "
           + ", ".join(f"{s} on {[i['port'] for i in v]}" for s, v in instances.items()))
@@ -74,10 +62,10 @@ def cmd_replica(settings: Settings, args: argparse.Namespace) -> int:
     if args.replica_command == "drop":
         cluster = pgcluster.find_cluster(name=args.name, version=settings.ops.pg_version)
         if cluster is None:
-            return _fail(f"no cluster {settings.ops.pg_version}/{args.name}", 1)
+            return fail(f"no cluster {settings.ops.pg_version}/{args.name}", 1)
         _, primary_port = pgcluster.host_port(settings.db.dsn)
         if cluster.port == primary_port:
-            return _fail("that cluster is the primary (ALEX_PG_DSN); refusing to drop it", 1)
+            return fail("that cluster is the primary (ALEX_PG_DSN); refusing to drop it", 1)
 
         async def _forget() -> None:
             rows = await replication.primary_status(settings.db.dsn)
@@ -150,17 +138,7 @@ def cmd_rabbitmq(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(func: Any) -> Any:
-    """Operations failures (tool missing, cluster refused) end with a message, not a traceback."""
-    def run(settings: Settings, args: argparse.Namespace) -> int:
-        try:
-            return int(func(settings, args))
-        except (ValueError, LookupError, RuntimeError, TimeoutError) as error:
-            return _fail(str(error), 1)
-    return run
-
-
-def add_operations_commands(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     restart = sub.add_parser("restart", help="rolling restart of every API instance of `up --replicas`")
     restart.add_argument("--run-dir", help="run directory of `up` (default: ALEX_RUN_DIR)")
     restart.add_argument("--timeout", type=float, default=600.0)
@@ -169,23 +147,23 @@ def add_operations_commands(sub: Any) -> None:
     replica = sub.add_parser("replica", help="PostgreSQL hot standby: create, promote, drop, status, exporter")
     rsub = replica.add_subparsers(dest="replica_command", required=True)
     create = rsub.add_parser("create", help="clone the primary (ALEX_PG_DSN) into a streaming standby cluster")
-    create.add_argument("--port", type=_port, required=True)
+    create.add_argument("--port", type=port, required=True)
     create.add_argument("--name", default="standby")
     create.add_argument("--sync", action="store_true", help="commits wait for this standby")
     create.add_argument("--sync-mode", default="on", choices=("on", "remote_write", "remote_apply"),
                         help="synchronous_commit with --sync (remote_apply: reads on the standby see every commit)")
     create.add_argument("--env-file", help="write ALEX_PG_REPLICA_DSN into this dotenv file")
     promote = rsub.add_parser("promote", help="promote the standby on PORT (failover)")
-    promote.add_argument("--port", type=_port, required=True)
+    promote.add_argument("--port", type=port, required=True)
     promote.add_argument("--env-file", help="repoint ALEX_PG_DSN in this dotenv file")
     drop = rsub.add_parser("drop", help="stop and delete a standby cluster and its slot")
     drop.add_argument("--name", default="standby")
     status = rsub.add_parser("status", help="standbys of the primary and their lag")
     status.add_argument("--json", action="store_true")
     exporter = rsub.add_parser("exporter", help="serve replication lag metrics for Prometheus")
-    exporter.add_argument("--port", type=_port, default=None)
+    exporter.add_argument("--port", type=port, default=None)
     exporter.add_argument("--interval", type=float, default=5.0)
-    replica.set_defaults(func=_guard(cmd_replica))
+    replica.set_defaults(func=guarded(cmd_replica))
 
     backup = sub.add_parser("backup", help="pgBackRest base backups, WAL archive and restore drills")
     bsub = backup.add_subparsers(dest="backup_command", required=True)
@@ -195,9 +173,9 @@ def add_operations_commands(sub: Any) -> None:
     base.add_argument("--type", default="full", choices=("full", "diff", "incr"))
     bsub.add_parser("info", help="list the backups and the WAL archive range")
     drill = bsub.add_parser("restore-drill", help="restore into a fresh cluster and compare every table")
-    drill.add_argument("--port", type=_port, help="port of the drill cluster (default: first free from 5500)")
+    drill.add_argument("--port", type=port, help="port of the drill cluster (default: first free from 5500)")
     drill.add_argument("--keep", action="store_true", help="leave the restored cluster running")
-    backup.set_defaults(func=_guard(cmd_backup))
+    backup.set_defaults(func=guarded(cmd_backup))
 
     rabbit = sub.add_parser("rabbitmq", help="RabbitMQ definitions generated from the code's topology")
     rabbit.add_argument("action", choices=("definitions",))

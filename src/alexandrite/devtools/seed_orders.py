@@ -26,7 +26,7 @@ import numpy as np
 
 from alexandrite.contracts.alloys import ALLOY_NAMES
 from alexandrite.contracts.order_status import OrderStatus
-from alexandrite.kit.migrations import _plain_dsn
+from alexandrite.kit.migrations import plain_dsn
 from alexandrite.kit.settings import Service, Settings
 
 S = OrderStatus
@@ -282,7 +282,7 @@ async def load_service(settings: Settings, service: Service, plan: Plan) -> tupl
     from alexandrite.mes import partitions
 
     target = TARGETS[service]
-    conn = await asyncpg.connect(_plain_dsn(settings.database_url(service)),
+    conn = await asyncpg.connect(plain_dsn(settings.database_url(service)),
                                  server_settings={"timezone": "UTC", "maintenance_work_mem": "512MB"})
     try:
         if service == "mes":

@@ -1,4 +1,4 @@
-"""Command-line pieces of observability: the SLA watchdog and the local SMTP sink."""
+"""Observability: the SLA ``watchdog`` and the local ``smtp-sink``."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from alexandrite.cli.common import Subparsers
 from alexandrite.kit.settings import Settings
 
 
 def cmd_watchdog(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.kit.db import Database
     from alexandrite.kit.logs import configure_logging
+    from alexandrite.kit.side_port import SidePortServer
     from alexandrite.mes.watchdog import run_watchdog, scan, slas_from
-    from alexandrite.mes.worker import SidePortServer
 
     configure_logging("mes", level=settings.obs.log_level, json_output=settings.obs.log_json)
 
@@ -47,7 +48,7 @@ def cmd_watchdog(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_smtp_sink(settings: Settings, args: argparse.Namespace) -> int:
-    from alexandrite.kit.smtp_sink import SmtpSink
+    from alexandrite.devtools.smtp_sink import SmtpSink
 
     port = args.port or settings.mail.smtp_port
     sink = SmtpSink(args.host or settings.mail.smtp_host, port, Path(args.dir))
@@ -63,7 +64,7 @@ def cmd_smtp_sink(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     watchdog = sub.add_parser("watchdog", help="find orders past their stage SLA and report each delay once")
     watchdog.add_argument("--once", action="store_true", help="one scan, print what was reported, exit")
     watchdog.add_argument("--metrics-port", type=int, help="serve /metrics and /health/live on this port")

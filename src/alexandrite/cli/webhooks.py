@@ -1,14 +1,14 @@
-"""``alexandrite webhooks list|replay``: partner webhook deliveries from the command line."""
+"""Partner webhook deliveries: ``webhooks list|replay``; registering an endpoint for ``partner create``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import sys
 import uuid
 from typing import Any
 
+from alexandrite.cli.common import Subparsers, fail
 from alexandrite.kit.settings import Settings
 
 
@@ -65,23 +65,20 @@ async def register_endpoint(settings: Settings, api_key: str, url: str) -> str:
 
 def cmd_webhooks(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "replay" and not args.id and not args.all:
-        print("alexandrite: say which deliveries to replay: --id DELIVERY_ID (repeatable) or --all", file=sys.stderr)
-        return 2
+        return fail("say which deliveries to replay: --id DELIVERY_ID (repeatable) or --all")
     try:
         if args.id:
             [uuid.UUID(value) for value in args.id]
     except ValueError:
-        print("alexandrite: --id must be a delivery id (UUID)", file=sys.stderr)
-        return 2
+        return fail("--id must be a delivery id (UUID)")
     try:
         print(asyncio.run(_run(settings, args)))
     except LookupError as error:
-        print(f"alexandrite: {error}", file=sys.stderr)
-        return 1
+        return fail(str(error), 1)
     return 0
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     parser = sub.add_parser("webhooks", help="list or replay partner webhook deliveries (dead letters)")
     parser.add_argument("action", choices=("list", "replay"))
     parser.add_argument("--partner", help="partner name (default: every partner)")

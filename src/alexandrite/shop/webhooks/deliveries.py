@@ -1,0 +1,68 @@
+"""The delivery queue, a table of the shop: a row is written in the same transaction as the order change it
+reports, so a status change a partner should hear about is never lost; :mod:`.dispatch` sends the rows."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, and_, func, literal, select, update
+
+from alexandrite.kit.db import Database, UnitOfWork
+from alexandrite.shop.tables import orders, partners, webhook_deliveries
+
+STATES = ("pending", "delivered", "dead")
+
+
+async def enqueue(uow: UnitOfWork, order_id: uuid.UUID, event_type: str, payload: dict[str, Any]) -> None:
+    """Queue a delivery if the order belongs to a partner with a webhook (one INSERT ... SELECT)."""
+    source = (
+        select(literal(uuid.uuid4()), partners.c.id, orders.c.id, literal(event_type),
+               literal(payload, type_=webhook_deliveries.c.payload.type))
+        .select_from(orders.join(partners, and_(orders.c.owner_kind == "partner",
+                                                partners.c.id == orders.c.owner_id)))
+        .where(orders.c.id == order_id, partners.c.webhook_url.is_not(None), partners.c.active.is_(True))
+    )
+    await uow.session.execute(
+        webhook_deliveries.insert().from_select(
+            ["delivery_id", "partner_id", "order_id", "event_type", "payload"], source))
+
+
+def status_payload(order_id: uuid.UUID, seq: int, change: Any) -> dict[str, Any]:
+    """What a partner gets for a status change: the change without internal actors."""
+    data = change.model_dump(mode="json", exclude_none=True, exclude={"actor", "owner"})
+    return {"type": "order.status_changed", "order_id": str(order_id), "seq": seq, **data}
+
+
+async def list_deliveries(db: Database, partner_id: uuid.UUID | None, state: str | None, limit: int = 100,
+                          ) -> list[dict[str, Any]]:
+    query = select(webhook_deliveries, partners.c.name.label("partner")).join(
+        partners, partners.c.id == webhook_deliveries.c.partner_id)
+    if partner_id is not None:
+        query = query.where(webhook_deliveries.c.partner_id == partner_id)
+    if state is not None:
+        query = query.where(webhook_deliveries.c.state == state)
+    async with db.sessions() as session:
+        rows = (await session.execute(query.order_by(webhook_deliveries.c.id.desc()).limit(limit))).all()
+    return [
+        {"delivery_id": str(r.delivery_id), "partner": r.partner, "order_id": str(r.order_id),
+         "event_type": r.event_type, "state": r.state, "attempts": r.attempts, "last_status": r.last_status,
+         "last_error": r.last_error, "created_at": r.created_at.isoformat(),
+         "delivered_at": r.delivered_at.isoformat() if r.delivered_at else None,
+         "next_attempt_at": r.next_attempt_at.isoformat() if r.state == "pending" else None}
+        for r in rows
+    ]
+
+
+async def replay(db: Database, partner_id: uuid.UUID | None, delivery_ids: list[uuid.UUID] | None) -> int:
+    """Send dead-lettered deliveries again (all of them, or the given ids); returns how many."""
+    query = update(webhook_deliveries).where(webhook_deliveries.c.state == "dead")
+    if partner_id is not None:
+        query = query.where(webhook_deliveries.c.partner_id == partner_id)
+    if delivery_ids is not None:
+        query = query.where(webhook_deliveries.c.delivery_id.in_(delivery_ids))
+    async with UnitOfWork(db) as uow:
+        result = await uow.session.execute(
+            query.values(state="pending", attempts=0, next_attempt_at=func.now(), last_error=None))
+        await uow.commit()
+    return int(cast("CursorResult[Any]", result).rowcount or 0)
