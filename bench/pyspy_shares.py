@@ -62,8 +62,12 @@ LAYERS: list[tuple[str, str]] = [
     ("stdlib other", "/lib/python3"),
 ]
 
-# Inclusive: a sample counts when any frame's "file function" contains the pattern.
+# Inclusive: a sample counts when any frame's "file function" contains the pattern ("^": the outermost
+# frame only). SQLAlchemy runs its synchronous core inside greenlets: those samples' stacks start at
+# Session.execute / Connection.execute and do not show the request that awaits them, so request
+# phases below count only their coroutine part; the greenlet part is its own line.
 PHASES: list[tuple[str, str]] = [
+    ("SQLAlchemy greenlet part (stacks rooted in sqlalchemy)", "^sqlalchemy/"),
     ("ObservabilityMiddleware (whole request inside)", "kit/http.py __call__"),
     ("LoadShedMiddleware", "kit/throttle.py __call__"),
     ("authenticate + partner key lookup", "kit/auth.py authenticate"),
@@ -127,7 +131,10 @@ def shares(stacks: list[tuple[list[str], int]]) -> tuple[int, Counter[str], Coun
         if frames:
             own[frames[-1]] += count
         for name, pattern in PHASES:
-            if any(pattern in frame for frame in frames):
+            if pattern.startswith("^"):
+                if frames and pattern[1:] in frames[0]:
+                    phases[name] += count
+            elif any(pattern in frame for frame in frames):
                 phases[name] += count
     return total, layers, phases, own
 
@@ -138,13 +145,13 @@ def report(path: Path, top: int = 15) -> None:
         print("no samples")
         return
     print(f"{total} samples")
-    print(f"{'layer (exclusive)':<46} {'share':>6}")
+    print(f"{'layer (exclusive)':<56} {'share':>6}")
     for layer, count in layers.most_common():
-        print(f"{layer:<46} {count / total:>6.1%}")
-    print(f"\n{'phase / function (inclusive)':<46} {'share':>6}")
+        print(f"{layer:<56} {count / total:>6.1%}")
+    print(f"\n{'phase / function (inclusive)':<56} {'share':>6}")
     for name, _ in PHASES:
         if phases[name]:
-            print(f"{name:<46} {phases[name] / total:>6.1%}")
+            print(f"{name:<56} {phases[name] / total:>6.1%}")
     print(f"\n{'hottest functions (own time)':<90} {'share':>6}")
     for frame, count in own.most_common(top):
         print(f"{frame[-90:]:<90} {count / total:>6.1%}")

@@ -28,6 +28,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "bench_pipeline.py": ("model", "workers", "orders/s", "p50 ms", "bare ms/msg", "overhead x", "scaling"),
     "bench_pricing.py": ("triangles", "ours s", "trimesh s", "numpy-stl s", "trimesh/ours"),
     "bench_tracing.py": ("variant", "min", "median", "min/none"),
+    "profile_layers.py": ("what", "create", "upload", "submit", "get", "whole app", "solve_dependencies", "how", "cpu µs"),
     "profile_statements.py": ("request", "round trips", "statements", "transactions", "process", "per order"),
     "pyspy_shares.py": ("layer (exclusive)", "phase / function (inclusive)", "hottest functions"),
     "anchors/bare_amqp.py": ("messages", "seconds", "msg/s", "ms/msg"),
