@@ -24,6 +24,7 @@ import asyncio
 import http.client
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -233,7 +234,12 @@ def line(row: dict[str, object], rows: list[dict[str, object]]) -> str:
             f"{row['p95']:>8.2f} {row['p99']:>8.2f} {ratio}")
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through the finally blocks: servers, databases, role
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--requests", type=int, default=2000)

@@ -16,7 +16,8 @@ retried after ``Retry-After``) until every order of the batch is PRICE_CALCULATE
 shop's and the CRM's databases, counted there with one query per database every 0.2 s: no HTTP polling.
 Latency per order is PRICE_CALCULATED − SUBMITTED from the shop's order history.
 
-The anchor (bench/anchors/bare_amqp.py) runs after each configuration, with the processes idle: persistent
+The anchor (bench/anchors/bare_amqp.py) runs right before and right after each configuration (half the
+messages each, added up), with the workers' queue empty and the APIs idle: persistent
 messages published with confirms (100 in flight) to a quorum queue and consumed with manual acks, in a
 vhost of its own. overhead x = (ms per order) / (ms per bare message); scaling = orders/s relative to
 1 worker with the same model. Everything the run made is dropped at the end.
@@ -203,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
                     for name in names:
                         wait_worker(platform, name)
                     load_before = support.loadavg()
+                    bare_messages = max(args.bare_messages, args.orders) // 2
+                    bare_before = bare_amqp.measure(bare_messages)
                     ids = batches[(kind, workers)]
                     try:
                         elapsed = asyncio.run(submit_and_wait(platform.settings, shop, auth, ids, args.concurrency,
@@ -211,7 +214,9 @@ def run(args: argparse.Namespace) -> int:
                         for name in names:
                             platform.kill(name, 15)
                     lat = asyncio.run(latencies(platform.settings, ids))
-                    bare = bare_amqp.measure(max(args.bare_messages, len(ids)))
+                    bare_after = bare_amqp.measure(bare_messages)
+                    bare = bare_amqp.BareResult(bare_before.messages + bare_after.messages,
+                                                bare_before.seconds + bare_after.seconds)
                     rate = len(ids) / elapsed
                     base_rate = base_rate or rate
                     per_order_ms = elapsed / len(ids) * 1000
