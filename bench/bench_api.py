@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,98 +66,100 @@ def run(args: argparse.Namespace) -> int:
     print(support.machine_line())
     print(f"# wrk -t{args.threads} -c{args.connections} -d{args.duration:.0f}s, {args.rounds} round(s); "
           f"shop: 1 process, throttling off; anchor: FastAPI + asyncpg, 1 statement per request", flush=True)
-    tmp = Path(tempfile.mkdtemp(prefix="alex-bench-api-"))
-    samples: dict[str, dict[str, list[WrkResult]]] = {e: {"shop": [], "anchor": []} for e in endpoints}
-    with support.sandbox("bench-api") as settings:
-        children = Children(tmp / "logs")
-        anchor = AnchorApp(settings, children)
-        try:
-            anchor.start()
-            shop = support.start_shop(settings, children)
-            shop_pid = children.processes["shop"].pid
-            key = support.partner_key(settings)
-            auth = {"X-API-Key": key}
-            json_headers = {**auth, "Content-Type": "application/json"}
-            body = b'{"alloy": "gold_585"}'
-            template = support.uploaded_order(shop, key, support.ring_stl("small"))
-            per_round = args.submit_orders
-            submit_ids = support.clone_orders(settings, template, per_round * args.rounds) if "submit" in endpoints \
-                else []
-            get_ids = support.ids_file(tmp, "get", support.clone_orders(settings, template, 1000))
-            anchor_ids = support.ids_file(tmp, "anchor-get", support.anchor_rows(anchor, 1000))
-            print(f"# load average before measuring {support.loadavg():.2f}", flush=True)
+    with support.workdir("bench-api") as tmp:
+        samples: dict[str, dict[str, list[WrkResult]]] = {e: {"shop": [], "anchor": []} for e in endpoints}
+        with support.sandbox("bench-api") as settings:
+            children = Children(tmp / "logs")
+            anchor = AnchorApp(settings, children)
+            try:
+                anchor.start()
+                shop = support.start_shop(settings, children)
+                shop_pid = children.processes["shop"].pid
+                key = support.partner_key(settings)
+                auth = {"X-API-Key": key}
+                json_headers = {**auth, "Content-Type": "application/json"}
+                body = b'{"alloy": "gold_585"}'
+                template = support.uploaded_order(shop, key, support.ring_stl("small"))
+                per_round = args.submit_orders
+                submit_ids = (support.clone_orders(settings, template, per_round * args.rounds)
+                              if "submit" in endpoints else [])
+                get_ids = support.ids_file(tmp, "get", support.clone_orders(settings, template, 1000))
+                anchor_ids = support.ids_file(tmp, "anchor-get", support.anchor_rows(anchor, 1000))
+                print(f"# load average before measuring {support.loadavg():.2f}", flush=True)
 
-            def drive(side: str, case: Case, round_index: int, profile: Path | None) -> WrkResult:
-                options: dict[str, object] = {"duration": args.duration, "connections": args.connections,
-                                              "threads": args.threads}
-                if side == "anchor":
-                    url, method, path = anchor.url, case.anchor_method, case.anchor_path
-                    if method == "POST":
-                        options.update(headers=json_headers, body=body)
+                def drive(side: str, case: Case, round_index: int, profile: Path | None) -> WrkResult:
+                    options: dict[str, object] = {"duration": args.duration, "connections": args.connections,
+                                                  "threads": args.threads}
+                    if side == "anchor":
+                        url, method, path = anchor.url, case.anchor_method, case.anchor_path
+                        if method == "POST":
+                            options.update(headers=json_headers, body=body)
+                        else:
+                            options.update(ids_file=anchor_ids)
                     else:
-                        options.update(ids_file=anchor_ids)
-                else:
-                    url, method, path = shop, case.shop_method, case.shop_path
-                    if case.name == "create":
-                        options.update(headers=json_headers, body=body,
-                                       idempotency_prefix=f"bench-{uuid.uuid4().hex[:8]}")
-                    elif case.name == "submit":
-                        ids = submit_ids[round_index * per_round:(round_index + 1) * per_round]
-                        options.update(headers=auth, ids_file=support.ids_file(tmp, f"submit-{round_index}", ids))
-                    else:
-                        options.update(headers=auth, ids_file=get_ids)
-                recorder = None
-                if profile is not None:
-                    recorder = subprocess.Popen(
-                        [pyspy_shares.py_spy(), "record", "--pid", str(shop_pid), "--rate", "250", "--format", "raw",
-                         "--duration", str(max(int(args.duration) - 1, 1)), "--nonblocking", "-o", str(profile)],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                try:
-                    return support.wrk(url, method=method, path=path, **options)  # type: ignore[arg-type]
-                finally:
-                    if recorder is not None:
-                        recorder.wait(timeout=60)
+                        url, method, path = shop, case.shop_method, case.shop_path
+                        if case.name == "create":
+                            options.update(headers=json_headers, body=body,
+                                           idempotency_prefix=f"bench-{uuid.uuid4().hex[:8]}")
+                        elif case.name == "submit":
+                            ids = submit_ids[round_index * per_round:(round_index + 1) * per_round]
+                            options.update(headers=auth, ids_file=support.ids_file(tmp, f"submit-{round_index}", ids))
+                        else:
+                            options.update(headers=auth, ids_file=get_ids)
+                    recorder = None
+                    if profile is not None:
+                        recorder = subprocess.Popen(
+                            [pyspy_shares.py_spy(), "record", "--pid", str(shop_pid), "--rate", "250",
+                             "--format", "raw", "--duration", str(max(int(args.duration) - 1, 1)),
+                             "--nonblocking", "-o", str(profile)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    try:
+                        return support.wrk(url, method=method, path=path, **options)  # type: ignore[arg-type]
+                    finally:
+                        if recorder is not None:
+                            recorder.wait(timeout=60)
 
-            if args.warmup > 0:  # connections, prepared statements and caches of both servers
-                for side in ("anchor", "shop"):
-                    support.wrk(anchor.url if side == "anchor" else shop, duration=args.warmup, connections=4,
-                                threads=1, method="GET", path="/orders/{id}" if side == "anchor"
-                                else "/api/v1/orders/{id}", headers=auth,
-                                ids_file=anchor_ids if side == "anchor" else get_ids)
-            for round_index in range(args.rounds):
-                sides = ("anchor", "shop") if round_index % 2 == 0 else ("shop", "anchor")
-                for name in endpoints:
-                    for side in sides:
-                        profile = (args.profile / f"{name}.folded"
-                                   if args.profile is not None and side == "shop" and round_index == 0 else None)
-                        samples[name][side].append(drive(side, CASES[name], round_index, profile))
-            submitted = 0
-            if "submit" in endpoints:
-                submitted = sum(r.requests for r in samples["submit"]["shop"])
-            print(f"# load average after measuring {support.loadavg():.2f}")
-        finally:
-            children.stop_all()
-            anchor.drop()
-    rows = []
-    for name in endpoints:
-        shop_runs, anchor_runs = samples[name]["shop"], samples[name]["anchor"]
-        rate = support.median([r.rate for r in shop_runs])
-        anchor_rate = support.median([r.rate for r in anchor_runs])
-        rows.append((name, rate, support.median([r.p50_ms for r in shop_runs]),
-                     support.median([r.p99_ms for r in shop_runs]), sum(r.errors for r in shop_runs), anchor_rate,
-                     support.median([r.p50_ms for r in anchor_runs]), support.median([r.p99_ms for r in anchor_runs]),
-                     f"{rate / anchor_rate:.3f}" if anchor_rate else "-"))
-    print()
-    support.print_table(HEADER, WIDTHS, rows)
-    if "submit" in endpoints and submitted > args.submit_orders * args.rounds:
-        print(f"# note: {submitted} submits over {args.submit_orders * args.rounds} prepared orders: "
-              "the later ones re-submitted (a no-op); raise --submit-orders")
-    if args.profile is not None:
+                if args.warmup > 0:  # connections, prepared statements and caches of both servers
+                    for side in ("anchor", "shop"):
+                        support.wrk(anchor.url if side == "anchor" else shop, duration=args.warmup, connections=4,
+                                    threads=1, method="GET", path="/orders/{id}" if side == "anchor"
+                                    else "/api/v1/orders/{id}", headers=auth,
+                                    ids_file=anchor_ids if side == "anchor" else get_ids)
+                for round_index in range(args.rounds):
+                    sides = ("anchor", "shop") if round_index % 2 == 0 else ("shop", "anchor")
+                    for name in endpoints:
+                        for side in sides:
+                            profile = (args.profile / f"{name}.folded"
+                                       if args.profile is not None and side == "shop" and round_index == 0 else None)
+                            samples[name][side].append(drive(side, CASES[name], round_index, profile))
+                submitted = 0
+                if "submit" in endpoints:
+                    submitted = sum(r.requests for r in samples["submit"]["shop"])
+                print(f"# load average after measuring {support.loadavg():.2f}")
+            finally:
+                children.stop_all()
+                anchor.drop()
+        rows = []
         for name in endpoints:
-            path = args.profile / f"{name}.folded"
-            if path.exists():
-                print(f"\n# {name}: where the shop process's CPU went (py-spy samples)")
-                pyspy_shares.report(path)
+            shop_runs, anchor_runs = samples[name]["shop"], samples[name]["anchor"]
+            rate = support.median([r.rate for r in shop_runs])
+            anchor_rate = support.median([r.rate for r in anchor_runs])
+            rows.append((name, rate, support.median([r.p50_ms for r in shop_runs]),
+                         support.median([r.p99_ms for r in shop_runs]), sum(r.errors for r in shop_runs),
+                         anchor_rate, support.median([r.p50_ms for r in anchor_runs]),
+                         support.median([r.p99_ms for r in anchor_runs]),
+                         f"{rate / anchor_rate:.3f}" if anchor_rate else "-"))
+        print()
+        support.print_table(HEADER, WIDTHS, rows)
+        if "submit" in endpoints and submitted > args.submit_orders * args.rounds:
+            print(f"# note: {submitted} submits over {args.submit_orders * args.rounds} prepared orders: "
+                  "the later ones re-submitted (a no-op); raise --submit-orders")
+        if args.profile is not None:
+            for name in endpoints:
+                path = args.profile / f"{name}.folded"
+                if path.exists():
+                    print(f"\n# {name}: where the shop process's CPU went (py-spy samples)")
+                    pyspy_shares.report(path)
     return 0
 
 

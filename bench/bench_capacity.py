@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -133,43 +132,43 @@ def run(args: argparse.Namespace) -> int:
     print(support.machine_line())
     print(f"# closed loop, {args.clients} clients x {args.duration:.0f} s, {args.rounds} round(s); "
           f"model {support.stl_triangles(model):,} triangles ({len(model) / 1000:.0f} kB)", flush=True)
-    tmp = Path(tempfile.mkdtemp(prefix="alex-bench-capacity-"))
-    results: dict[str, list[tuple[Outcome, float]]] = {"anchor": [], "shop": []}
-    with support.sandbox("bench-capacity") as settings:
-        children = Children(tmp / "logs")
-        anchor = AnchorApp(settings, children)
-        try:
-            anchor.start()
-            shop = support.start_shop(settings, children)
-            key = support.partner_key(settings)
-            targets = {"anchor": (anchor.url, ANCHOR, children.processes["anchor"].pid),
-                       "shop": (shop, SHOP, children.processes["shop"].pid)}
-            if args.warmup > 0:
-                for url, paths, pid in targets.values():
-                    measure(url, paths, key, model, 2, args.warmup, pid)
-            print(f"# load average before measuring {support.loadavg():.2f}", flush=True)
-            for round_index in range(args.rounds):
-                order = ("anchor", "shop") if round_index % 2 == 0 else ("shop", "anchor")
-                for side in order:
-                    url, paths, pid = targets[side]
-                    results[side].append(measure(url, paths, key, model, args.clients, args.duration, pid))
-            print(f"# load average after measuring {support.loadavg():.2f}")
-        finally:
-            children.stop_all()
-            anchor.drop()
-    rates = {side: support.median([o.orders / o.seconds for o, _ in runs]) for side, runs in results.items()}
-    rows = []
-    for side in ("shop", "anchor"):
-        runs = results[side]
-        steps = {name: [v for o, _ in runs for v in o.steps[name]] for name in ("create", "upload", "submit")}
-        orders_ms = [v for o, _ in runs for v in o.orders_ms]
-        rows.append((side, rates[side], support.percentile(steps["create"], 50),
-                     support.percentile(steps["upload"], 50), support.percentile(steps["submit"], 50),
-                     support.percentile(orders_ms, 99), sum(o.errors for o, _ in runs),
-                     support.median([c for _, c in runs]),
-                     f"{rates[side] / rates['anchor']:.3f}" if rates["anchor"] else "-"))
-    print()
-    support.print_table(HEADER, WIDTHS, rows)
+    with support.workdir("bench-capacity") as tmp:
+        results: dict[str, list[tuple[Outcome, float]]] = {"anchor": [], "shop": []}
+        with support.sandbox("bench-capacity") as settings:
+            children = Children(tmp / "logs")
+            anchor = AnchorApp(settings, children)
+            try:
+                anchor.start()
+                shop = support.start_shop(settings, children)
+                key = support.partner_key(settings)
+                targets = {"anchor": (anchor.url, ANCHOR, children.processes["anchor"].pid),
+                           "shop": (shop, SHOP, children.processes["shop"].pid)}
+                if args.warmup > 0:
+                    for url, paths, pid in targets.values():
+                        measure(url, paths, key, model, 2, args.warmup, pid)
+                print(f"# load average before measuring {support.loadavg():.2f}", flush=True)
+                for round_index in range(args.rounds):
+                    order = ("anchor", "shop") if round_index % 2 == 0 else ("shop", "anchor")
+                    for side in order:
+                        url, paths, pid = targets[side]
+                        results[side].append(measure(url, paths, key, model, args.clients, args.duration, pid))
+                print(f"# load average after measuring {support.loadavg():.2f}")
+            finally:
+                children.stop_all()
+                anchor.drop()
+        rates = {side: support.median([o.orders / o.seconds for o, _ in runs]) for side, runs in results.items()}
+        rows = []
+        for side in ("shop", "anchor"):
+            runs = results[side]
+            steps = {name: [v for o, _ in runs for v in o.steps[name]] for name in ("create", "upload", "submit")}
+            orders_ms = [v for o, _ in runs for v in o.orders_ms]
+            rows.append((side, rates[side], support.percentile(steps["create"], 50),
+                         support.percentile(steps["upload"], 50), support.percentile(steps["submit"], 50),
+                         support.percentile(orders_ms, 99), sum(o.errors for o, _ in runs),
+                         support.median([c for _, c in runs]),
+                         f"{rates[side] / rates['anchor']:.3f}" if rates["anchor"] else "-"))
+        print()
+        support.print_table(HEADER, WIDTHS, rows)
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,48 +48,48 @@ async def transactions(settings: Settings, names: list[str]) -> dict[str, int]:
 def run(args: argparse.Namespace) -> int:
     print(support.machine_line())
     print(f"# idle: {args.settle:.0f} s to settle, then {args.seconds:.0f} s measured", flush=True)
-    tmp = Path(tempfile.mkdtemp(prefix="alex-bench-idle-"))
-    with support.sandbox("bench-idle") as settings:
-        children = Children(tmp / "logs")
-        anchor = AnchorApp(settings, children)
-        try:
-            anchor.start()
-            ports = {service: support.free_port() for service in ("shop", "crm", "mes")}
-            env = support.child_env(settings, **{f"ALEX_{s.upper()}_PORT": str(p) for s, p in ports.items()},
-                                    **{f"ALEX_{s.upper()}_URL": f"http://127.0.0.1:{p}" for s, p in ports.items()})
-            env["ALEX_LOG_LEVEL"] = "INFO"  # as deployed
-            for service, port in ports.items():
-                children.service(service, service, port, env)
-            children.worker("worker", env)
-            for service, port in ports.items():
-                support.wait_http(f"http://127.0.0.1:{port}/health/ready", children.processes[service])
-            time.sleep(args.settle)
-            databases = [settings.database_name(s) for s in ("shop", "crm", "mes")] + [anchor.database]
-            pids = {name: process.pid for name, process in children.processes.items()}
-            load_before = support.loadavg()
-            xact_before = asyncio.run(transactions(settings, databases))
-            before = {name: support.cpu_seconds(pid) for name, pid in pids.items()}
-            began = time.monotonic()
-            time.sleep(args.seconds)
-            after = {name: support.cpu_seconds(pid) for name, pid in pids.items()}
-            wall = time.monotonic() - began
-            time.sleep(min(args.seconds, 1.5))  # let the databases flush their counters
-            xact_after = asyncio.run(transactions(settings, databases))
-            print(f"# load average {load_before:.2f} before, {support.loadavg():.2f} after", flush=True)
-        finally:
-            children.stop_all()
-            anchor.drop()
-    shares = {name: (after[name] - before[name]) / wall * 100 for name in pids}
-    anchor_share = shares["anchor"]
-    rows = []
-    for name in ("shop", "crm", "mes", "worker", "anchor"):
-        ratio = f"{shares[name] / anchor_share:.1f}" if anchor_share > 0 else "-"
-        rows.append((name, after[name] - before[name], f"{shares[name]:.2f}", ratio))
-    print()
-    support.print_table(HEADER, WIDTHS, rows)
-    print()
-    support.print_table(("database", "xact/s"), (-32, 8), [
-        (db, (xact_after.get(db, 0) - xact_before.get(db, 0)) / wall) for db in databases])
+    with support.workdir("bench-idle") as tmp:
+        with support.sandbox("bench-idle") as settings:
+            children = Children(tmp / "logs")
+            anchor = AnchorApp(settings, children)
+            try:
+                anchor.start()
+                ports = {service: support.free_port() for service in ("shop", "crm", "mes")}
+                env = support.child_env(settings, **{f"ALEX_{s.upper()}_PORT": str(p) for s, p in ports.items()},
+                                        **{f"ALEX_{s.upper()}_URL": f"http://127.0.0.1:{p}" for s, p in ports.items()})
+                env["ALEX_LOG_LEVEL"] = "INFO"  # as deployed
+                for service, port in ports.items():
+                    children.service(service, service, port, env)
+                children.worker("worker", env)
+                for service, port in ports.items():
+                    support.wait_http(f"http://127.0.0.1:{port}/health/ready", children.processes[service])
+                time.sleep(args.settle)
+                databases = [settings.database_name(s) for s in ("shop", "crm", "mes")] + [anchor.database]
+                pids = {name: process.pid for name, process in children.processes.items()}
+                load_before = support.loadavg()
+                xact_before = asyncio.run(transactions(settings, databases))
+                before = {name: support.cpu_seconds(pid) for name, pid in pids.items()}
+                began = time.monotonic()
+                time.sleep(args.seconds)
+                after = {name: support.cpu_seconds(pid) for name, pid in pids.items()}
+                wall = time.monotonic() - began
+                time.sleep(min(args.seconds, 1.5))  # let the databases flush their counters
+                xact_after = asyncio.run(transactions(settings, databases))
+                print(f"# load average {load_before:.2f} before, {support.loadavg():.2f} after", flush=True)
+            finally:
+                children.stop_all()
+                anchor.drop()
+        shares = {name: (after[name] - before[name]) / wall * 100 for name in pids}
+        anchor_share = shares["anchor"]
+        rows = []
+        for name in ("shop", "crm", "mes", "worker", "anchor"):
+            ratio = f"{shares[name] / anchor_share:.1f}" if anchor_share > 0 else "-"
+            rows.append((name, after[name] - before[name], f"{shares[name]:.2f}", ratio))
+        print()
+        support.print_table(HEADER, WIDTHS, rows)
+        print()
+        support.print_table(("database", "xact/s"), (-32, 8), [
+            (db, (xact_after.get(db, 0) - xact_before.get(db, 0)) / wall) for db in databases])
     return 0
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -170,66 +169,66 @@ def run(args: argparse.Namespace) -> int:
           + ", ".join(f"{k} {support.stl_triangles(m):,} triangles ({len(m) / 1e6:.1f} MB)" for k, m in models.items()),
           flush=True)
     rows: list[tuple[object, ...]] = []
-    tmp = Path(tempfile.mkdtemp(prefix="alex-bench-pipeline-"))
-    with support.sandbox("bench-pipeline") as settings:
-        env = support.child_env(settings)
-        platform = Platform.configure(settings, env, tmp / "logs")
-        platform.env["ALEX_LOG_LEVEL"] = "INFO"  # as deployed
-        try:
-            for service in ("shop", "crm", "mes"):
-                platform.start(service, "serve", service)
-            platform.wait_ready()
-            shop = platform.settings.shop_url
+    with support.workdir("bench-pipeline") as tmp:
+        with support.sandbox("bench-pipeline") as settings:
+            env = support.child_env(settings)
+            platform = Platform.configure(settings, env, tmp / "logs")
+            platform.env["ALEX_LOG_LEVEL"] = "INFO"  # as deployed
+            try:
+                for service in ("shop", "crm", "mes"):
+                    platform.start(service, "serve", service)
+                platform.wait_ready()
+                shop = platform.settings.shop_url
 
-            async def _token() -> dict[str, str]:
-                async with httpx.AsyncClient(base_url=shop, timeout=60) as client:
-                    return await customer_token(client)
+                async def _token() -> dict[str, str]:
+                    async with httpx.AsyncClient(base_url=shop, timeout=60) as client:
+                        return await customer_token(client)
 
-            auth = asyncio.run(_token())
-            batches: dict[tuple[str, int], list[str]] = {}
-            began = time.perf_counter()
-            for kind in kinds:
-                ids = asyncio.run(prepare(shop, auth, models[kind], args.orders * len(worker_counts)))
-                for index, workers in enumerate(worker_counts):
-                    batches[(kind, workers)] = ids[index * args.orders:(index + 1) * args.orders]
-            asyncio.run(wait_known(platform.settings, [i for b in batches.values() for i in b]))
-            print(f"# prepared {sum(len(b) for b in batches.values())} uploaded orders in "
-                  f"{time.perf_counter() - began:.0f} s", flush=True)
-            for kind in kinds:
-                base_rate = None
-                for workers in worker_counts:
-                    names = [f"worker-{kind}-{workers}-{i + 1}" for i in range(workers)]
-                    for name in names:
-                        platform.start_worker(name)
-                    for name in names:
-                        wait_worker(platform, name)
-                    load_before = support.loadavg()
-                    bare_messages = max(args.bare_messages, args.orders) // 2
-                    bare_before = bare_amqp.measure(bare_messages)
-                    ids = batches[(kind, workers)]
-                    try:
-                        elapsed = asyncio.run(submit_and_wait(platform.settings, shop, auth, ids, args.concurrency,
-                                                              args.timeout))
-                    finally:
+                auth = asyncio.run(_token())
+                batches: dict[tuple[str, int], list[str]] = {}
+                began = time.perf_counter()
+                for kind in kinds:
+                    ids = asyncio.run(prepare(shop, auth, models[kind], args.orders * len(worker_counts)))
+                    for index, workers in enumerate(worker_counts):
+                        batches[(kind, workers)] = ids[index * args.orders:(index + 1) * args.orders]
+                asyncio.run(wait_known(platform.settings, [i for b in batches.values() for i in b]))
+                print(f"# prepared {sum(len(b) for b in batches.values())} uploaded orders in "
+                      f"{time.perf_counter() - began:.0f} s", flush=True)
+                for kind in kinds:
+                    base_rate = None
+                    for workers in worker_counts:
+                        names = [f"worker-{kind}-{workers}-{i + 1}" for i in range(workers)]
                         for name in names:
-                            platform.kill(name, 15)
-                    lat = asyncio.run(latencies(platform.settings, ids))
-                    bare_after = bare_amqp.measure(bare_messages)
-                    bare = bare_amqp.BareResult(bare_before.messages + bare_after.messages,
-                                                bare_before.seconds + bare_after.seconds)
-                    rate = len(ids) / elapsed
-                    base_rate = base_rate or rate
-                    per_order_ms = elapsed / len(ids) * 1000
-                    rows.append((kind, support.stl_triangles(models[kind]), workers, len(ids), rate,
-                                 support.percentile(lat, 50) * 1000, support.percentile(lat, 95) * 1000,
-                                 per_order_ms, bare.per_message_ms, bare.rate, per_order_ms / bare.per_message_ms,
-                                 f"{rate / base_rate:.2f}x"))
-                    print(f"# {kind} x{workers}: {rate:.1f} orders/s, load {load_before:.1f} -> "
-                          f"{support.loadavg():.1f}", flush=True)
-        finally:
-            platform.stop_all()
-    print()
-    support.print_table(HEADER, WIDTHS, rows)
+                            platform.start_worker(name)
+                        for name in names:
+                            wait_worker(platform, name)
+                        load_before = support.loadavg()
+                        bare_messages = max(args.bare_messages, args.orders) // 2
+                        bare_before = bare_amqp.measure(bare_messages)
+                        ids = batches[(kind, workers)]
+                        try:
+                            elapsed = asyncio.run(submit_and_wait(platform.settings, shop, auth, ids, args.concurrency,
+                                                                  args.timeout))
+                        finally:
+                            for name in names:
+                                platform.kill(name, 15)
+                        lat = asyncio.run(latencies(platform.settings, ids))
+                        bare_after = bare_amqp.measure(bare_messages)
+                        bare = bare_amqp.BareResult(bare_before.messages + bare_after.messages,
+                                                    bare_before.seconds + bare_after.seconds)
+                        rate = len(ids) / elapsed
+                        base_rate = base_rate or rate
+                        per_order_ms = elapsed / len(ids) * 1000
+                        rows.append((kind, support.stl_triangles(models[kind]), workers, len(ids), rate,
+                                     support.percentile(lat, 50) * 1000, support.percentile(lat, 95) * 1000,
+                                     per_order_ms, bare.per_message_ms, bare.rate, per_order_ms / bare.per_message_ms,
+                                     f"{rate / base_rate:.2f}x"))
+                        print(f"# {kind} x{workers}: {rate:.1f} orders/s, load {load_before:.1f} -> "
+                              f"{support.loadavg():.1f}", flush=True)
+            finally:
+                platform.stop_all()
+        print()
+        support.print_table(HEADER, WIDTHS, rows)
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -135,11 +134,11 @@ def wait_for(check: object, what: str, timeout: float = 300) -> None:
 
 def pipeline_phase(settings: Settings, proxies: ProxyThread, children: Children, model: bytes, orders: int,
                    idle_seconds: float) -> None:
+    proxy = {name: proxies.new() for name in ("shop", "crm", "mes", "worker")}  # before the ports are picked
     ports = {service: support.free_port() for service in ("shop", "crm", "mes")}
     base = support.child_env(settings, **{f"ALEX_{s.upper()}_PORT": str(p) for s, p in ports.items()},
                              **{f"ALEX_{s.upper()}_URL": f"http://127.0.0.1:{p}" for s, p in ports.items()})
     base["ALEX_LOG_LEVEL"] = "INFO"  # as deployed
-    proxy = {name: proxies.new() for name in ("shop", "crm", "mes", "worker")}
     for service, port in ports.items():
         children.service(service, service, port, {**base, "ALEX_PG_DSN": dsn_via(proxy[service].port),
                                                   "ALEX_RATE_LIMIT_ENABLED": "false"})
@@ -212,16 +211,16 @@ def pipeline_phase(settings: Settings, proxies: ProxyThread, children: Children,
 def run(args: argparse.Namespace) -> int:
     model = support.ring_stl("small")
     print(support.machine_line(), flush=True)
-    tmp = Path(tempfile.mkdtemp(prefix="alex-profile-statements-"))
-    with support.sandbox("profile-statements") as settings:
-        children = Children(tmp / "logs")
-        proxies = ProxyThread()
-        try:
-            requests_phase(settings, proxies, children, model, args.orders, args.warmup)
-            pipeline_phase(settings, proxies, children, model, args.pipeline_orders, args.idle_seconds)
-        finally:
-            children.stop_all()
-            proxies.close()
+    with support.workdir("profile-statements") as tmp:
+        with support.sandbox("profile-statements") as settings:
+            children = Children(tmp / "logs")
+            proxies = ProxyThread()
+            try:
+                requests_phase(settings, proxies, children, model, args.orders, args.warmup)
+                pipeline_phase(settings, proxies, children, model, args.pipeline_orders, args.idle_seconds)
+            finally:
+                children.stop_all()
+                proxies.close()
     return 0
 
 

@@ -90,6 +90,18 @@ def sandbox(name: str, **overrides: object) -> Iterator[Settings]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def workdir(name: str) -> Iterator[Path]:
+    """A scratch directory (logs, id lists): removed when the run succeeds, kept and named when it fails."""
+    path = Path(tempfile.mkdtemp(prefix=f"alex-{name}-"))
+    try:
+        yield path
+    except BaseException:
+        print(f"# logs kept in {path}", file=sys.stderr)
+        raise
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The sandbox's environment for a child process, with the relay's production poll interval (the
     sandbox's is shorter, for quick tests)."""
@@ -329,14 +341,20 @@ def shop_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
 
 
 def start_shop(settings: Settings, children: Children, name: str = "shop", **extra: str) -> str:
-    port = free_port()
-    process = children.service(name, "shop", port, shop_env(settings, port, **extra))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/health/ready", process)
-    except (RuntimeError, TimeoutError) as error:
-        raise RuntimeError(f"{error}\n{children.log_tail(name)}") from error
-    return url
+    """One shop process on a free port (another port is tried when someone took it meanwhile)."""
+    for attempt in range(3):
+        port = free_port()
+        process = children.service(name, "shop", port, shop_env(settings, port, **extra))
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(f"{url}/health/ready", process)
+            return url
+        except (RuntimeError, TimeoutError) as error:
+            log = children.log_tail(name)
+            children.stop(name)
+            if "address already in use" not in log or attempt == 2:
+                raise RuntimeError(f"{error}\n{log}") from error
+    raise AssertionError("unreachable")
 
 
 def partner_key(settings: Settings, name: str = "bench-partner") -> str:
