@@ -163,9 +163,9 @@ def py_spy() -> str:
     return str(beside) if beside.exists() else "py-spy"
 
 
-def smoke() -> Path:
+def smoke(directory: Path) -> Path:
     """A one-second recording of a small Python loop (needs py-spy)."""
-    out = Path(tempfile.mkdtemp(prefix="alex-pyspy-")) / "smoke.folded"
+    out = directory / "smoke.folded"
     code = "import json, time\nend = time.time() + 1.5\nwhile time.time() < end: json.dumps({'a': list(range(50))})"
     subprocess.run([py_spy(), "record", "--format", "raw", "--rate", "200", "-o", str(out), "--",
                     sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
@@ -178,10 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args(argv)
-    path = smoke() if args.smoke else args.file
-    if path is None:
+    if args.smoke:
+        with tempfile.TemporaryDirectory(prefix="alex-pyspy-") as tmp:
+            report(smoke(Path(tmp)), args.top)
+        return 0
+    if args.file is None:
         parser.error("a .folded file is needed (or --smoke)")
-    report(path, args.top)
+    report(args.file, args.top)
     return 0
 
 
