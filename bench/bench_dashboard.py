@@ -1,6 +1,6 @@
 """MES dashboard latency over HTTP at 1M and 10M orders: naive vs partitioned + indexed vs cached.
 
-Run: .venv/bin/python bench/bench_dashboard.py [--sizes 1000000,10000000] [--requests 2000]
+Run: .venv/bin/python bench/bench_dashboard.py [--sizes 1000000,10000000] [--requests 2000] [--smoke]
 
 Per size: a fresh MES database is migrated and filled by the seed generator (COPY; two years,
 most orders closed, up to 5,000 in work); ``naive.production_orders`` gets the same rows in
@@ -24,6 +24,7 @@ import asyncio
 import http.client
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -233,12 +234,20 @@ def line(row: dict[str, object], rows: list[dict[str, object]]) -> str:
             f"{row['p95']:>8.2f} {row['p99']:>8.2f} {ratio}")
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through the finally blocks: servers, databases, role
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--naive-requests", type=int, default=20)
+    parser.add_argument("--smoke", action="store_true", help="3,000 orders, a few requests (for the test suite)")
     args = parser.parse_args()
+    if args.smoke:
+        args.sizes, args.requests, args.naive_requests = "3000", 20, 5
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
     print(f"{'orders':>11} {'page':>6} {'variant':>12} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "

@@ -1,144 +1,253 @@
-"""Pipeline throughput: orders per second from submit to PRICE_CALCULATED with 1, 2 and 4 pricing
-workers, against a bare publish/consume loop on the same RabbitMQ.
+"""Pipeline throughput: orders per second from submit to PRICE_CALCULATED in the shop and the CRM, with
+1 and 2 pricing workers, against a bare confirmed publish + ack loop measured in the same run.
 
-Run: .venv/bin/python bench/bench_pipeline.py [--orders 200] [--workers 1,2,4]
+Run: .venv/bin/python bench/bench_pipeline.py [--orders 300] [--workers 1,2] [--models small,large]
+     [--concurrency 32] [--smoke]
 
-Each configuration gets its own sandbox (databases, vhost) and real processes: the three APIs
-(with their relays and consumers) and N workers. Orders carry a small ring model (~1.5k
-triangles) so the figures measure the platform, not the geometry. The bare loop publishes
-the same number of persistent messages with confirms to a quorum queue and consumes them
-with manual acks: the floor any broker-based pipeline pays per message.
+One sandbox (databases migrated with the project's code, vhost, Redis prefix, storage) and the real
+processes: the three APIs (each with its relay, consumer and background loops, as ``alexandrite up``
+runs them) stay up for the whole run; per configuration N pricing workers are started and stopped.
+
+Before the clock starts, every order of every configuration is created and given its model through the
+shop's API (a customer account; ``small`` = a 2,112-triangle ring, ``large`` = a 200,000-triangle
+ring, where pricing itself is the limit), and the run waits until mes and crm know them all. Then, per
+configuration, the clock runs from the first submit (``--concurrency`` submits in flight, 429/503
+retried after ``Retry-After``) until every order of the batch is PRICE_CALCULATED (or _FAILED) in the
+shop's and the CRM's databases, counted there with one query per database every 0.2 s: no HTTP polling.
+Latency per order is PRICE_CALCULATED − SUBMITTED from the shop's order history.
+
+The anchor (bench/anchors/bare_amqp.py) runs right before and right after each configuration (half the
+messages each, added up), with the workers' queue empty and the APIs idle: persistent
+messages published with confirms (100 in flight) to a quorum queue and consumed with manual acks, in a
+vhost of its own. overhead x = (ms per order) / (ms per bare message); scaling = orders/s relative to
+1 worker with the same model. Everything the run made is dropped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
-import aio_pika
+import asyncpg
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from alexandrite.devtools.sandbox import deprovision, provision, sandbox_env, sandbox_settings  # noqa: E402
-from alexandrite.models3d.rings import ring, to_binary_stl  # noqa: E402
+import support  # noqa: E402
+from anchors import bare_amqp  # noqa: E402
+
+from alexandrite.kit.settings import Settings  # noqa: E402
 from tests.e2e.processes import Platform  # noqa: E402
 
-PRICED = {"PRICE_CALCULATED", "PRICE_CALCULATION_FAILED"}
+PRICED = ["PRICE_CALCULATED", "PRICE_CALCULATION_FAILED"]
+HEADER = ("model", "triangles", "workers", "orders", "orders/s", "p50 ms", "p95 ms", "ms/order", "bare ms/msg",
+          "bare msg/s", "overhead x", "scaling")
+WIDTHS = (-6, 9, 7, 6, 9, 8, 8, 9, 11, 10, 10, 7)
 
 
-async def bare_loop(amqp_url: str, count: int, body_size: int = 500) -> float:
-    """Seconds for `count` messages published with confirms and consumed with acks (one process)."""
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        await channel.set_qos(prefetch_count=50)
-        queue = await channel.declare_queue(f"bench.{uuid.uuid4().hex[:6]}", durable=True,
-                                            arguments={"x-queue-type": "quorum"})
-        done = asyncio.Event()
-        received = 0
-
-        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            nonlocal received
-            await message.ack()
-            received += 1
-            if received == count:
-                done.set()
-
-        await queue.consume(on_message)
-        body = b"x" * body_size
-        started = time.perf_counter()
-        window = 100
-        for offset in range(0, count, window):
-            await asyncio.gather(*(channel.default_exchange.publish(
-                aio_pika.Message(body=body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key=queue.name)
-                for _ in range(min(window, count - offset))))
-        await done.wait()
-        elapsed = time.perf_counter() - started
-        await queue.delete(if_unused=False, if_empty=False)
-        return elapsed
+async def _retrying(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    for _ in range(200):
+        response = await client.request(method, url, **kwargs)
+        if response.status_code not in (429, 503):
+            response.raise_for_status()
+            return response
+        await asyncio.sleep(min(float(response.headers.get("retry-after", "1") or 1), 5.0))
+    raise RuntimeError(f"{method} {url}: still refused after 200 tries")
 
 
-async def drive(settings, orders: int, concurrency: int, model: bytes) -> tuple[float, list[float]]:
-    async with httpx.AsyncClient(timeout=60) as client:
-        shop = settings.net.shop_url
-        email = f"bench-{uuid.uuid4().hex[:8]}@example.test"
-        await client.post(f"{shop}/api/v1/auth/signup", json={"email": email, "password": "bench-pass", "name": "B"})
-        token = (await client.post(f"{shop}/api/v1/auth/token",
-                                   json={"email": email, "password": "bench-pass"})).json()["access_token"]
-        auth = {"Authorization": f"Bearer {token}"}
-        ids = []
-        for _ in range(orders):  # prepared before the clock starts: upload is not what we measure here
-            oid = (await client.post(f"{shop}/api/v1/orders", json={"alloy": "gold_585"}, headers=auth)).json()["id"]
-            await client.put(f"{shop}/api/v1/orders/{oid}/model", headers=auth,
-                             files={"file": ("r.stl", model, "model/stl")})
-            ids.append(oid)
-        semaphore = asyncio.Semaphore(concurrency)
-        latencies: list[float] = []
-
-        async def one(oid: str) -> None:
-            async with semaphore:
-                start = time.perf_counter()
-                response = await client.post(f"{shop}/api/v1/orders/{oid}/submit", headers=auth)
-                response.raise_for_status()
-            while True:
-                body = (await client.get(f"{shop}/api/v1/orders/{oid}", headers=auth)).json()
-                if body["status"] in PRICED:
-                    latencies.append(time.perf_counter() - start)
-                    return
-                await asyncio.sleep(0.05)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(one(oid) for oid in ids))
-        return time.perf_counter() - started, latencies
+async def customer_token(client: httpx.AsyncClient) -> dict[str, str]:
+    email = f"bench-{uuid.uuid4().hex[:8]}@example.test"
+    await _retrying(client, "POST", "/api/v1/auth/signup", json={"email": email, "password": "bench-pass", "name": "B"})
+    token = (await _retrying(client, "POST", "/api/v1/auth/token",
+                             json={"email": email, "password": "bench-pass"})).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
 
 
-def run_config(workers: int, orders: int, model: bytes) -> dict[str, float]:
-    root = Path(tempfile.mkdtemp(prefix="alex-bench-"))
-    settings = sandbox_settings(root, log_level="WARNING")
-    provision(settings)
-    platform = Platform.configure(settings, sandbox_env(settings, dict(os.environ)), root / "logs")
+async def prepare(shop: str, auth: dict[str, str], model: bytes, count: int, concurrency: int = 8) -> list[str]:
+    """``count`` orders created and uploaded through the API (FILE_UPLOADED)."""
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(client: httpx.AsyncClient) -> str:
+        async with semaphore:
+            order_id = str((await _retrying(client, "POST", "/api/v1/orders", json={"alloy": "gold_585"},
+                                            headers=auth)).json()["id"])
+            await _retrying(client, "PUT", f"/api/v1/orders/{order_id}/model", headers=auth,
+                            files={"file": ("ring.stl", model, "model/stl")})
+            return order_id
+
+    async with httpx.AsyncClient(base_url=shop, timeout=120) as client:
+        return list(await asyncio.gather(*(one(client) for _ in range(count))))
+
+
+async def count_in(settings: Settings, service: str, table: str, ids: list[uuid.UUID], statuses: list[str]) -> int:
+    conn = await asyncpg.connect(support.plain_dsn(settings.database_url(service)))  # type: ignore[arg-type]
     try:
-        platform.start_all(workers=workers)
-        elapsed, latencies = asyncio.run(drive(platform.settings, orders, 32, model))
-        bare = asyncio.run(bare_loop(settings.broker.url, orders))
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table} WHERE id = ANY($1) AND status = ANY($2)",  # noqa: S608
+                                       ids, statuses))
     finally:
-        platform.stop_all()
-        deprovision(settings)
-    latencies.sort()
-    return {
-        "workers": workers,
-        "orders_per_s": orders / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p95_ms": latencies[int(0.95 * (len(latencies) - 1))] * 1000,
-        "per_order_ms": elapsed / orders * 1000,
-        "bare_per_msg_ms": bare / orders * 1000,
-    }
+        await conn.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--orders", type=int, default=200)
-    parser.add_argument("--workers", default="1,2,4")
-    args = parser.parse_args()
-    model = to_binary_stl(ring(segments=96, profile_segments=8))
-    print(f"model: {(len(model) - 84) // 50} triangles; {args.orders} orders per configuration; "
-          f"{os.cpu_count()} CPUs")
-    print(f"{'workers':>7} {'orders/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'ms/order':>9} "
-          f"{'bare ms/msg':>11} {'overhead x':>10}")
-    for workers in (int(w) for w in args.workers.split(",")):
-        r = run_config(workers, args.orders, model)
-        print(f"{r['workers']:>7} {r['orders_per_s']:>9.1f} {r['p50_ms']:>8.0f} {r['p95_ms']:>8.0f} "
-              f"{r['per_order_ms']:>9.2f} {r['bare_per_msg_ms']:>11.3f} "
-              f"{r['per_order_ms'] / r['bare_per_msg_ms']:>10.1f}", flush=True)
+async def wait_known(settings: Settings, ids: list[str], timeout: float = 600) -> None:
+    """Until mes and crm have every order in FILE_UPLOADED (their events were applied)."""
+    uuids = [uuid.UUID(i) for i in ids]
+    deadline = time.monotonic() + timeout
+    while True:
+        mes = await count_in(settings, "mes", "production_orders", uuids, ["FILE_UPLOADED"])
+        crm = await count_in(settings, "crm", "orders", uuids, ["FILE_UPLOADED"])
+        if mes == crm == len(ids):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"mes knows {mes}, crm {crm} of {len(ids)} uploaded orders")
+        await asyncio.sleep(0.5)
+
+
+async def submit_and_wait(settings: Settings, shop: str, auth: dict[str, str], ids: list[str], concurrency: int,
+                          timeout: float) -> float:
+    """Seconds from the first submit until every order is priced in the shop's and the CRM's databases."""
+    uuids = [uuid.UUID(i) for i in ids]
+    shop_conn = await asyncpg.connect(support.plain_dsn(settings.database_url("shop")))  # type: ignore[arg-type]
+    crm_conn = await asyncpg.connect(support.plain_dsn(settings.database_url("crm")))  # type: ignore[arg-type]
+    query_shop = "SELECT count(*) FROM orders WHERE id = ANY($1) AND status = ANY($2)"
+    try:
+        semaphore = asyncio.Semaphore(concurrency)
+        async with httpx.AsyncClient(base_url=shop, timeout=120,
+                                     limits=httpx.Limits(max_connections=concurrency)) as client:
+
+            async def one(order_id: str) -> None:
+                async with semaphore:
+                    await _retrying(client, "POST", f"/api/v1/orders/{order_id}/submit", headers=auth)
+
+            started = time.perf_counter()
+            submits = asyncio.gather(*(one(i) for i in ids))
+            deadline = time.monotonic() + timeout
+            while True:
+                await asyncio.sleep(0.2)
+                shop_done = int(await shop_conn.fetchval(query_shop, uuids, PRICED))
+                crm_done = int(await crm_conn.fetchval(query_shop, uuids, PRICED))
+                if shop_done == crm_done == len(ids):
+                    elapsed = time.perf_counter() - started
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"priced: shop {shop_done}, crm {crm_done} of {len(ids)} after {timeout:.0f} s")
+            await submits
+        return elapsed
+    finally:
+        await shop_conn.close()
+        await crm_conn.close()
+
+
+async def latencies(settings: Settings, ids: list[str]) -> list[float]:
+    """PRICE_CALCULATED − SUBMITTED per order, in seconds, from the shop's history."""
+    conn = await asyncpg.connect(support.plain_dsn(settings.database_url("shop")))  # type: ignore[arg-type]
+    try:
+        rows = await conn.fetch(
+            "SELECT extract(epoch FROM max(at) FILTER (WHERE status = ANY($2)) "
+            "- max(at) FILTER (WHERE status = 'SUBMITTED')) AS s FROM order_history WHERE order_id = ANY($1) "
+            "GROUP BY order_id", [uuid.UUID(i) for i in ids], PRICED)
+    finally:
+        await conn.close()
+    return [float(r["s"]) for r in rows if r["s"] is not None]
+
+
+def wait_worker(platform: Platform, name: str, timeout: float = 60) -> None:
+    support.wait_http(f"http://127.0.0.1:{platform.worker_metrics_ports[name]}/health/ready",
+                      platform.processes[name], timeout)
+
+
+def run(args: argparse.Namespace) -> int:
+    worker_counts = [int(w) for w in args.workers.split(",") if w]
+    kinds = [k for k in args.models.split(",") if k]
+    models = {kind: support.ring_stl(kind) for kind in kinds}
+    print(support.machine_line())
+    print(f"# {args.orders} orders per configuration, {args.concurrency} submits in flight; models: "
+          + ", ".join(f"{k} {support.stl_triangles(m):,} triangles ({len(m) / 1e6:.1f} MB)" for k, m in models.items()),
+          flush=True)
+    rows: list[tuple[object, ...]] = []
+    with support.workdir("bench-pipeline") as tmp:
+        with support.sandbox("bench-pipeline") as settings:
+            env = support.child_env(settings)
+            platform = Platform.configure(settings, env, tmp / "logs")
+            platform.env["ALEX_LOG_LEVEL"] = "INFO"  # as deployed
+            try:
+                for service in ("shop", "crm", "mes"):
+                    platform.start(service, "serve", service)
+                platform.wait_ready()
+                shop = platform.settings.net.shop_url
+
+                async def _token() -> dict[str, str]:
+                    async with httpx.AsyncClient(base_url=shop, timeout=60) as client:
+                        return await customer_token(client)
+
+                auth = asyncio.run(_token())
+                batches: dict[tuple[str, int], list[str]] = {}
+                began = time.perf_counter()
+                for kind in kinds:
+                    ids = asyncio.run(prepare(shop, auth, models[kind], args.orders * len(worker_counts)))
+                    for index, workers in enumerate(worker_counts):
+                        batches[(kind, workers)] = ids[index * args.orders:(index + 1) * args.orders]
+                asyncio.run(wait_known(platform.settings, [i for b in batches.values() for i in b]))
+                print(f"# prepared {sum(len(b) for b in batches.values())} uploaded orders in "
+                      f"{time.perf_counter() - began:.0f} s", flush=True)
+                for kind in kinds:
+                    base_rate = None
+                    for workers in worker_counts:
+                        names = [f"worker-{kind}-{workers}-{i + 1}" for i in range(workers)]
+                        for name in names:
+                            platform.start_worker(name)
+                        for name in names:
+                            wait_worker(platform, name)
+                        load_before = support.loadavg()
+                        bare_messages = max(args.bare_messages, args.orders) // 2
+                        bare_before = bare_amqp.measure(bare_messages)
+                        ids = batches[(kind, workers)]
+                        try:
+                            elapsed = asyncio.run(submit_and_wait(platform.settings, shop, auth, ids, args.concurrency,
+                                                                  args.timeout))
+                        finally:
+                            for name in names:
+                                platform.kill(name, 15)
+                        lat = asyncio.run(latencies(platform.settings, ids))
+                        bare_after = bare_amqp.measure(bare_messages)
+                        bare = bare_amqp.BareResult(bare_before.messages + bare_after.messages,
+                                                    bare_before.seconds + bare_after.seconds)
+                        rate = len(ids) / elapsed
+                        base_rate = base_rate or rate
+                        per_order_ms = elapsed / len(ids) * 1000
+                        rows.append((kind, support.stl_triangles(models[kind]), workers, len(ids), rate,
+                                     support.percentile(lat, 50) * 1000, support.percentile(lat, 95) * 1000,
+                                     per_order_ms, bare.per_message_ms, bare.rate, per_order_ms / bare.per_message_ms,
+                                     f"{rate / base_rate:.2f}x"))
+                        print(f"# {kind} x{workers}: {rate:.1f} orders/s, load {load_before:.1f} -> "
+                              f"{support.loadavg():.1f}", flush=True)
+            finally:
+                platform.stop_all()
+        print()
+        support.print_table(HEADER, WIDTHS, rows)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--orders", type=int, default=300, help="orders per configuration")
+    parser.add_argument("--workers", default="1,2", help="pricing worker counts, comma-separated")
+    parser.add_argument("--models", default="small", help="small (2k triangles) and/or large (200k), comma-separated")
+    parser.add_argument("--concurrency", type=int, default=32, help="submits in flight")
+    parser.add_argument("--bare-messages", type=int, default=3000, help="anchor loop size (at least --orders)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds a configuration may take")
+    parser.add_argument("--smoke", action="store_true", help="10 small orders, 1 and 2 workers (for the test suite)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.orders, args.workers, args.models, args.bare_messages, args.timeout = 10, "1,2", "small", 200, 180.0
+    support.stop_on_sigterm()
+    return run(args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

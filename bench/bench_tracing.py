@@ -1,6 +1,6 @@
 """What tracing costs per request: no tracing code at all, tracing off (the default), tracing on.
 
-Run: .venv/bin/python bench/bench_tracing.py [--requests 500] [--rounds 31]
+Run: .venv/bin/python bench/bench_tracing.py [--requests 500] [--rounds 31] [--smoke]
 
 One FastAPI app of the kit's shape (ObservabilityMiddleware, a JSON route that logs one line and
 queues one outbox event, as a state-changing request does) is called in-process through ASGI,
@@ -123,7 +123,10 @@ async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--smoke", action="store_true", help="20 requests x 3 rounds (for the test suite)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.requests, args.rounds = 20, 3
 
     apps = {"none": (build_app(False), False), "off": (build_app(True), True)}
     results: dict[str, list[float]] = {name: [] for name in ("none", "off", "on")}
