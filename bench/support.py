@@ -39,6 +39,7 @@ for _path in (str(REPO), str(REPO / "src")):
         sys.path.insert(0, _path)
 
 from alexandrite.devtools.sandbox import deprovision, provision, sandbox_env, sandbox_settings  # noqa: E402
+from alexandrite.kit.setting_groups import BrokerSettings  # noqa: E402
 from alexandrite.kit.settings import Settings  # noqa: E402
 
 # --- the run ------------------------------------------------------------------------------------------
@@ -106,7 +107,7 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     sandbox's is shorter, for quick tests)."""
     env = sandbox_env(settings, dict(os.environ))
     env.update({"ALEX_LOG_LEVEL": "WARNING", "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
-                "ALEX_RELAY_IDLE_SECONDS": str(Settings.model_fields["relay_idle_seconds"].default)})
+                "ALEX_RELAY_IDLE_SECONDS": str(BrokerSettings.model_fields["relay_idle_seconds"].default)})
     env.update(extra)
     return env
 
