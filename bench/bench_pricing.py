@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from alexandrite.models3d.formats import parse_model  # noqa: E402
 from alexandrite.models3d.geometry import analyse  # noqa: E402
-from alexandrite.models3d.rings import ring, to_binary_stl  # noqa: E402
+from alexandrite.models3d.rings import ring  # noqa: E402
+from alexandrite.models3d.writers import to_binary_stl  # noqa: E402
 
 SLOW_RUN_S = 10.0
 CHILD_ESTIMATE_S = 20.0
