@@ -79,6 +79,9 @@ class Inspection:
     hole: Hole | None = None
     wall: WallReport | None = None
     notes: list[dict[str, str]] = field(default_factory=list)
+    # The triangles as oriented (same order as given, only corners reversed) and which faces are metal.
+    oriented: np.ndarray | None = field(default=None, repr=False)
+    metal_mask: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def repaired_faces(self) -> int:
@@ -256,6 +259,7 @@ def inspect_model(triangles: np.ndarray, *, min_wall_mm: float | None = None,
     # Euler: V - E + F = 2 * shells - 2 * genus, with E = 3F / 2 on a closed surface.
     inspection.genus = max(0, (2 * int(metal.sum()) - (metal_vertices - metal_count // 2)) // 2)
     metal_tri = tri[metal_faces] if stone.any() else tri
+    inspection.oriented, inspection.metal_mask = tri, metal_faces
     inspection.hole = find_hole(metal_tri, inspection.genus)
     if min_wall_mm is not None:
         inspection.wall = check_walls(metal_tri, min_wall_mm, max_rays=wall_rays)

@@ -63,7 +63,7 @@ _MAX_RELS_BYTES = 1 << 20
 _MAX_PARTS = 1_000
 _MAX_NESTING = 16
 _MAX_INSTANCES = 100_000
-_READ_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 18  # XML read and parsed at a time (about 8,000 vertices)
 _FLUSH = 1 << 16  # vertices or triangles converted to NumPy at a time
 _IDENTITY = np.eye(4)
 # RuntimeError: an encrypted entry; NotImplementedError: an unsupported compression method.
@@ -127,7 +127,7 @@ class _Package:
         return self.names.get(name.lower())
 
     def parse(self, info: zipfile.ZipInfo, what: str, cap: int, start: Callable[[str, list[str]], None],
-              end: Callable[[str], None] | None = None,
+              after_chunk: Callable[[], None] | None = None,
               namespace: Callable[[str | None, str], None] | None = None) -> None:
         """Stream one entry through expat: declared and actual size capped, DTDs and entities refused."""
         cap = min(cap, self.budget.bytes_left)
@@ -143,8 +143,6 @@ class _Package:
         parser.ExternalEntityRefHandler = _refuse_dtd
         parser.ordered_attributes = True
         parser.StartElementHandler = start
-        if end is not None:
-            parser.EndElementHandler = end
         if namespace is not None:
             parser.StartNamespaceDeclHandler = namespace
         total = 0
@@ -156,6 +154,8 @@ class _Package:
                         raise ModelFormatError("archive_too_large",
                                                f"The 3MF part '{info.filename}' unpacks to more than {cap:,} bytes.")
                     parser.Parse(chunk, False)
+                    if after_chunk is not None:
+                        after_chunk()
             parser.Parse(b"", True)
         except ModelFormatError:
             raise
@@ -225,6 +225,22 @@ class _Numbers:
         self.pending: list[str] = []
         self.chunks: list[np.ndarray] = []
 
+    def add(self, found: list[list[str]], names: tuple[str, str, str]) -> None:
+        """Append three attribute values per element, in ``names`` order (any attribute order accepted)."""
+        a, b, c = names
+        if all(len(x) >= 6 and x[0] == a and x[2] == b and x[4] == c for x in found):  # the usual order
+            self.pending += [v for x in found for v in (x[1], x[3], x[5])]
+        else:
+            for x in found:
+                values = dict(zip(x[::2], x[1::2], strict=True))
+                got = (values.get(a), values.get(b), values.get(c))
+                if None in got:
+                    raise ModelFormatError("malformed_model", f"3MF object {self.owner()} has a {self.what} with a "
+                                                              "missing or invalid value; export it again.")
+                self.pending += got  # type: ignore[arg-type]
+        if len(self.pending) >= 3 * _FLUSH:
+            self.flush()
+
     def flush(self) -> None:
         if self.pending:
             text = " ".join(self.pending).encode("ascii", "replace")
@@ -237,9 +253,15 @@ class _Numbers:
             self.pending.clear()
 
     def take(self, width: int) -> np.ndarray:
+        """All values as one (m, width) array; chunks are released as they are copied (peak ≈ 1× + a chunk)."""
         self.flush()
-        values = np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=self.dtype)
-        self.chunks = []
+        values = np.empty(sum(len(c) for c in self.chunks), dtype=self.dtype)
+        at = 0
+        self.chunks.reverse()
+        while self.chunks:
+            chunk = self.chunks.pop()
+            values[at:at + len(chunk)] = chunk
+            at += len(chunk)
         return values.reshape(-1, width)
 
 
@@ -261,69 +283,56 @@ class _ModelPart:
         self.triangles = _Numbers("triangle", np.int64, lambda: self.current_id)
         self.vertex_count = 0
         self.triangle_count = 0
+        self.vertex_attrs: list[list[str]] = []
+        self.triangle_attrs: list[list[str]] = []
 
     # expat callbacks ------------------------------------------------------------------------------
+    # Vertices and triangles only have their attribute lists appended (the cheapest Python handler
+    # possible); :meth:`drain` turns them into numbers after each chunk of XML and before any other
+    # element, so the order of objects is kept and the lists never hold more than a chunk's worth.
     def namespace(self, prefix: str | None, uri: str) -> None:
         self.prefixes[prefix or ""] = uri
 
     def start(self, tag: str, attrs: list[str]) -> None:
         if tag == _VERTEX:
-            if not self.in_mesh:
-                return
-            if len(attrs) == 6 and attrs[0] == "x" and attrs[2] == "y" and attrs[4] == "z":
-                self.vertices.pending += (attrs[1], attrs[3], attrs[5])
-            else:
-                self._vertex(dict(zip(attrs[::2], attrs[1::2], strict=True)))
-            self.vertex_count += 1
-            if self.vertex_count > self.budget.vertices_left:
-                raise ModelFormatError(
-                    "too_many_vertices",
-                    f"The 3MF file defines more than {self.budget.max_vertices:,} vertices; "
-                    "reduce the mesh resolution (decimate) and upload it again.")
-            if len(self.vertices.pending) >= 3 * _FLUSH:
-                self.vertices.flush()
+            self.vertex_attrs.append(attrs)
         elif tag == _TRIANGLE:
-            if not self.in_mesh:
-                return
-            if len(attrs) >= 6 and attrs[0] == "v1" and attrs[2] == "v2" and attrs[4] == "v3":
-                self.triangles.pending += (attrs[1], attrs[3], attrs[5])
-            else:
-                self._triangle(dict(zip(attrs[::2], attrs[1::2], strict=True)))
-            self.triangle_count += 1
-            if self.triangle_count > self.budget.triangles_left:
-                raise ModelFormatError(
-                    "too_many_triangles",
-                    f"The model has at least {self.budget.max_triangles + 1:,} triangles; the limit is "
-                    f"{self.budget.max_triangles:,}. Reduce the mesh resolution (decimate) and upload it again.")
-            if len(self.triangles.pending) >= 3 * _FLUSH:
-                self.triangles.flush()
+            self.triangle_attrs.append(attrs)
         elif tag.startswith(CORE_NS):
+            self.drain()
             self._structure(tag[len(CORE_NS) + 1:], dict(zip(attrs[::2], attrs[1::2], strict=True)))
 
-    def end(self, tag: str) -> None:
-        if tag == f"{CORE_NS} mesh" and self.current is not None and self.in_mesh:
-            self.in_mesh = False
+    def drain(self) -> None:
+        """Move the collected vertex and triangle attributes into the current mesh's numbers."""
+        if self.vertex_attrs:
+            found, self.vertex_attrs = self.vertex_attrs, []
+            if self.in_mesh:
+                self.vertex_count += len(found)
+                if self.vertex_count > self.budget.vertices_left:
+                    raise ModelFormatError(
+                        "too_many_vertices",
+                        f"The 3MF file defines more than {self.budget.max_vertices:,} vertices; "
+                        "reduce the mesh resolution (decimate) and upload it again.")
+                self.vertices.add(found, ("x", "y", "z"))
+        if self.triangle_attrs:
+            found, self.triangle_attrs = self.triangle_attrs, []
+            if self.in_mesh:
+                self.triangle_count += len(found)
+                if self.triangle_count > self.budget.triangles_left:
+                    defined = self.budget.max_triangles - self.budget.triangles_left + self.triangle_count
+                    raise ModelFormatError(
+                        "too_many_triangles",
+                        f"The model has at least {defined:,} triangles; the limit is "
+                        f"{self.budget.max_triangles:,}. Reduce the mesh resolution (decimate) and upload it again.")
+                self.triangles.add(found, ("v1", "v2", "v3"))
+
+    def finish(self) -> None:
+        """The part has been read: the last mesh becomes arrays."""
+        self.drain()
+        if self.in_mesh:
             self._finish_mesh()
-        elif tag == f"{CORE_NS} object":
-            self.current = None
-        elif tag == f"{CORE_NS} build":
-            self.in_build = False
 
     # elements -------------------------------------------------------------------------------------
-    def _vertex(self, attrs: dict[str, str]) -> None:
-        x, y, z = attrs.get("x"), attrs.get("y"), attrs.get("z")
-        if x is None or y is None or z is None:
-            raise ModelFormatError("malformed_model",
-                                   f"3MF object {self.current_id} has a vertex with a missing or invalid value.")
-        self.vertices.pending += (x, y, z)
-
-    def _triangle(self, attrs: dict[str, str]) -> None:
-        v1, v2, v3 = attrs.get("v1"), attrs.get("v2"), attrs.get("v3")
-        if v1 is None or v2 is None or v3 is None:
-            raise ModelFormatError("malformed_model",
-                                   f"3MF object {self.current_id} has a triangle with a missing or invalid value.")
-        self.triangles.pending += (v1, v2, v3)
-
     def _key(self, attrs: dict[str, str], what: str) -> ObjectKey:
         path = attrs.get(_P_PATH)
         target = _part_name(path, self.name) if path else self.name
@@ -339,6 +348,8 @@ class _ModelPart:
             self.unit = attrs.get("unit", "millimeter")
             self._check_required(attrs.get("requiredextensions", ""))
         elif tag == "object":
+            if self.in_mesh:
+                self._finish_mesh()
             self.current_id = attrs.get("id", "")
             if not self.current_id:
                 raise ModelFormatError("malformed_model", "A 3MF object has no id.")
@@ -355,6 +366,9 @@ class _ModelPart:
             self.current.kind = "components"
             self.current.components.append((self._key(attrs, "component"), _transform(attrs.get("transform"))))
         elif tag == "build":
+            if self.in_mesh:
+                self._finish_mesh()
+            self.current = None
             self.in_build = True
         elif tag == "item" and self.in_build:
             self.items.append((self._key(attrs, "build item"), _transform(attrs.get("transform"))))
@@ -375,6 +389,7 @@ class _ModelPart:
 
     def _finish_mesh(self) -> None:
         assert self.current is not None
+        self.in_mesh = False
         vertices = self.vertices.take(3)
         faces = self.triangles.take(3)
         if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
@@ -420,7 +435,8 @@ def _read_parts(package: _Package) -> tuple[_ModelPart, dict[str, _ModelPart]]:
                                    "does not contain; export it again.")
         part = _ModelPart(name, package.budget, root=name == root_name)
         package.parse(info, "model" if part.root else f"model part '/{name}'", package.budget.bytes_left,
-                      part.start, part.end, part.namespace)
+                      part.start, part.drain, part.namespace)
+        part.finish()
         parts[name] = part
         queue.extend(sorted(part.references - parts.keys()))
     return parts[root_name], parts
@@ -470,9 +486,11 @@ def parse_3mf(data: bytes, limits: ModelLimits) -> np.ndarray:
     for obj, matrix in placed:
         assert obj.vertices is not None and obj.triangles is not None
         k = len(obj.triangles)
-        if k:
-            moved = obj.vertices @ matrix[:3, :3] + matrix[3, :3]
-            np.take(moved, obj.triangles, axis=0, out=out[at:at + k])
+        if k:  # only the vertices the triangles use are placed: memory follows triangles, not vertices
+            placed_part = out[at:at + k]
+            np.take(obj.vertices, obj.triangles, axis=0, out=placed_part)
+            if matrix is not _IDENTITY and not np.array_equal(matrix, _IDENTITY):
+                placed_part[:] = placed_part @ matrix[:3, :3] + matrix[3, :3]
             at += k
     return out
 
