@@ -274,11 +274,14 @@ def _notes(found: Inspection) -> list[dict[str, str]]:
         notes.append({"code": "faces_repaired", "message": (
             f"{found.repaired_faces:,} faces of the model pointed the wrong way; we turned them so the surface is "
             "consistent. Nothing else changed.")})
-    if found.turned_shells:
+    if found.turned_shells == 1:
         notes.append({"code": "shells_turned", "message": (
-            f"{found.turned_shells} part{'s' if found.turned_shells > 1 else ''} of the model "
-            f"{'were' if found.turned_shells > 1 else 'was'} inside out (often a mirrored copy); we turned "
-            f"{'them' if found.turned_shells > 1 else 'it'} the right way out and counted {'their' if found.turned_shells > 1 else 'its'} metal.")})
+            "1 part of the model was inside out (often a mirrored copy); we turned it the right way out and "
+            "counted its metal.")})
+    elif found.turned_shells:
+        notes.append({"code": "shells_turned", "message": (
+            f"{found.turned_shells} parts of the model were inside out (often mirrored copies); we turned them "
+            "the right way out and counted their metal.")})
     if found.united_shells:
         notes.append({"code": "overlaps_united", "message": (
             f"{found.united_shells} overlapping parts share {found.overlap_mm3:,.1f} mm³; we counted that metal "

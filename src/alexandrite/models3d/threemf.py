@@ -255,7 +255,7 @@ class _Numbers:
     def take(self, width: int) -> np.ndarray:
         """All values as one (m, width) array; chunks are released as they are copied (peak ≈ 1× + a chunk)."""
         self.flush()
-        values = np.empty(sum(len(c) for c in self.chunks), dtype=self.dtype)
+        values: np.ndarray = np.empty(sum(len(c) for c in self.chunks), dtype=self.dtype)
         at = 0
         self.chunks.reverse()
         while self.chunks:

@@ -117,7 +117,8 @@ def _segment_meets_box(origins: np.ndarray, inverse: np.ndarray, reach: float, l
     return (far >= np.maximum(near, 0.0)) & (near <= reach)
 
 
-def _candidates(tree: _Tree, origins: np.ndarray, directions: np.ndarray, reach: float) -> tuple[np.ndarray, np.ndarray]:
+def _candidates(tree: _Tree, origins: np.ndarray, directions: np.ndarray,
+                reach: float) -> tuple[np.ndarray, np.ndarray]:
     """(ray, triangle) pairs whose leaf box the ray segment meets: every triangle it can cross."""
     safe = np.where(directions == 0.0, 1e-300, directions)
     inverse = 1.0 / safe

@@ -42,7 +42,7 @@ def stl_response(data: bytes) -> Response:
 def _thin(data: bytes, filename: str | None, settings: Settings, minimum: float) -> dict[str, Any]:
     parsed = parse_model(data, filename, settings.uploads.limits)
     found = inspect_model(parsed.triangles)
-    if found.problem is not None or found.oriented is None:
+    if found.problem is not None or found.oriented is None or found.metal_mask is None:
         return {"minimum_mm": minimum, "faces": found.facts.triangles, "thin_faces": [], "sampled": False,
                 "checked": False}
     metal = found.metal_mask
