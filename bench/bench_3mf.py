@@ -6,9 +6,9 @@ Each measurement runs in a fresh child process, which reports its wall time, its
 (``VmHWM``) and how much that peak exceeds the process's size before reading (``extra``: what the read
 itself took, file bytes already in memory):
 
-- rings: a comfort ring of N triangles written as a Bambu Studio 2.x package (mesh in
-  ``3D/Objects/object_1.model``, placed through ``p:path``), read by ours (``parse_model``) and by lib3mf
-  (the consortium's reader, its triangles copied out to NumPy);
+- rings: a comfort ring of N triangles written as a one-part 3MF ("plain") and as a Bambu Studio 2.x
+  package (mesh in ``3D/Objects/object_1.model``, placed through ``p:path``), read by ours
+  (``parse_model``) and by lib3mf (the consortium's reader, its triangles copied out to NumPy);
 - bomb: a 3MF of a few hundred KB whose model unpacks to ~95 MB of XML (2M vertices, 1M triangles, all
   the same), read by ours with the shop's limits (2M triangles), whatever the outcome.
 
@@ -65,13 +65,16 @@ def child(tool: str, path: str, src: str) -> dict[str, object]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def ring_3mf(triangles: int) -> bytes:
+def ring_3mf(triangles: int, layout: str) -> bytes:
+    """A comfort ring of about `triangles` triangles as a one-part 3MF ("plain") or a Bambu 2.x package."""
     from alexandrite.models3d.rings import ring
+    from alexandrite.models3d.writers import to_3mf
     from tests.fixtures.corpus import slicer_3mf
 
     points = 2 ** max(3, round(math.log2(math.sqrt(triangles / 8))))
     segments, profile_segments = max(8, round(triangles / (2 * points))), points - 3
-    return slicer_3mf([ring(segments=segments, profile_segments=profile_segments)], "bambu2")
+    mesh = ring(segments=segments, profile_segments=profile_segments)
+    return to_3mf(mesh) if layout == "plain" else slicer_3mf([mesh], "bambu2")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,13 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'file':>24} {'tool':>8} {'s':>7} {'peak RSS MB':>12} {'extra MB':>9} {'triangles':>10} outcome")
     with tempfile.TemporaryDirectory(prefix="bench-3mf-") as tmp:
         for size in sizes:
-            path = os.path.join(tmp, f"ring-{size}.3mf")
-            Path(path).write_bytes(ring_3mf(size))
-            for tool in ("ours", "lib3mf"):
-                row = child(tool, path, args.src)
-                print(f"{f'ring {size:,} ({os.path.getsize(path) / 1e6:.1f} MB)':>24} {tool:>8} "
-                      f"{row['seconds']:7.3f} {row['rss_mb']:12.0f} {row['extra_mb']:9.0f} "
-                      f"{row['triangles']:>10,} {row['outcome']}", flush=True)
+            for layout in ("plain", "bambu2"):
+                path = os.path.join(tmp, f"ring-{size}-{layout}.3mf")
+                Path(path).write_bytes(ring_3mf(size, layout))
+                for tool in ("ours", "lib3mf"):
+                    row = child(tool, path, args.src)
+                    print(f"{f'{layout} {size:,} ({os.path.getsize(path) / 1e6:.1f} MB)':>24} {tool:>8} "
+                          f"{row['seconds']:7.3f} {row['rss_mb']:12.0f} {row['extra_mb']:9.0f} "
+                          f"{row['triangles']:>10,} {row['outcome']}", flush=True)
         from tests.fixtures.corpus import xml_bomb_3mf
 
         bomb = xml_bomb_3mf(20_000, 10_000) if args.smoke else xml_bomb_3mf()

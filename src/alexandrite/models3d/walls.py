@@ -27,7 +27,7 @@ import numpy as np
 
 __all__ = ["DEFAULT_RAYS", "WallReport", "cast_inward", "check_walls", "thin_faces"]
 
-DEFAULT_RAYS = 2_048
+DEFAULT_RAYS = 1_024
 _LEAF = 8
 _BATCH_RAYS = 512
 _BATCH_PAIRS = 1_000_000
