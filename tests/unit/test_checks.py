@@ -232,3 +232,31 @@ def test_non_manifold_edges_are_located() -> None:
     with pytest.raises(PricingRejected) as caught:
         price(inspect_model(double), "gold_585")
     assert caught.value.code == "non_manifold" and "near (5.0" in caught.value.message
+
+
+def klein_bottle(n: int = 12, m: int = 10) -> np.ndarray:
+    """A closed, non-orientable surface: a grid whose rows wrap with a flip (vertices placed at random)."""
+    def index(i: int, j: int) -> int:
+        if j == m:
+            i, j = -i, 0
+        return (i % n) * m + j
+
+    faces = []
+    for i in range(n):
+        for j in range(m):
+            a, b, c, d = index(i, j), index(i + 1, j), index(i + 1, j + 1), index(i, j + 1)
+            faces += [[a, b, c], [a, c, d]]
+    points = np.random.default_rng(5).normal(size=(n * m, 3)) * 5
+    return points[np.array(faces)]
+
+
+def test_a_surface_that_cannot_be_oriented_is_refused_in_words() -> None:
+    tri = klein_bottle()
+    facts = analyse(tri)
+    assert facts.boundary_edges == 0 and facts.non_manifold_edges == 0 and facts.misoriented_edges > 0
+    found = inspect_model(tri)
+    assert found.problem is not None and found.problem.code == "not_orientable"
+    with pytest.raises(PricingRejected) as caught:
+        price(found, "gold_585")
+    assert caught.value.code == "not_watertight" and "Möbius" in caught.value.message
+    assert "upload it again" in caught.value.message

@@ -246,12 +246,19 @@ def _check(facts: MeshFacts, config: PricingConfig, found: Inspection | None = N
             "Merge or separate the overlapping parts and upload the model again.",
             {"shared_edges": facts.non_manifold_edges, **(details or {})},
         )
-    if found is None and not facts.watertight or problem is not None:
+    if problem is not None:  # closed, but no way of turning its faces makes them agree
+        raise PricingRejected(
+            "not_watertight",
+            f"The model's surface cannot be given an inside and an outside: {facts.misoriented_edges:,} edges "
+            "join faces that point in opposite directions, and no way of turning them makes them all agree "
+            "(the surface twists like a Möbius strip). Rebuild that part in your modeller and upload it again.",
+            {"misoriented_edges": facts.misoriented_edges},
+        )
+    if found is None and not facts.watertight:
         raise PricingRejected(
             "not_watertight",
             f"The model's surface is inconsistent: {facts.misoriented_edges:,} edges join faces that point "
-            "in opposite directions, and they cannot all be turned to agree (the surface twists like a "
-            "Möbius strip). Recalculate the normals in your modeller and upload it again.",
+            "in opposite directions. Recalculate the normals in your modeller and upload it again.",
         )
     volume = found.metal_volume_mm3 if found is not None else facts.volume_mm3
     if volume < config.min_volume_mm3:
