@@ -368,13 +368,15 @@ def plausibility(found: Inspection, density_g_cm3: float, alloy_words: str) -> C
     if hole is not None:
         inner, outer = hole.inner_diameter_mm, hole.outer_diameter_mm
         if kind == "ring" and inner < limits["inner_min"]:
-            reasons.append(f"its inside is {inner:.1f} mm across, smaller than any finger (ring sizes start at "
-                           f"about {limits['inner_min']:.0f} mm)")
+            reasons.append(f"as a ring it would not fit a finger (ring sizes start at about "
+                           f"{limits['inner_min']:.0f} mm inside)")
         if kind == "ring" and outer > limits["outer_max"]:
-            reasons.append(f"it is {outer:.1f} mm across, more than a ring's usual {limits['outer_max']:.0f} mm")
+            reasons.append(f"as a ring it is {outer:.1f} mm across, more than a ring's usual "
+                           f"{limits['outer_max']:.0f} mm")
         if kind == "bangle" and inner > limits["inner_max"]:
-            reasons.append(f"its inside is {inner:.1f} mm across, larger than any bangle "
-                           f"({KIND_LIMITS['bangle']['inner_min']:.0f}–{limits['inner_max']:.0f} mm)")
+            reasons.append(f"the opening is larger than a ring's ({KIND_LIMITS['ring']['inner_min']:.0f}–"
+                           f"{KIND_LIMITS['ring']['inner_max']:.0f} mm) or a bangle's "
+                           f"({limits['inner_min']:.0f}–{limits['inner_max']:.0f} mm)")
     if "size_max" in limits and largest > limits["size_max"]:
         reasons.append(f"it is {largest:.1f} mm long, more than {_KIND_WORDS[kind]} usually measures "
                        f"({limits['size_max']:.0f} mm)")
@@ -384,8 +386,8 @@ def plausibility(found: Inspection, density_g_cm3: float, alloy_words: str) -> C
     if not reasons:
         return None
     dims = " × ".join(f"{v:.1f}" for v in size)
-    what = _KIND_WORDS[kind] if hole is None else f"{_KIND_WORDS[kind]} with a round opening"
-    message = (f"Please check the size: we measured {what} of {dims} mm, and {'; '.join(reasons)}. "
+    opening = f" with a round opening {hole.inner_diameter_mm:.1f} mm across" if hole is not None else ""
+    message = (f"Please check the size: the model measures {dims} mm{opening}, and {'; '.join(reasons)}. "
                "If it was exported at the wrong scale (for example in centimetres or inches, or 10 times too "
                "large), export it in millimetres at its real size and upload it again. If the size is right, "
                "confirm it and we will price it as it is.")
