@@ -20,6 +20,7 @@ from alexandrite.mes.pricing.quote import (
     price,
     price_model,
 )
+from alexandrite.models3d.checks import inspect_model
 from alexandrite.models3d.formats import ModelFormatError
 from alexandrite.models3d.geometry import analyse
 from alexandrite.models3d.rings import ring
@@ -146,8 +147,11 @@ def test_price_model_end_to_end() -> None:
     tri = ring(segments=128, profile_segments=16)
     data = to_binary_stl(tri)
     quote = price_model(data, "ring.stl", "platinum_950", CONFIG)
-    direct = price(analyse(tri.astype(np.float32)), "platinum_950", CONFIG)
+    direct = price(inspect_model(tri.astype(np.float32), min_wall_mm=0.6), "platinum_950", CONFIG)
     assert quote == direct and quote.total > 30
+    plain = price(analyse(tri.astype(np.float32)), "platinum_950", CONFIG)  # one closed shell: same metal
+    assert (plain.total, plain.volume_mm3, plain.breakdown) == (quote.total, quote.volume_mm3, quote.breakdown)
+    assert quote.kind == "ring" and quote.ring is not None and quote.ring["size"]["us"] == 7.0
     assert json.loads(json.dumps(quote.as_dict()))["breakdown"] == quote.breakdown
     with pytest.raises(ModelFormatError) as format_error:
         price_model(b"", "ring.stl", "gold_585")

@@ -2,6 +2,10 @@
 
 Every message on the bus is an :class:`Envelope`. Order status changes use the payload
 :class:`StatusChanged` (type ``<producer>.order.<status in lower case>``, version 1).
+
+Version 1 grows only by optional fields, so consumers of any release read every event:
+``StatusChanged.confirm`` (SUBMITTED: what the customer confirmed, e.g. ``["scale"]``) and
+``Failure.details`` (PRICE_CALCULATION_FAILED: the measurements behind the reason) were added so.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class Progress(BaseModel):
 class Failure(BaseModel):
     code: str
     message: str
+    details: dict[str, Any] | None = None  # e.g. {"confirm": "scale", ...} or open edges' locations
 
 
 class Party(BaseModel):
@@ -81,6 +86,7 @@ class StatusChanged(BaseModel):
     tracking_number: str | None = None
     carrier: str | None = None
     reason: str | None = None
+    confirm: list[str] | None = None  # SUBMITTED: measurements the customer confirmed ("scale")
 
     @model_validator(mode="after")
     def _required_per_status(self) -> "StatusChanged":

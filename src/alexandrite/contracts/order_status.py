@@ -37,6 +37,8 @@ TRANSITIONS: dict[tuple[OrderStatus, OrderStatus], frozenset[str]] = {
     (S.PRICE_CALCULATING, S.PRICE_CALCULATED): frozenset({"mes"}),
     (S.PRICE_CALCULATING, S.PRICE_CALCULATION_FAILED): frozenset({"mes"}),
     (S.PRICE_CALCULATION_FAILED, S.FILE_UPLOADED): frozenset({"shop"}),  # customer re-uploads
+    # the failure asked the customer to confirm a measurement (an unusual scale) and they did
+    (S.PRICE_CALCULATION_FAILED, S.SUBMITTED): frozenset({"shop"}),
     (S.PRICE_CALCULATED, S.MANUFACTURING_APPROVED): frozenset({"crm"}),
     (S.MANUFACTURING_APPROVED, S.MANUFACTURING_STARTED): frozenset({"mes"}),
     (S.MANUFACTURING_STARTED, S.MANUFACTURING_COMPLETED): frozenset({"mes"}),

@@ -202,7 +202,7 @@ def projection_values(change: StatusChanged) -> dict[str, Any]:
         values.update(quote=change.quote, total=total, currency=currency, failure=None)
     elif status is S.PRICE_CALCULATION_FAILED:
         values.update(
-            failure=change.failure.model_dump(mode="json") if change.failure else None,
+            failure=change.failure.model_dump(mode="json", exclude_none=True) if change.failure else None,
             quote=None, total=None, currency=None,
         )
     elif status is S.SHIPPED:

@@ -97,6 +97,9 @@ class UploadSettings(Group):
     max_triangles: int = Field(default=2_000_000, alias="max_triangles")
     storage_dir: Path = Field(default=Path("var/storage"), alias="storage_dir")
     storage_timeout_seconds: float = Field(default=10.0, gt=0, alias="storage_timeout_seconds")
+    # Model parses a shop process runs at once; an upload waits this long for one, then gets 503.
+    max_concurrent_parses: int = Field(default=2, ge=1, alias="max_concurrent_parses")
+    parse_wait_seconds: float = Field(default=2.0, ge=0, alias="parse_wait_seconds")
 
     @property
     def limits(self) -> ModelLimits:

@@ -64,7 +64,8 @@ async def apply_event(uow: UnitOfWork, envelope: Envelope, change: StatusChanged
     )
     if change.status is S.SUBMITTED:
         await start_pricing(uow, envelope.order_id, submit_seq=envelope.seq, estimate=estimate,
-                            not_before=change.at, correlation_id=envelope.correlation_id)
+                            not_before=change.at, correlation_id=envelope.correlation_id,
+                            confirm=list(change.confirm or ()))
     elif change.status is S.CANCELLED:
         await repository.cancel_active_jobs(uow.session, envelope.order_id, now=utcnow())
 

@@ -89,11 +89,11 @@ async def count_by_status(session: AsyncSession, statuses: tuple[str, ...]) -> d
 # --- pricing jobs -------------------------------------------------------------------------------
 
 async def insert_job(session: AsyncSession, *, job_id: uuid.UUID, order_id: uuid.UUID, submit_seq: int,
-                     enqueued_at: datetime) -> None:
+                     enqueued_at: datetime, confirm: list[str] | None = None) -> None:
     await session.execute(
         pricing_jobs.insert().values(
             id=job_id, order_id=order_id, submit_seq=submit_seq, state=JobState.QUEUED.value,
-            enqueued_at=enqueued_at,
+            enqueued_at=enqueued_at, confirm=confirm or None,
         )
     )
 

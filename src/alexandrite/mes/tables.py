@@ -106,6 +106,7 @@ pricing_jobs = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("worker", Text, nullable=True),
     Column("duration_ms", Integer, nullable=True),
+    Column("confirm", JSONB, nullable=True),  # what the customer confirmed on submitting: ["scale"]
     UniqueConstraint("order_id", "submit_seq", name="uq_pricing_jobs_order_submit"),
     CheckConstraint(
         "state IN (" + ", ".join(f"'{s}'" for s in JOB_STATES) + ")", name="ck_pricing_jobs_state"

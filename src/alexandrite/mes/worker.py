@@ -106,7 +106,7 @@ class PricingWorker:
                  failure=failure["code"] if failure else None)
         return outcome
 
-    async def _price(self, job: jobs.StartedJob) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+    async def _price(self, job: jobs.StartedJob) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """(quote, None) or (None, failure): a model that cannot be priced is a result, not an error."""
         if job.alloy not in self.pricing.metal_price_per_g:
             return None, {"code": "unknown_alloy",
@@ -114,9 +114,14 @@ class PricingWorker:
         data = await self.storage.get(job.model_key)
         try:
             quote = await asyncio.to_thread(price_model, data, job.filename, job.alloy, self.pricing,
-                                          self.limits)
-        except (ModelFormatError, PricingRejected) as error:
+                                          self.limits, confirm=job.confirm)
+        except ModelFormatError as error:
             return None, {"code": str(error.code), "message": str(error.message)}
+        except PricingRejected as error:
+            failure: dict[str, Any] = {"code": str(error.code), "message": str(error.message)}
+            if error.details:
+                failure["details"] = error.details
+            return None, failure
         return quote.as_dict(), None
 
 

@@ -1,8 +1,11 @@
-"""Mesh analysis: exact vertex merge, volume, surface, bounding box and edge topology.
+"""Mesh analysis: vertex merge, volume, surface, bounding box and edge topology.
 
 Volume is the sum of signed tetrahedra against the first vertex (divergence theorem), area the
 sum of half cross-product norms, and watertightness comes from counting directed edges after merging
-bit-identical vertices. Everything is vectorised; sorting dominates the cost.
+vertices. :func:`analyse` merges vertices that fall in the same cell of a grid whose step is
+``MERGE_TOLERANCE`` × the bounding-box diagonal (CAD noise such as -2.7e-16 against 0.0 merges; real
+features, far larger than a billionth of the model, never do); :func:`merge_vertices` merges
+bit-identical points unless given a tolerance. Everything is vectorised; sorting dominates the cost.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MeshFacts", "analyse", "edge_topology", "merge_vertices"]
+__all__ = ["MERGE_TOLERANCE", "MeshFacts", "VertexMerge", "analyse", "edge_topology", "measure", "merge_vertices"]
+
+MERGE_TOLERANCE = 1e-9  # grid step for merging vertices, relative to the bounding-box diagonal
 
 _U64 = np.uint64
 # Odd 64-bit multipliers (splitmix64 / xxhash primes) for mixing coordinate bit patterns.
 _MIX = (_U64(0x9E3779B97F4A7C15), _U64(0xC2B2AE3D27D4EB4F), _U64(0x165667B19E3779F9))
 _FINAL = _U64(0xBF58476D1CE4E5B9)
+_FINAL2 = _U64(0x94D049BB133111EB)
 
 
 @dataclass(frozen=True)
@@ -57,28 +63,59 @@ def _coordinate_bits(points: np.ndarray) -> np.ndarray:
     return pts.view(np.uint32 if pts.dtype == np.float32 else np.uint64)
 
 
+def _snapped(points: np.ndarray, step: float, lo: np.ndarray | None = None) -> np.ndarray:
+    """Grid cell of each point, (m, 3) int64 >= 0, counted from ``lo`` (the points' minimum by default).
+
+    Points closer than ``step`` share a cell unless a cell border runs between them (for noise of
+    1e-16 mm on a 1e-8 mm grid, a chance of about 1e-8 per coordinate).
+    """
+    if lo is None:
+        lo = np.array([points[:, k].min() for k in range(3)], dtype=np.float64)
+    cells = np.subtract(points, lo, dtype=np.float64)
+    cells *= 1.0 / step
+    np.rint(cells, out=cells)
+    return cells.astype(np.int64)
+
+
+def _rotl(h: np.ndarray, k: int) -> np.ndarray:
+    return (h << _U64(k)) | (h >> _U64(64 - k))
+
+
 def _hash(bits: np.ndarray) -> np.ndarray:
+    """64-bit hash of three coordinate words, mixed in sequence (multiply, rotate, xor, multiply).
+
+    Mixing in sequence matters: xor-ing the three products would map (x, y, z) and (-x, -y, z) to one
+    value (a sign bit flips the top bit of each product and two flips cancel), so every mesh centred on
+    the origin would collide wholesale.
+    """
     h = bits[:, 0].astype(_U64) * _MIX[0]
-    h ^= bits[:, 1].astype(_U64) * _MIX[1]
-    h ^= bits[:, 2].astype(_U64) * _MIX[2]
-    h ^= h >> _U64(31)
+    h = _rotl(h, 27)
+    h ^= bits[:, 1].astype(_U64)
+    h *= _MIX[1]
+    h = _rotl(h, 31)
+    h ^= bits[:, 2].astype(_U64)
+    h *= _MIX[2]
+    h ^= h >> _U64(30)
     h *= _FINAL
-    h ^= h >> _U64(29)
+    h ^= h >> _U64(27)
+    h *= _FINAL2
+    h ^= h >> _U64(31)
     return h
 
 
 @dataclass(frozen=True)
-class _Merge:
+class VertexMerge:
+    """A vertex merge: every point's vertex id, and the points grouped by id (for adjacency without sorting)."""
+
     ids: np.ndarray  # vertex id per point
     count: int  # distinct points
     order: np.ndarray  # points sorted by id
-    sorted_ids: np.ndarray  # ids[order], non-decreasing unless `exact_order` is False
-    exact_order: bool  # False when hash collisions were re-grouped
+    sorted_ids: np.ndarray  # ids[order], non-decreasing
 
 
-def _merge(points: np.ndarray, hash_bits: int = 64) -> _Merge:
+def _merge(points: np.ndarray, hash_bits: int = 64, step: float = 0.0, lo: np.ndarray | None = None) -> VertexMerge:
     m = len(points)
-    bits = _coordinate_bits(points)
+    bits = _snapped(points, step, lo).view(_U64) if step > 0 else _coordinate_bits(points)
     index_bits = max(1, int(m - 1).bit_length())
     keep = max(0, min(hash_bits, 64 - index_bits))
     low = _U64((1 << index_bits) - 1)
@@ -96,45 +133,36 @@ def _merge(points: np.ndarray, hash_bits: int = 64) -> _Merge:
     clash |= ordered[1:, 1] != ordered[:-1, 1]
     clash |= ordered[1:, 2] != ordered[:-1, 2]
     clash &= ~new[1:]
+    if clash.any():  # hash groups holding different points: sort their members by coordinates, in place
+        group = np.cumsum(new, dtype=np.int64)
+        bad = np.zeros(int(group[-1]), dtype=bool)
+        bad[group[1:][clash] - 1] = True
+        at = np.flatnonzero(bad[group - 1])  # contiguous runs, one per colliding hash group
+        rows = ordered[at]
+        sort = np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0], group[at]))
+        order[at] = order[at][sort]
+        ordered[at] = rows[sort]
+        new[1:] |= (ordered[1:] != ordered[:-1]).any(axis=1)
     group = np.cumsum(new, dtype=np.int64)
     group -= 1
-    groups = int(group[-1]) + 1
     ids = np.empty(m, dtype=np.int64)
     ids[order] = group
-    if not clash.any():
-        return _Merge(ids, groups, order, group, True)
-    ids, count = _resolve_collisions(ids, order, group, ordered, clash, groups)
-    return _Merge(ids, count, order, ids[order], False)
+    return VertexMerge(ids, int(group[-1]) + 1, order, group)
 
 
-def merge_vertices(points: np.ndarray, *, hash_bits: int = 64) -> tuple[np.ndarray, int]:
-    """(ids, count): ids[i] == ids[j] exactly when points i and j have identical coordinates.
+def merge_vertices(points: np.ndarray, *, hash_bits: int = 64, step: float = 0.0) -> tuple[np.ndarray, int]:
+    """(ids, count): ids[i] == ids[j] exactly when points i and j have identical coordinates (step 0),
+    or lie in the same cell of a grid of that step (rounded to the nearest multiple, from the minimum).
 
     Sorts one 64-bit key per point, hash bits above the point's index (a plain sort, no argsort), then
-    compares neighbours' real coordinates, so hash collisions are detected and resolved exactly. Ids
-    lie in [0, count + collisions) and `count` is the number of distinct points. `hash_bits` is for tests.
+    compares neighbours' real coordinates (or cells), so hash collisions are detected and resolved
+    exactly (the colliding runs are re-sorted by coordinates, so points stay grouped by id). Ids are
+    dense, in [0, count), `count` the number of distinct points. `hash_bits` is for tests.
     """
     if len(points) == 0:
         return np.zeros(0, dtype=np.int64), 0
-    merged = _merge(np.asarray(points), hash_bits)
+    merged = _merge(np.asarray(points), hash_bits, step)
     return merged.ids, merged.count
-
-
-def _resolve_collisions(ids: np.ndarray, order: np.ndarray, group: np.ndarray, ordered: np.ndarray,
-                        clash: np.ndarray, groups: int) -> tuple[np.ndarray, int]:
-    """Re-group, by exact coordinates, the members of hash groups holding different points."""
-    bad = np.zeros(groups, dtype=bool)
-    bad[group[1:][clash]] = True
-    members = bad[group]
-    rows = ordered[members]
-    sort = np.lexsort(rows.T[::-1])
-    rows = rows[sort]
-    fresh = np.empty(len(rows), dtype=bool)
-    fresh[0] = True
-    fresh[1:] = (rows[1:] != rows[:-1]).any(axis=1)
-    sub = np.cumsum(fresh) - 1
-    ids[order[members][sort]] = groups + sub
-    return ids, groups - int(bad.sum()) + int(sub[-1]) + 1
 
 
 # --- topology --------------------------------------------------------------------------------------
@@ -180,7 +208,7 @@ def edge_topology(faces: np.ndarray, vertex_count: int) -> tuple[int, int, int]:
     return boundary, non_manifold, misoriented
 
 
-def _closed_and_oriented(merged: _Merge) -> bool:
+def _closed_and_oriented(merged: VertexMerge) -> bool:
     """Fast exact test that every directed edge occurs once and its reverse once.
 
     Walking the points in merged order visits each vertex's corners together. A forward edge a->b
@@ -190,7 +218,7 @@ def _closed_and_oriented(merged: _Merge) -> bool:
     repeated vertex add an edge to both lists, so a True answer stays exact; False means "count them".
     """
     ids, low = merged.ids, merged.sorted_ids
-    if not merged.exact_order or merged.count >= 1 << 31:
+    if merged.count >= 1 << 31:
         return False
     faces = ids.reshape(-1, 3)
     packed = np.empty_like(faces)  # per corner: (next vertex << 32) | previous vertex
@@ -263,19 +291,33 @@ def _measure(tri: np.ndarray) -> tuple[float, float, int]:
     return signed, area, degenerate
 
 
-def analyse(triangles: np.ndarray) -> MeshFacts:
-    """Measure a triangle soup (n, 3, 3) in millimetres; ValueError for a bad shape or non-finite values."""
+def analyse(triangles: np.ndarray, tolerance: float = MERGE_TOLERANCE) -> MeshFacts:
+    """Measure a triangle soup (n, 3, 3) in millimetres; ValueError for a bad shape or non-finite values.
+
+    Vertices merge on a grid of ``tolerance`` × the bounding-box diagonal (0: bit-identical only).
+    """
+    return measure(triangles, tolerance)[0]
+
+
+def measure(triangles: np.ndarray, tolerance: float = MERGE_TOLERANCE) -> tuple[MeshFacts, VertexMerge]:
+    """(facts, the vertex merge): :func:`analyse` and the merge it made, for the checks that follow.
+
+    ``merge.ids.reshape(-1, 3)`` are the faces as vertex ids; ids lie below ``ids.max() + 1``.
+    """
     tri = _as_triangles(triangles)
     n = len(tri)
     if n == 0:
-        return _empty_facts()
+        empty = np.zeros(0, dtype=np.int64)
+        return _empty_facts(), VertexMerge(empty, 0, empty, empty)
     lo = np.array([tri[:, :, k].min() for k in range(3)], dtype=np.float64)
     hi = np.array([tri[:, :, k].max() for k in range(3)], dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # checked just below
         signed, area, degenerate = _measure(tri)
     if not (np.isfinite(lo).all() and np.isfinite(hi).all() and np.isfinite(signed) and np.isfinite(area)):
         raise ValueError("triangles contain NaN or infinite coordinates (or are too large to measure)")
-    merged = _merge(tri.reshape(-1, 3))
+    diagonal = float(np.linalg.norm(hi - lo))
+    step = tolerance * diagonal if tolerance > 0 and diagonal > 0 else 0.0
+    merged = _merge(tri.reshape(-1, 3), step=step, lo=lo)
     if _closed_and_oriented(merged):
         boundary = non_manifold = misoriented = 0
     else:
@@ -295,4 +337,4 @@ def analyse(triangles: np.ndarray) -> MeshFacts:
         non_manifold_edges=non_manifold,
         degenerate_triangles=degenerate,
         misoriented_edges=misoriented,
-    )
+    ), merged

@@ -25,6 +25,7 @@ from alexandrite.shop.schemas import (
     OrderPage,
     SignIn,
     SignUp,
+    SubmitOrder,
     TokenOut,
 )
 
@@ -84,21 +85,23 @@ async def create_order(
     return JSONResponse(await _view(request, order_id, principal), 201, headers=headers)
 
 
-@router.put("/orders/{order_id}/model", response_model=OrderOut)
+@router.put("/orders/{order_id}/model", response_model=OrderOut,
+            responses={503: {"description": "Every model check of this server is busy; see Retry-After"}})
 async def upload_model(
     order_id: uuid.UUID, request: Request, principal: Buyer, file: Annotated[UploadFile, File()]
 ) -> dict[str, Any]:
     data = await read_model_upload(request, file)
     await handlers.attach_model(request.app.state.db, request.app.state.storage, request.app.state.settings,
-                                principal, order_id, data, file.filename)
+                                principal, order_id, data, file.filename, request.app.state.parse_slots)
     return await _view(request, order_id, principal)
 
 
 @router.post("/orders/{order_id}/submit", response_model=OrderOut, status_code=202,
              responses={503: {"description": "Pricing backlog exceeds its SLA; see Retry-After"}})
-async def submit(order_id: uuid.UUID, request: Request, principal: Buyer) -> JSONResponse:
+async def submit(order_id: uuid.UUID, request: Request, principal: Buyer,
+                 body: SubmitOrder | None = None) -> JSONResponse:
     eta = await request.app.state.backlog.admit()
-    await handlers.submit(request.app.state.db, principal, order_id)
+    await handlers.submit(request.app.state.db, principal, order_id, tuple(body.confirm) if body else ())
     headers = {"Pricing-ETA-Seconds": str(round(eta))} if eta is not None else {}
     return JSONResponse(await _view(request, order_id, principal), 202, headers=headers)
 

@@ -19,6 +19,7 @@ from alexandrite.shop.backpressure import PricingBacklog
 from alexandrite.shop.consumers import event_handler
 from alexandrite.shop.notifier import run_notifier
 from alexandrite.shop.tables import partners
+from alexandrite.shop.uploads import ParseSlots
 from alexandrite.shop.webhooks.api import webhook_router
 from alexandrite.shop.webhooks.dispatch import WebhookDispatcher
 
@@ -52,6 +53,8 @@ async def _startup(app: FastAPI) -> None:
 
     app.state.partner_plans = PlanCache(plan_of)
     app.state.backlog = PricingBacklog(app.state.peers, app.state.settings)
+    uploads = app.state.settings.uploads
+    app.state.parse_slots = ParseSlots(uploads.max_concurrent_parses, uploads.parse_wait_seconds)
 
 
 async def _not_an_owner(_: Request, exc: PermissionError) -> JSONResponse:

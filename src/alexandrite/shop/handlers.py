@@ -21,7 +21,7 @@ from alexandrite.orders.records import ensure_may_cancel, order_in_transit, reco
 from alexandrite.shop import repository, webhooks
 from alexandrite.shop.domain import Owner, normalise_email, request_fingerprint
 from alexandrite.shop.tables import customers, idempotency_keys, order_history, orders, partners
-from alexandrite.shop.uploads import MODEL_EXTENSIONS, facts_for_ref, inspect_model
+from alexandrite.shop.uploads import MODEL_EXTENSIONS, ParseSlots, facts_for_ref, inspect_model
 
 SERVICE = "shop"
 UPLOADABLE = frozenset({OrderStatus.INITIATED, OrderStatus.FILE_UPLOADED, OrderStatus.PRICE_CALCULATION_FAILED})
@@ -138,7 +138,8 @@ async def create_order(db: Database, principal: Principal, alloy: str, idempoten
 
 
 async def attach_model(db: Database, storage: LocalStorage, settings: Settings, principal: Principal,
-                       order_id: uuid.UUID, data: bytes, filename: str | None) -> None:
+                       order_id: uuid.UUID, data: bytes, filename: str | None,
+                       slots: ParseSlots | None = None) -> None:
     owner = Owner.of(principal)
     async with db.sessions() as session:
         row = await repository.get_owned_order(session, order_id, owner)
@@ -148,7 +149,11 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
         raise IllegalTransition(S(row.status), S.FILE_UPLOADED,
                                 f"the order is {row.status}: its model can no longer be changed")
     try:
-        facts = await asyncio.to_thread(inspect_model, data, filename, settings.uploads.limits)
+        if slots is None:
+            facts = await asyncio.to_thread(inspect_model, data, filename, settings.uploads.limits)
+        else:
+            async with slots.slot():
+                facts = await asyncio.to_thread(inspect_model, data, filename, settings.uploads.limits)
     except ModelFormatError as error:
         raise ApiError(422, error.code, error.message) from error
     key, _ = LocalStorage.model_key(data, MODEL_EXTENSIONS.get(facts["format"], "bin"))
@@ -174,7 +179,19 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
         await uow.commit()
 
 
-async def submit(db: Database, principal: Principal, order_id: uuid.UUID) -> None:
+def _asked_to_confirm(row: Any) -> str | None:
+    """What the order's pricing failure asked the customer to confirm ("scale"), if it asked."""
+    details = (row.failure or {}).get("details") or {}
+    confirm = details.get("confirm") if isinstance(details, dict) else None
+    return confirm if isinstance(confirm, str) else None
+
+
+async def submit(db: Database, principal: Principal, order_id: uuid.UUID, confirm: tuple[str, ...] = ()) -> None:
+    """Submit the order for pricing, with what the customer confirms (``("scale",)``: an unusual size is right).
+
+    A priced-and-refused order may be submitted again without a new upload only when its failure asked
+    for a confirmation and the customer gives it; any other refusal needs a corrected model.
+    """
     owner = Owner.of(principal)
     async with UnitOfWork(db) as uow:
         row = await repository.get_owned_order(uow.session, order_id, owner, for_update=True)
@@ -183,7 +200,18 @@ async def submit(db: Database, principal: Principal, order_id: uuid.UUID) -> Non
         status = S(row.status)
         if status not in (S.FILE_UPLOADED, S.INITIATED, S.PRICE_CALCULATION_FAILED) and status is not S.CANCELLED:
             return  # already submitted: submitting again is a no-op
-        if status in (S.INITIATED, S.PRICE_CALCULATION_FAILED):
+        if status is S.PRICE_CALCULATION_FAILED and row.model:
+            asked = _asked_to_confirm(row)
+            if asked is None:
+                raise ApiError(409, "model_required",
+                               "The model could not be priced; upload a corrected model before submitting again.",
+                               details={"status": status.value, "failure": (row.failure or {}).get("code")})
+            if asked not in confirm:
+                raise ApiError(409, "confirmation_required",
+                               f"Pricing needs you to confirm the model's {asked} first: submit again with "
+                               f'{{"confirm": ["{asked}"]}}, or upload a corrected model.',
+                               details={"status": status.value, "confirm": asked})
+        elif status in (S.INITIATED, S.PRICE_CALCULATION_FAILED):
             raise ApiError(409, "model_required",
                            "Attach a valid 3D model before submitting (PUT /api/v1/orders/{id}/model).",
                            details={"status": status.value})
@@ -193,7 +221,7 @@ async def submit(db: Database, principal: Principal, order_id: uuid.UUID) -> Non
         )
         await _emit(uow, order_id, transition.seq, StatusChanged(
             status=S.SUBMITTED, previous_status=transition.previous, actor=principal.actor, at=transition.at,
-            model=ModelRef.model_validate(row.model), alloy=row.alloy,
+            model=ModelRef.model_validate(row.model), alloy=row.alloy, confirm=sorted(set(confirm)) or None,
         ))
         await uow.commit()
 
@@ -248,7 +276,8 @@ async def apply_event(uow: UnitOfWork, envelope: Any, change: StatusChanged) -> 
     elif change.status is S.PRICE_CALCULATED:
         values.update(quote=change.quote, progress=None, failure=None)
     elif change.status is S.PRICE_CALCULATION_FAILED:
-        values.update(failure=change.failure.model_dump() if change.failure else None, progress=None)
+        values.update(failure=change.failure.model_dump(mode="json", exclude_none=True) if change.failure else None,
+                      progress=None)
     elif change.status is S.SHIPPED:
         values.update(tracking_number=change.tracking_number, carrier=change.carrier)
     elif change.status is S.CANCELLED:

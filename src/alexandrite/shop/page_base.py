@@ -108,7 +108,7 @@ async def order_with_model(request: Request, principal: Principal, alloy: str, i
                                                request.headers.get("x-request-id"))
     try:
         await handlers.attach_model(db, request.app.state.storage, request.app.state.settings, principal, reuse,
-                                    data, filename)
+                                    data, filename, request.app.state.parse_slots)
     except (ApiError, IllegalTransition) as error:
         raise UploadFailed(reuse, error) from error
     return reuse

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from pydantic import ValidationError
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from alexandrite.contracts.alloys import ALLOYS
 from alexandrite.contracts.order_status import CANCELLABLE, TERMINAL, IllegalTransition, OrderStatus
@@ -20,7 +20,7 @@ from alexandrite.kit.errors import ApiError
 from alexandrite.kit.pagination import page
 from alexandrite.kit.security import Principal
 from alexandrite.kit.web import session
-from alexandrite.kit.web.preview import model_stl, stl_response
+from alexandrite.kit.web.preview import model_stl, model_walls, stl_response
 from alexandrite.kit.web.render import safe_next
 from alexandrite.orders.words import plain_error, redirect_with, timeline
 from alexandrite.shop import handlers, repository, ring_pages, views
@@ -177,9 +177,11 @@ def _poll_seconds(status: str) -> int | None:
 
 def _order_context(view: dict[str, Any]) -> dict[str, Any]:
     status = S(view["status"])
+    asked = ((view.get("failure") or {}).get("details") or {}).get("confirm")
     return {
         "order": view, "timeline": timeline(view["history"]), "poll_seconds": _poll_seconds(view["status"]),
         "can_submit": status in RESUBMITTABLE, "can_upload": status in UPLOADABLE,
+        "can_confirm_scale": status is S.PRICE_CALCULATION_FAILED and asked == "scale",
         "can_cancel": status in CANCELLABLE, "delay": view.get("delay"),
         "alloys": alloy_choices(),
     }
@@ -218,14 +220,27 @@ async def order_model(request: Request, order_id: uuid.UUID, principal: Customer
     return stl_response(await model_stl(request.app.state.storage, view["model"], request.app.state.settings))
 
 
+@router.get("/orders/{order_id}/model-walls.json")
+async def order_model_walls(request: Request, order_id: uuid.UUID, principal: Customer) -> Response:
+    """Faces of model.stl (by index) thinner than the order's metal allows, for colouring the preview."""
+    view = await _load(request, principal, order_id, live=False)
+    if not view.get("model"):
+        raise ApiError(404, "not_found", "This order has no model yet.")
+    async with request.app.state.parse_slots.slot():
+        walls = await model_walls(request.app.state.storage, view["model"], view["alloy"],
+                                  request.app.state.settings)
+    return JSONResponse(walls, headers={"Cache-Control": "private, max-age=300"})
+
+
 def _back(order_id: uuid.UUID, *, error: Exception | None = None, notice: str = "") -> RedirectResponse:
     return redirect_with(f"/orders/{order_id}", error=error, notice=notice)
 
 
 @router.post("/orders/{order_id}/submit", dependencies=[Csrf])
-async def submit(request: Request, order_id: uuid.UUID, principal: Customer) -> Response:
+async def submit(request: Request, order_id: uuid.UUID, principal: Customer,
+                 confirm: Annotated[str, Form()] = "") -> Response:
     try:
-        await handlers.submit(request.app.state.db, principal, order_id)
+        await handlers.submit(request.app.state.db, principal, order_id, ("scale",) if confirm == "scale" else ())
     except (ApiError, IllegalTransition) as error:
         return _back(order_id, error=error)
     return _back(order_id, notice="Thank you — your order is submitted. We are working out its price.")
@@ -255,7 +270,7 @@ async def replace_model(request: Request, order_id: uuid.UUID, principal: Custom
     try:
         data = await read_model_upload(request, file)
         await handlers.attach_model(request.app.state.db, request.app.state.storage, request.app.state.settings,
-                                    principal, order_id, data, file.filename)
+                                    principal, order_id, data, file.filename, request.app.state.parse_slots)
     except (ApiError, IllegalTransition) as error:
         return _back(order_id, error=error)
     return _back(order_id, notice="The new model is attached. Check it and submit the order.")

@@ -44,6 +44,14 @@ class CreateOrder(Strict):
     alloy: Alloy
 
 
+class SubmitOrder(Strict):
+    """Optional body of ``POST /orders/{id}/submit``: measurements the customer confirms are right."""
+
+    confirm: list[Literal["scale"]] = Field(default_factory=list, max_length=5, description=(
+        "'scale': the model's size or weight is unusual for its kind of piece (a pricing failure "
+        "'scale_check' said so) and it is right: price it as it is"))
+
+
 class CancelOrder(Strict):
     reason: str | None = Field(default=None, max_length=500)
 
@@ -68,6 +76,7 @@ class ProgressOut(BaseModel):
 class FailureOut(BaseModel):
     code: str
     message: str
+    details: dict[str, Any] | None = None
 
 
 class DelayOut(BaseModel):

@@ -47,15 +47,16 @@ def no_earlier_than(at: datetime | None) -> datetime:
 
 async def start_pricing(uow: UnitOfWork, order_id: uuid.UUID, *, submit_seq: int,
                         estimate: progress.QueueEstimate, not_before: datetime | None = None,
-                        correlation_id: str | None = None) -> dict[str, Any]:
+                        correlation_id: str | None = None, confirm: list[str] | None = None) -> dict[str, Any]:
     """Queue a pricing job for a SUBMITTED order and move it to PRICE_CALCULATING; returns the progress.
 
+    ``confirm``: what the customer confirmed with this submission (e.g. ``["scale"]``), kept on the job.
     The event and the job message are queued last: nothing reaches the outbox when a step fails.
     """
     job_id = uuid.uuid4()
     now = no_earlier_than(not_before)
     await repository.insert_job(uow.session, job_id=job_id, order_id=order_id, submit_seq=submit_seq,
-                                enqueued_at=now)
+                                enqueued_at=now, confirm=confirm)
     queue_progress = await progress.new_job_progress(uow.session, job_id, now, estimate)
     transition = await record_transition(
         uow, production_orders, order_history, service=SERVICE, order_id=order_id, target=S.PRICE_CALCULATING,
@@ -91,6 +92,7 @@ class StartedJob:
     enqueued_at: datetime
     started_at: datetime
     attempt: int
+    confirm: tuple[str, ...] = ()
 
 
 async def begin_job(db: Database, job_id: uuid.UUID, *, worker: str) -> StartedJob | str:
@@ -116,7 +118,7 @@ async def begin_job(db: Database, job_id: uuid.UUID, *, worker: str) -> StartedJ
     return StartedJob(
         job_id=job_id, order_id=job.order_id, submit_seq=job.submit_seq, alloy=order.alloy,
         model_key=model["key"], filename=model.get("filename"), enqueued_at=job.enqueued_at, started_at=now,
-        attempt=job.attempts + 1,
+        attempt=job.attempts + 1, confirm=tuple(job.confirm or ()),
     )
 
 
@@ -141,7 +143,7 @@ def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
 
 
 async def finish_job(db: Database, job: StartedJob, *, worker: str, duration_ms: int,
-                     quote: dict[str, Any] | None = None, failure: dict[str, str] | None = None,
+                     quote: dict[str, Any] | None = None, failure: dict[str, Any] | None = None,
                      correlation_id: str | None = None) -> str:
     """Record a job's result once: "priced", "failed", or "cancelled" / "duplicate" with no event.
 

@@ -90,8 +90,39 @@ function formatFacts(facts) {
   return `${facts.size_mm.map((v) => v.toFixed(1)).join(" × ")} mm, ${facts.triangles.toLocaleString("en")} triangles`;
 }
 
-// Order pages: every .viewer[data-stl] loads its model.
-for (const box of document.querySelectorAll(".viewer[data-stl]")) loadUrl(box, box.dataset.stl);
+// Thin walls: colour the faces the server found too thin (the page says so in words as well).
+async function markWalls(box, url) {
+  const viewer = viewers.get(box);
+  if (!viewer || !viewer.mesh) return;
+  try {
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const walls = await response.json();
+    const geometry = viewer.mesh.geometry;
+    const count = geometry.attributes.position.count;
+    const colours = new Float32Array(count * 3);
+    const base = new THREE.Color(box.dataset.color || 0xe8c25a), thin = new THREE.Color(0xd62828);
+    for (let i = 0; i < count; i++) base.toArray(colours, i * 3);
+    for (const face of walls.thin_faces) {
+      for (let k = 0; k < 3; k++) if (face * 3 + k < count) thin.toArray(colours, (face * 3 + k) * 3);
+    }
+    geometry.setAttribute("color", new THREE.BufferAttribute(colours, 3));
+    viewer.mesh.material = viewer.material.clone();
+    viewer.mesh.material.color.set(0xffffff);
+    viewer.mesh.material.vertexColors = true;
+    box.dataset.thinFaces = String(walls.thin_faces.length);
+    const note = box.dataset.wallsNote && document.getElementById(box.dataset.wallsNote);
+    if (note && walls.thin_faces.length) {
+      note.textContent = `${walls.thin_faces.length.toLocaleString("en")} faces with walls thinner than ${walls.minimum_mm} mm are shown in red` +
+        (walls.sampled ? " (found by sampling the surface)" : "") + "; the list under the price says where.";
+    }
+  } catch (error) { /* the words on the page still say where the thin walls are */ }
+}
+
+// Order pages: every .viewer[data-stl] loads its model (and its thin walls when asked).
+for (const box of document.querySelectorAll(".viewer[data-stl]")) {
+  loadUrl(box, box.dataset.stl).then((facts) => { if (facts && box.dataset.walls) markWalls(box, box.dataset.walls); });
+}
 
 // Upload form: preview the chosen file locally before it is sent.
 const picker = document.querySelector("input[type=file][data-preview]");
