@@ -44,9 +44,15 @@ class Settings(BaseSettings):
     # Optional read replica server DSN for lag-tolerant reads (same database names).
     pg_replica_dsn: str | None = None
 
+    # One broker URL, or several separated by commas (the nodes of a cluster): every connection goes
+    # through kit.messaging.connection, which tries them in turn and moves on when a node is lost.
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "alexandrite"
+    # Redis behind Sentinel: "host:port,host:port,..." of the sentinels; when set, clients ask them for
+    # the current master of redis_sentinel_master (database and password still come from redis_url).
+    redis_sentinels: str | None = None
+    redis_sentinel_master: str = "alexandrite"
 
     secret_key: str = DEFAULT_SECRET
     service_token: str = DEFAULT_SERVICE_TOKEN
@@ -183,6 +189,11 @@ class Settings(BaseSettings):
     backup_repo: Path = Path("/var/lib/pgbackrest")  # pgBackRest repository (owned by postgres)
     backup_stanza: str = "alexandrite"
     backup_retention_full: int = Field(default=2, ge=1)
+    # --- High availability on one machine (`alexandrite up --ha`, ops/ha) ---------------------
+    # Run directory of etcd, Patroni/PostgreSQL, the RabbitMQ cluster, Redis + Sentinel and their HAProxy;
+    # its ports are allocated from ha_base_port up (the first free ones).
+    ha_dir: Path = Path("var/ha")
+    ha_base_port: int = Field(default=17000, ge=1024, le=60000)
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> "Settings":
