@@ -73,6 +73,10 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     if args.replicas < 0 or args.workers < 0:
         return _fail("--replicas and --workers cannot be negative")
+    if args.ha:  # clusters first (ops/ha), then migrations and the platform on them
+        from alexandrite.ops.ha.up import run_ha_up
+
+        return run_ha_up(settings, args)
     if not args.no_migrate and cmd_migrate(settings, args) != 0:
         return 1
     if args.replicas:
@@ -250,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-migrate", action="store_true")
     up.add_argument("--replicas", type=int, default=0,
                     help="N instances of each API behind HAProxy on the public ports (0: one, no load balancer)")
+    from alexandrite.ops.ha.commands import add_up_arguments as add_ha_arguments
+
+    add_ha_arguments(up)
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run one service's API (with its outbox relay and event consumer)")

@@ -204,3 +204,7 @@ def add_operations_commands(sub: Any) -> None:
     rabbit.add_argument("--vhost", default="/")
     rabbit.add_argument("--output", help="file to write (default: stdout)")
     rabbit.set_defaults(func=cmd_rabbitmq)
+
+    from alexandrite.ops.ha.commands import add_ha_commands
+
+    add_ha_commands(sub)
