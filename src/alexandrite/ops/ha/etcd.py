@@ -13,9 +13,10 @@ import urllib.request
 from alexandrite.ops.ha.layout import EtcdMember, HaLayout
 from alexandrite.ops.ha.processes import Daemon, wait_until
 
-# Election timing for a busy 2-core machine: etcd's defaults (100 ms / 1 s) flap under load.
-HEARTBEAT_MS = 250
-ELECTION_MS = 2500
+# Election timing: a little above etcd's defaults (100 ms / 1 s), which can flap on a busy 2-core
+# machine; a lost leader is replaced within a few seconds (Patroni's failsafe mode covers the gap).
+HEARTBEAT_MS = 150
+ELECTION_MS = 1500
 
 
 def etcd_binary() -> str:
@@ -53,7 +54,8 @@ class EtcdCluster:
         for daemon in self.daemons.values():
             if not daemon.running():
                 daemon.start()
-        wait_until(lambda: all(self.healthy(name) for name in self.members), timeout=timeout,
+        wait_until(lambda: all(d.alive() for d in self.daemons.values())
+                   and all(self.healthy(name) for name in self.members), timeout=timeout,
                    what="all three etcd members healthy")
 
     def healthy(self, name: str) -> bool:

@@ -7,8 +7,11 @@
   stopping writes while no standby is up).
 - ``use_pg_rewind: true`` + data checksums: a former leader that comes back is rewound to the new
   timeline and follows as a replica, without a fresh base backup.
-- Timing: leader lock TTL 10 s, loop every second; a leader that dies (Patroni and PostgreSQL)
-  is replaced once its lock expired, about 10-15 s.
+- Timing: leader lock TTL 12 s, loop every second; a leader that dies (Patroni and PostgreSQL)
+  is replaced once its lock expired, about 12-20 s.
+- ``failsafe_mode: true``: while etcd cannot be reached (losing its leader makes it unavailable for
+  an election's length), the leader keeps running as primary as long as it reaches the other
+  member, instead of demoting itself "because DCS is not accessible".
 
 Patroni runs as the ``postgres`` OS user (``initdb``/``pg_ctl`` refuse root) with its data under
 ``<run dir>/postgres/<node>``; its configuration is JSON (a subset of YAML), one file per node.
@@ -21,6 +24,7 @@ import os
 import pwd
 import shutil
 import signal
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -31,9 +35,9 @@ from alexandrite.ops.ha.processes import Daemon, group_alive, signal_group, wait
 
 OWNER = "postgres"
 REPLICATION_USER = "replicator"
-TTL_SECONDS = 10
+TTL_SECONDS = 12
 LOOP_WAIT_SECONDS = 1
-RETRY_TIMEOUT_SECONDS = 4
+RETRY_TIMEOUT_SECONDS = 5  # ttl >= loop_wait + 2 * retry_timeout
 # Reads may go to a replica at most this far behind the leader (HAProxy check /replica?lag=...).
 READ_LAG_LIMIT = "16MB"
 
@@ -84,6 +88,9 @@ class PatroniCluster:
                     "ttl": TTL_SECONDS, "loop_wait": LOOP_WAIT_SECONDS, "retry_timeout": RETRY_TIMEOUT_SECONDS,
                     "maximum_lag_on_failover": 1024 * 1024,
                     "synchronous_mode": True,
+                    # etcd unreachable (e.g. electing a new leader): the leader stays primary while it still
+                    # reaches every other member, instead of demoting itself.
+                    "failsafe_mode": True,
                     "postgresql": {
                         "use_pg_rewind": True,
                         "use_slots": True,
@@ -119,6 +126,7 @@ class PatroniCluster:
     def prepare(self, etcd_endpoints: list[str]) -> None:
         if not (self.bin_dir / "initdb").exists():
             raise OSError(f"{self.bin_dir}/initdb not found; install the Debian package postgresql")
+        first = next(iter(self.nodes.values()))
         for directory in (self.layout.root, self.layout.root / "postgres"):
             directory.mkdir(parents=True, exist_ok=True)
             directory.chmod(0o755)  # the postgres user must reach its node directories
@@ -127,6 +135,12 @@ class PatroniCluster:
             chown_to_owner(self.node_dir(node))
             self.config_file(node).write_text(json.dumps(self.config(node, etcd_endpoints), indent=2) + "\n")
             chown_to_owner(self.config_file(node))
+        if os.geteuid() == 0:  # every directory above the run directory must let the postgres user through
+            probe = subprocess.run(["runuser", "-u", OWNER, "--", "test", "-r", str(self.config_file(first))],
+                                   capture_output=True, timeout=30)
+            if probe.returncode != 0:
+                raise OSError(f"the {OWNER} user cannot reach {self.layout.root}: give every directory above it "
+                              "o+x, or choose a run directory under /tmp or var/")
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -138,11 +152,12 @@ class PatroniCluster:
         first, *others = self.nodes.values()
         self.daemons[first.name].start()
         if fresh:
-            wait_until(lambda: self.role(first) == "leader", timeout=timeout,
+            wait_until(lambda: self.daemons[first.name].alive() and self.role(first) == "leader", timeout=timeout,
                        what=f"Patroni {first.name} to bootstrap and lead")
         for node in others:
             self.daemons[node.name].start()
-        wait_until(lambda: self.leader() and self.synchronous_standby(), timeout=timeout,
+        wait_until(lambda: all(d.alive() for d in self.daemons.values()) and self.leader()
+                   and self.synchronous_standby(), timeout=timeout,
                    what="a Patroni leader and a synchronous standby streaming")
 
     def start_node(self, name: str) -> None:

@@ -72,7 +72,8 @@ class PgBalancer:
         self.config.write_text(render_config(self.layout))
         check_config(self.binary, self.config)
         self.daemon.start()
-        wait_until(lambda: port_open(self.layout.pg_write_port) and self.write_server() is not None,
+        wait_until(lambda: self.daemon.alive() and port_open(self.layout.pg_write_port)
+                   and self.write_server() is not None,
                    timeout=timeout, what="HAProxy to route writes to the Patroni leader")
 
     def servers(self) -> dict[str, dict[str, str]]:

@@ -80,6 +80,10 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+class DaemonExited(RuntimeError):
+    """A daemon that was being waited for is gone: waiting longer cannot help."""
+
+
 def wait_until(condition: Callable[[], object], *, timeout: float, what: str, interval: float = 0.2) -> object:
     """Poll ``condition`` until it returns something true; TimeoutError naming ``what`` otherwise."""
     deadline = time.monotonic() + timeout
@@ -87,6 +91,8 @@ def wait_until(condition: Callable[[], object], *, timeout: float, what: str, in
         last: Exception | None = None
         try:
             result = condition()
+        except DaemonExited:
+            raise
         except Exception as error:  # not up yet: keep asking
             result, last = None, error
         if result:
@@ -141,6 +147,12 @@ class Daemon:
         if self.process is not None and self.process.pid == pgid:
             return self.process.poll() is None
         return pgid is not None and group_alive(pgid)
+
+    def alive(self) -> bool:
+        """True while running; DaemonExited (with the end of its log) once it is gone."""
+        if not self.running():
+            raise DaemonExited(f"{self.name} exited; the end of {self.log}:\n{self.tail(1500)}")
+        return True
 
     def kill(self) -> None:
         """SIGKILL the whole group at once: the machine it stands for dies."""

@@ -77,7 +77,8 @@ class RedisSentinelGroup:
         for daemon in self.daemons.values():
             if not daemon.running():
                 daemon.start()
-        wait_until(lambda: self.role(replica) == "slave" and self.link_up(replica), timeout=timeout,
+        wait_until(lambda: all(d.alive() for d in self.daemons.values()) and self.role(replica) == "slave"
+                   and self.link_up(replica), timeout=timeout,
                    what="the Redis replica in sync with its master")
         wait_until(lambda: all(self.sentinel_view(s) == (master.port, 1, 2) for s in self.layout.sentinels),
                    timeout=timeout, what="three sentinels watching the master, its replica and each other")

@@ -52,6 +52,7 @@ class HaUp:
                                   pg_version=settings.pg_version, haproxy_bin=settings.haproxy_bin)
         self.root = self.stack.root
         self.stopping = False
+        self.started = False  # a layout that failed to come up keeps its run directory (logs) for a look
         self.supervisor: ReplicaSupervisor | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -88,6 +89,7 @@ class HaUp:
                 if not wait_ready(url, self.processes[service], settings.lb_start_timeout):
                     raise RuntimeError(f"{service} did not become ready; see {logs}")
         self.write_status(settings)
+        self.started = True
 
     def write_status(self, settings: Settings) -> None:
         status: dict[str, Any] = {
@@ -120,6 +122,8 @@ class HaUp:
             self.say(f"stopped by pid file: {', '.join(leftovers)}")
         if self.keep:
             self.say(f"kept {self.root} (`alexandrite up --ha --dir {self.root}` starts it again)")
+        elif not self.started:
+            self.say(f"kept {self.root} for its logs (`alexandrite ha down --dir {self.root}` removes it)")
         else:
             self.stack.remove()
 
