@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from alexandrite.simulate import simulate
 from tests.chaos.harness import ChaosPlatform, exactly_once_report, wait_until_priced_everywhere
 from tests.ha.conftest import needs_ha_tools
 from tests.ha.drill import Drill, acknowledged_at, ha_settings, per_fault_figures, provision_on, start_platform
+from tests.observability_config import exporter_allow_list, exposed_names
 
 pytestmark = [pytest.mark.ha, pytest.mark.e2e, needs_ha_tools]
 
@@ -70,6 +72,14 @@ def test_status_names_the_leaders_and_up_refuses_a_running_layout(ha_stack: HaSt
     refused = cli("up", "--ha", "--dir", root)
     assert refused.returncode == 1 and "is running" in refused.stderr, refused.stderr
     assert len(ha_stack.running()) == 14, "the refused `up` left the running layout alone"
+
+
+def test_patroni_exports_what_the_postgres_alerts_read(ha_stack: HaStack) -> None:
+    wanted = {name for name in exporter_allow_list() if name.startswith("patroni_")}
+    assert wanted
+    for node in ha_stack.layout.postgres:
+        with urllib.request.urlopen(f"http://127.0.0.1:{node.rest_port}/metrics", timeout=10) as response:
+            assert wanted <= exposed_names(response.read().decode()), node.name
 
 
 async def _poll(condition: Any, limit: float = 240, interval: float = 0.5) -> float:
