@@ -27,6 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from alexandrite.kit.messaging.connection import connect  # noqa: E402
 from alexandrite.kit.sandbox import deprovision, provision, sandbox_env, sandbox_settings  # noqa: E402
 from alexandrite.mes.pricing.rings import ring, to_binary_stl  # noqa: E402
 from tests.e2e.processes import Platform  # noqa: E402
@@ -36,7 +37,7 @@ PRICED = {"PRICE_CALCULATED", "PRICE_CALCULATION_FAILED"}
 
 async def bare_loop(amqp_url: str, count: int, body_size: int = 500) -> float:
     """Seconds for `count` messages published with confirms and consumed with acks (one process)."""
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect(amqp_url)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=50)

@@ -175,6 +175,12 @@ class Settings(BaseSettings):
             raise ValueError("ALEX_GRAPHITE_ADDRESS must be host:port")
         if any(value <= 0 for value in self.sla_seconds.values()):
             raise ValueError("ALEX_SLA_SECONDS values must be positive seconds")
+        if not any(part.strip() for part in self.amqp_url.split(",")):
+            raise ValueError("ALEX_AMQP_URL is empty")
+        if self.redis_sentinels and not all(
+                part.strip().rpartition(":")[0] and part.strip().rpartition(":")[2].isdigit()
+                for part in self.redis_sentinels.split(",")):
+            raise ValueError("ALEX_REDIS_SENTINELS must be host:port[,host:port...]")
         return self
     # --- Operations: replicas behind HAProxy, PostgreSQL replication, backups --------------
     run_dir: Path = Path("var/run")  # `up --replicas`: HAProxy config, socket, logs, up.json
