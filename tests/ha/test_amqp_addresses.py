@@ -74,7 +74,12 @@ async def test_robust_connection_moves_to_the_next_address_and_keeps_consuming(s
             async with sender:
                 out = await sender.channel()
                 await out.default_exchange.publish(aio_pika.Message(b"after"), routing_key=queue_name)
-            assert await asyncio.wait_for(received.get(), 30) == b"after", "the consumer did not resume"
+
+            async def after() -> None:  # "before" may come again: its ack can be lost with the node (at least once)
+                while await received.get() != b"after":
+                    pass
+
+            await asyncio.wait_for(after(), 30)  # the consumer resumed on the other address
             await queue.delete(if_unused=False, if_empty=False)
     finally:
         for proxy in nodes:
