@@ -35,12 +35,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from alexandrite.devtools.seed_orders import Plan, load_service  # noqa: E402
 from alexandrite.kit.migrations import create_databases, drop_databases, plain_dsn, upgrade  # noqa: E402
+from alexandrite.kit.redis_clients import redis_client  # noqa: E402
 from alexandrite.kit.security import Principal, issue_token  # noqa: E402
 from alexandrite.kit.settings import Settings  # noqa: E402
 
@@ -88,10 +88,12 @@ async def cleanup(settings: Settings, role: str) -> None:
         await conn.execute(f'DROP ROLE IF EXISTS "{role}"')
     finally:
         await conn.close()
-    client = redis.Redis.from_url(settings.redis.url)
-    for key in client.scan_iter(match=f"{settings.redis.prefix}:*", count=1000):
-        client.delete(key)
-    client.close()
+    client = redis_client(settings, timeout=10)
+    try:
+        async for key in client.scan_iter(match=f"{settings.redis.prefix}:*", count=1000):
+            await client.delete(key)
+    finally:
+        await client.aclose()
 
 
 class Server:

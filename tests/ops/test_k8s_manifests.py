@@ -167,3 +167,20 @@ def test_overlays_follow_the_production_rules() -> None:
     prod = by_kind(render("prod"), "Deployment")
     assert all(prod[s]["spec"]["replicas"] == 3 for s in APIS)
     assert by_kind(render("prod"), "HorizontalPodAutoscaler")["shop"]["spec"]["maxReplicas"] == 20
+
+
+def test_redis_runs_with_sentinel_as_the_drill_proved() -> None:
+    """One master + one replica, three sentinels (quorum 2) and the services told where the sentinels are."""
+    docs = base_objects()
+    sets = by_kind(docs, "StatefulSet")
+    assert sets["redis"]["spec"]["replicas"] == 2 and sets["redis-sentinel"]["spec"]["replicas"] == 3
+    scripts = by_kind(docs, "ConfigMap")["redis-scripts"]["data"]
+    assert "sentinel monitor alexandrite redis-0.redis 6379 2" in scripts["sentinel.conf"]
+    config = by_kind(docs, "ConfigMap")["alexandrite-config"]["data"]
+    assert config["ALEX_REDIS_SENTINEL_MASTER"] == "alexandrite"
+    assert config["ALEX_REDIS_SENTINELS"].split(",") == [
+        f"redis-sentinel-{i}.redis-sentinel:26379" for i in range(3)]
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    assert pdbs["redis-sentinel"]["spec"]["minAvailable"] == 2 and pdbs["redis"]["spec"]["minAvailable"] == 1
+    for cluster in by_kind(docs, "Cluster").values():  # CloudNativePG: one synchronous replica, as Patroni's
+        assert cluster["spec"]["minSyncReplicas"] == cluster["spec"]["maxSyncReplicas"] == 1

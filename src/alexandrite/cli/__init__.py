@@ -8,11 +8,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from alexandrite.cli import accounts, data, messaging, observability, operations, run, simulate, webhooks
+from alexandrite.cli import accounts, data, ha, messaging, observability, operations, run, simulate, webhooks
 from alexandrite.cli.common import fail
 from alexandrite.kit.settings import get_settings
 
-COMMAND_MODULES = (run, accounts, data, messaging, webhooks, simulate, observability, operations)
+COMMAND_MODULES = (run, accounts, data, messaging, webhooks, simulate, observability, operations, ha)
 
 
 def build_parser() -> argparse.ArgumentParser:

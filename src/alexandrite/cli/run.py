@@ -11,6 +11,7 @@ import sys
 import time
 
 from alexandrite.cli.common import Subparsers, fail
+from alexandrite.cli.ha import add_up_arguments as add_ha_arguments
 from alexandrite.kit.settings import SERVICES, Settings
 
 
@@ -62,6 +63,10 @@ def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     if args.replicas < 0 or args.workers < 0:
         return fail("--replicas and --workers cannot be negative")
+    if args.ha:  # clusters first (ops/ha), then migrations and the platform on them
+        from alexandrite.ops.ha.up import run_ha_up
+
+        return run_ha_up(settings, args)
     if not args.no_migrate and cmd_migrate(settings, args) != 0:
         return 1
     if args.replicas:
@@ -122,6 +127,7 @@ def register(sub: Subparsers) -> None:
     up.add_argument("--no-migrate", action="store_true")
     up.add_argument("--replicas", type=int, default=0,
                     help="N instances of each API behind HAProxy on the public ports (0: one, no load balancer)")
+    add_ha_arguments(up)
     up.set_defaults(func=cmd_up)
 
     serve = sub.add_parser("serve", help="run one service's API (with its outbox relay and event consumer)")

@@ -13,8 +13,11 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from alexandrite.kit.messaging.topology import setup_topology
 from alexandrite.kit.migrations import create_databases, drop_databases, upgrade
+from alexandrite.kit.redis_clients import redis_client
 from alexandrite.kit.settings import SERVICES, Settings
 
 
@@ -80,19 +83,23 @@ def provision(settings: Settings) -> None:
     asyncio.run(setup_topology(settings))
 
 
-def deprovision(settings: Settings) -> None:
-    import redis
+async def _delete_keys(settings: Settings) -> None:
+    client = redis_client(settings, timeout=10)
+    try:
+        async for key in client.scan_iter(match=f"{settings.redis.prefix}:*", count=1000):
+            await client.delete(key)
+    finally:
+        await client.aclose()
 
+
+def deprovision(settings: Settings) -> None:
     vhost = settings.broker.url.rsplit("/", 1)[1]
     try:
         asyncio.run(drop_databases(settings))
     finally:
         subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True, timeout=60)
         try:
-            client = redis.Redis.from_url(settings.redis.url)
-            for key in client.scan_iter(match=f"{settings.redis.prefix}:*", count=1000):
-                client.delete(key)
-            client.close()
-        except redis.RedisError:
+            asyncio.run(_delete_keys(settings))
+        except (RedisError, OSError):
             pass
         shutil.rmtree(settings.uploads.storage_dir, ignore_errors=True)

@@ -26,6 +26,7 @@ from alexandrite.kit.messaging.consumer import Consumer, Delivery
 from alexandrite.kit.messaging.relay import OutboxRelay
 from alexandrite.kit.messaging.topology import events_queue, setup_topology
 from alexandrite.kit.peers import Peers
+from alexandrite.kit.redis_clients import redis_client
 from alexandrite.kit.settings import Service, Settings
 from alexandrite.kit.storage import LocalStorage
 from alexandrite.kit.throttle import LoadShedMiddleware, RateLimiter, ThrottleMiddleware
@@ -151,10 +152,3 @@ def create_service_app(
     instrument_app(app)
     return app
 
-
-def redis_client(settings: Settings) -> Any:
-    """A Redis client with short timeouts (connects lazily, on first use)."""
-    from redis.asyncio import Redis
-
-    return Redis.from_url(settings.redis.url, socket_timeout=settings.redis.timeout_seconds,
-                          socket_connect_timeout=settings.redis.timeout_seconds, health_check_interval=0)

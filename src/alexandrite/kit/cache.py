@@ -24,11 +24,10 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from alexandrite.kit import metrics
+from alexandrite.kit.redis_clients import connect_redis, redis_client
 from alexandrite.kit.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -78,12 +77,12 @@ return n
 
 
 class PageCache:
-    def __init__(self, url: str, *, prefix: str, name: str, ttl_seconds: float, jitter: float = 0.2,
+    def __init__(self, redis: Redis | str, *, prefix: str, name: str, ttl_seconds: float, jitter: float = 0.2,
                  lock_seconds: float = 2.0, timeout_seconds: float = 0.25, retry_seconds: float = 1.0,
                  fresh_seconds: float = 2.0) -> None:
+        """``redis``: a client (no retries: a failure falls back to the database at once) or a URL."""
         self.name = name
-        self._redis = Redis.from_url(url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds,
-                                     retry=Retry(NoBackoff(), 0))
+        self._redis = connect_redis(redis, timeout=timeout_seconds, retries=0) if isinstance(redis, str) else redis
         self._base = f"{prefix}:cache:{name}:"
         self._ttl_ms = max(int(ttl_seconds * 1000), 1)
         self._jitter = jitter
@@ -101,7 +100,8 @@ class PageCache:
         """The configured cache, or None when ``cache_ttl_seconds`` is 0 (disabled)."""
         if settings.cache.ttl_seconds <= 0:
             return None
-        return cls(settings.redis.url, prefix=settings.redis.prefix, name=name,
+        client = redis_client(settings, timeout=settings.cache.redis_timeout_seconds, retries=0)
+        return cls(client, prefix=settings.redis.prefix, name=name,
                    ttl_seconds=settings.cache.ttl_seconds, jitter=settings.cache.ttl_jitter,
                    lock_seconds=settings.cache.lock_seconds, timeout_seconds=settings.cache.redis_timeout_seconds,
                    retry_seconds=settings.cache.retry_seconds, fresh_seconds=settings.cache.replica_fresh_seconds)

@@ -53,6 +53,8 @@ _HTTP_CODES = {
 _UNSTORABLE_TEXT = frozenset({"22021", "22P05"})  # character_not_in_repertoire, untranslatable_character
 # connection exception, insufficient resources (too many connections), operator intervention (shutdown)
 _UNAVAILABLE_CLASSES = ("08", "53", "57P")
+# read-only transaction: during a failover a write reached a server that is not (or no longer) the primary
+_UNAVAILABLE_STATES = ("25006",)
 
 
 def infrastructure_unavailable(error: BaseException) -> bool:
@@ -61,8 +63,8 @@ def infrastructure_unavailable(error: BaseException) -> bool:
         return True
     if isinstance(error, DBAPIError):
         state = str(getattr(error.orig, "sqlstate", None) or "")
-        return bool(error.connection_invalidated) or state.startswith(_UNAVAILABLE_CLASSES) or isinstance(
-            error.orig, OSError)
+        return (bool(error.connection_invalidated) or state.startswith(_UNAVAILABLE_CLASSES)
+                or state in _UNAVAILABLE_STATES or isinstance(error.orig, OSError))
     return isinstance(error, OSError) and not isinstance(error, FileNotFoundError)
 
 
@@ -102,6 +104,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _pool(_: Request, exc: PoolTimeout) -> JSONResponse:
         return JSONResponse(error_body("database_busy", "The database is busy; retry shortly."), 503,
                             headers={"Retry-After": "2"})
+
+    @app.exception_handler(ConnectionError)
+    async def _connection_lost(_: Request, exc: ConnectionError) -> JSONResponse:
+        # A connection dropped under the request before the driver could wrap the error (asyncpg checking a
+        # pooled connection while the database fails over): an outage, retried shortly, not a server bug.
+        return JSONResponse(error_body("unavailable", "A connection to a backing service was lost; retry shortly."),
+                            503, headers={"Retry-After": "2"})
 
     @app.exception_handler(UnicodeEncodeError)
     async def _encoding(_: Request, exc: UnicodeEncodeError) -> JSONResponse:

@@ -50,6 +50,8 @@ class DatabaseSettings(Group):
 class BrokerSettings(Group):
     """RabbitMQ: the outbox relay, consumers and the bounded pricing queue."""
 
+    # One broker URL, or several separated by commas (the nodes of a cluster): every connection goes
+    # through kit.messaging.connection, which tries them in turn and moves on when a node is lost.
     url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", alias="amqp_url")
     pricing_queue_max_length: int = Field(default=10_000, alias="pricing_queue_max_length")
     consumer_prefetch: int = Field(default=20, alias="consumer_prefetch")
@@ -65,6 +67,10 @@ class RedisSettings(Group):
     url: str = Field(default="redis://127.0.0.1:6379/0", alias="redis_url")
     prefix: str = Field(default="alexandrite", alias="redis_prefix")
     timeout_seconds: float = Field(default=0.25, gt=0, alias="redis_timeout_seconds")
+    # Redis behind Sentinel: "host:port,host:port,..." of the sentinels; when set, clients ask them for
+    # the current master of sentinel_master (database and password still come from the URL).
+    sentinels: str | None = Field(default=None, alias="redis_sentinels")
+    sentinel_master: str = Field(default="alexandrite", alias="redis_sentinel_master")
 
 
 class AuthSettings(Group):
@@ -228,3 +234,7 @@ class OperationsSettings(Group):
     backup_repo: Path = Field(default=Path("/var/lib/pgbackrest"), alias="backup_repo")  # owned by postgres
     backup_stanza: str = Field(default="alexandrite", alias="backup_stanza")
     backup_retention_full: int = Field(default=2, ge=1, alias="backup_retention_full")
+    # High availability on one machine (`alexandrite up --ha`, ops/ha): run directory of etcd, Patroni,
+    # the RabbitMQ cluster, Redis + Sentinel and their HAProxy; ports allocated from ha_base_port up.
+    ha_dir: Path = Field(default=Path("var/ha"), alias="ha_dir")
+    ha_base_port: int = Field(default=17000, ge=1024, le=60000, alias="ha_base_port")

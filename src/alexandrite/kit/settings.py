@@ -156,6 +156,12 @@ class Settings(BaseSettings):
             raise ValueError("ALEX_GRAPHITE_ADDRESS must be host:port")
         if any(value <= 0 for value in self.sla.seconds.values()):
             raise ValueError("ALEX_SLA_SECONDS values must be positive seconds")
+        if not any(part.strip() for part in self.broker.url.split(",")):
+            raise ValueError("ALEX_AMQP_URL is empty")
+        if self.redis.sentinels and not all(
+                part.strip().rpartition(":")[0] and part.strip().rpartition(":")[2].isdigit()
+                for part in self.redis.sentinels.split(",")):
+            raise ValueError("ALEX_REDIS_SENTINELS must be host:port[,host:port...]")
         return self
 
     @model_validator(mode="after")

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alexandrite.contracts.events import utcnow
 from alexandrite.contracts.order_status import OrderStatus
+from alexandrite.kit.messaging.connection import connect
 from alexandrite.kit.messaging.topology import PRICING_QUEUE
 from alexandrite.mes import domain, repository
 from alexandrite.mes.domain import JobState
@@ -86,7 +86,7 @@ class QueueProbe:
 
     async def _declare(self) -> tuple[int, int]:
         if self._connection is None or self._connection.is_closed:
-            self._connection = await aio_pika.connect(self.amqp_url, timeout=self.timeout)
+            self._connection = await connect(self.amqp_url, timeout=self.timeout)
             self._channel = None
         if self._channel is None or self._channel.is_closed:
             self._channel = await self._connection.channel()

@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from alexandrite.kit import metrics
 from alexandrite.kit.errors import infrastructure_unavailable
+from alexandrite.kit.messaging.connection import connect
 from alexandrite.kit.messaging.topology import dead_letter_queue, retry_queue
 from alexandrite.kit.tracing import SpanKind, message_span
 
@@ -168,7 +169,10 @@ class Consumer:
         backoff = 0.5
         while not stop.is_set():
             try:
-                connection = await aio_pika.connect_robust(self.amqp_url, timeout=10)
+                connection = await connect(self.amqp_url, robust=True, timeout=10)
+                # Not ready while the connection moves to another node; ready again once it consumes there.
+                connection.close_callbacks.add(lambda *_: self.ready.clear())
+                connection.reconnect_callbacks.add(lambda *_: self.ready.set())
                 async with connection:
                     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
                     await channel.set_qos(prefetch_count=self.prefetch)

@@ -14,6 +14,7 @@ from typing import Any
 
 import aio_pika
 
+from alexandrite.kit.messaging.connection import connect
 from alexandrite.kit.messaging.consumer import ATTEMPT_HEADER
 from alexandrite.kit.messaging.topology import consumer_queues, dead_letter_queue
 
@@ -50,7 +51,7 @@ def _dead_letter(queue: str, message: aio_pika.abc.AbstractIncomingMessage) -> D
 
 async def list_dead_letters(amqp_url: str, queues: list[str] | None = None, limit: int = 1000) -> list[DeadLetter]:
     found: list[DeadLetter] = []
-    connection = await aio_pika.connect(amqp_url, timeout=10)
+    connection = await connect(amqp_url, timeout=10)
     async with connection:
         for queue_name in queues or consumer_queues():
             channel = await connection.channel()
@@ -66,7 +67,7 @@ async def list_dead_letters(amqp_url: str, queues: list[str] | None = None, limi
 
 async def replay(amqp_url: str, queues: list[str] | None = None, message_ids: set[str] | None = None) -> int:
     replayed = 0
-    connection = await aio_pika.connect(amqp_url, timeout=10)
+    connection = await connect(amqp_url, timeout=10)
     async with connection:
         for queue_name in queues or consumer_queues():
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)

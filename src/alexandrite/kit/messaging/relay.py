@@ -21,6 +21,7 @@ from alexandrite.kit import metrics
 from alexandrite.kit.breaker import CircuitBreaker
 from alexandrite.kit.db import Database
 from alexandrite.kit.loops import poll_until_stopped
+from alexandrite.kit.messaging.connection import connect
 from alexandrite.kit.messaging.tables import OUTBOX
 from alexandrite.kit.tracing import SpanKind, message_span, trace_headers
 
@@ -52,7 +53,7 @@ class OutboxRelay:
 
     async def _ensure_channel(self) -> AbstractChannel:
         if self._connection is None or self._connection.is_closed:
-            self._connection = await aio_pika.connect_robust(self.amqp_url, timeout=10)
+            self._connection = await connect(self.amqp_url, robust=True, timeout=10)
             self._channel = None
         if self._channel is None or self._channel.is_closed:
             self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)

@@ -12,6 +12,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE
+from alexandrite.kit.messaging.connection import connect
 from alexandrite.kit.settings import Settings
 
 PRICING_QUEUE = "mes.pricing.jobs"
@@ -98,7 +99,7 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> None
 
 
 async def setup_topology(settings: Settings) -> None:
-    connection = await aio_pika.connect(settings.broker.url, timeout=10)
+    connection = await connect(settings.broker.url, timeout=10)
     async with connection:
         channel = await connection.channel()
         await declare_topology(channel, settings)
