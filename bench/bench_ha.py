@@ -98,7 +98,7 @@ def ha_layout(orders: int, warmup: int, workers: int, concurrency: int) -> dict[
         startup = time.monotonic() - started
         layout = HaLayout.load(root)
         status = json.loads((root / "up.json").read_text())
-        settings = sandbox.model_copy(update={
+        settings = sandbox.replace(**{
             **{f"{s}_url": status["services"][s] for s in SERVICES}, **{f"{s}_port": ports[s] for s in SERVICES}})
         result = {"layout": "HA", **asyncio.run(measure(settings, orders, warmup, concurrency)),
                   "startup_seconds": startup}

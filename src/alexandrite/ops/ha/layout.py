@@ -155,7 +155,7 @@ class HaLayout:
         }
 
     def settings_update(self, vhost: str = "/") -> dict[str, Any]:
-        """The same as ``platform_env``, for ``Settings.model_copy(update=...)``."""
+        """The same as ``platform_env``, for ``Settings.replace(**...)``."""
         return {"pg_dsn": self.pg_dsn, "pg_replica_dsn": self.pg_replica_dsn, "amqp_url": self.amqp_url(vhost),
                 "redis_url": f"redis://127.0.0.1:{self.redis[0].port}/0", "redis_sentinels": self.redis_sentinels,
                 "redis_sentinel_master": REDIS_MASTER_NAME}
