@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+import orjson
 import structlog
 from sqlalchemy import event, exc, insert
 from sqlalchemy.ext import asyncio as sa_asyncio
@@ -58,6 +61,21 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
             raise exc.DisconnectionError("connection failed the idle ping") from error
 
 
+def plain_dsn(url: str) -> str:
+    """``postgresql+asyncpg://...`` (SQLAlchemy's form) as a DSN asyncpg itself takes."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme.split('+', 1)[0]}{sep}{rest}"
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _json_codecs(connection: asyncpg.Connection) -> None:
+    for name in ("jsonb", "json"):
+        await connection.set_type_codec(name, encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
+
+
 StatusListener = Callable[[str | None, str], Awaitable[None] | None]
 
 
@@ -70,7 +88,12 @@ class Database:
     this database (previous status or None for a new order, new status), e.g. to drop cached pages.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, replica_url: str | None = None) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, replica_url: str | None = None,
+                 socket_dir: str | None = None) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.socket_dir = socket_dir
+        self._raw: asyncpg.Pool | None = None
         self.engine = make_engine(url, pool_size=pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.replica_engine = make_engine(replica_url, pool_size=pool_size) if replica_url else None
@@ -80,7 +103,25 @@ class Database:
         self.read_sessions = async_sessionmaker(read_engine, expire_on_commit=False)
         self.status_listeners: list[StatusListener] = []
 
+    async def raw(self) -> asyncpg.Pool:
+        """A plain asyncpg pool on the primary, for hot paths that are one statement (see
+        :class:`StatementUnitOfWork`); made on first use, closed by :meth:`dispose`. JSON and JSONB
+        columns come back as Python values. With ``socket_dir`` it connects by the Unix socket there."""
+        if self._raw is None:
+            pool = await asyncpg.create_pool(
+                plain_dsn(self.url), min_size=1, max_size=self.pool_size, init=_json_codecs,
+                command_timeout=30, server_settings={"application_name": "alexandrite"},
+                **({"host": self.socket_dir} if self.socket_dir else {}))
+            if self._raw is None:
+                self._raw = pool
+            else:  # made concurrently by another first request: keep one
+                await pool.close()
+        return self._raw
+
     async def dispose(self) -> None:
+        if self._raw is not None:
+            pool, self._raw = self._raw, None
+            await pool.close()
         await self.engine.dispose()
         if self.replica_engine is not None:
             await self.replica_engine.dispose()
@@ -94,6 +135,27 @@ class OutgoingMessage:
     headers: dict[str, Any] = field(default_factory=dict)
     message_id: uuid.UUID = field(default_factory=uuid.uuid4)
     order_id: uuid.UUID | None = None
+
+
+def outgoing_event(envelope: Envelope) -> OutgoingMessage:
+    """The outbox message of an event, with the current trace context."""
+    tracing = trace_headers()
+    if tracing and envelope.traceparent is None:
+        envelope = envelope.model_copy(update={"traceparent": tracing["traceparent"]})
+    return OutgoingMessage(
+        exchange=EVENTS_EXCHANGE,
+        routing_key=envelope.type,
+        body=envelope.model_dump_json().encode(),
+        headers={
+            "event_type": envelope.type,
+            "order_id": str(envelope.order_id),
+            "seq": envelope.seq,
+            **({"traceparent": envelope.traceparent} if envelope.traceparent else {}),
+            **tracing,
+        },
+        message_id=envelope.event_id,
+        order_id=envelope.order_id,
+    )
 
 
 class UnitOfWork:
@@ -124,25 +186,7 @@ class UnitOfWork:
 
     def emit(self, envelope: Envelope) -> None:
         """Queue an event; the current trace context goes with it (stored in the outbox row)."""
-        tracing = trace_headers()
-        if tracing and envelope.traceparent is None:
-            envelope = envelope.model_copy(update={"traceparent": tracing["traceparent"]})
-        self._messages.append(
-            OutgoingMessage(
-                exchange=EVENTS_EXCHANGE,
-                routing_key=envelope.type,
-                body=envelope.model_dump_json().encode(),
-                headers={
-                    "event_type": envelope.type,
-                    "order_id": str(envelope.order_id),
-                    "seq": envelope.seq,
-                    **({"traceparent": envelope.traceparent} if envelope.traceparent else {}),
-                    **tracing,
-                },
-                message_id=envelope.event_id,
-                order_id=envelope.order_id,
-            )
-        )
+        self._messages.append(outgoing_event(envelope))
 
     def send(self, message: OutgoingMessage) -> None:
         """Queue a non-event message (a job) for the outbox, with the current trace context."""
@@ -186,3 +230,58 @@ class UnitOfWork:
         self._messages.clear()
         self._after_commit.clear()
         await self.session.rollback()
+
+
+class StatementUnitOfWork:
+    """A unit of work that is ONE statement on the raw pool (:meth:`Database.raw`).
+
+    For hot paths whose whole change fits one data-modifying statement (a CTE writing the row, its
+    history, its outbox message ...): PostgreSQL runs a lone statement as its own transaction, so the
+    statement is the commit: all of it or nothing. Events are queued with :meth:`emit` and written by
+    the statement itself (its SQL inserts the queued :attr:`messages` into the outbox), so the outbox rule holds.
+    :meth:`commit` runs the statement; callbacks registered with :meth:`after_commit` run only after it
+    succeeded. Reads that decide what to write go before it with :meth:`fetchrow` (no transaction is
+    held open between them: the statement must re-check what it relies on, e.g. ``WHERE seq = $n``).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.messages: list[OutgoingMessage] = []
+        self._after_commit: list[Callable[[], Awaitable[None] | None]] = []
+        self.committed = False
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return await (await self.db.raw()).fetchrow(sql, *args)
+
+    def emit(self, envelope: Envelope) -> OutgoingMessage:
+        message = outgoing_event(envelope)
+        self.messages.append(message)
+        return message
+
+    def after_commit(self, callback: Callable[[], Awaitable[None] | None]) -> None:
+        self._after_commit.append(callback)
+
+    def notify_status(self, previous: str | None, status: str) -> None:
+        """The database's status listeners hear of the change once it is committed."""
+        for listener in self.db.status_listeners:
+            self.after_commit(functools.partial(listener, previous, status))
+
+    async def commit(self, sql: str, *args: Any) -> Any:
+        """Run the unit's one statement (its commit); returns its first row, or None.
+
+        A statement written so that it returns no row when it found nothing to change (``... SELECT id
+        FROM updated``) changed nothing: then the after-commit callbacks are dropped, not run."""
+        row = await (await self.db.raw()).fetchrow(sql, *args)
+        self.committed = True
+        self.messages.clear()
+        callbacks, self._after_commit = self._after_commit, []
+        if row is None:
+            return None
+        for callback in callbacks:
+            try:
+                result = callback()
+                if result is not None:
+                    await result
+            except Exception:  # side effects after commit must never undo the commit
+                log.exception("after_commit_callback_failed")
+        return row

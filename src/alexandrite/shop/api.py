@@ -7,14 +7,14 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.auth import CurrentService, public, require
 from alexandrite.kit.errors import ApiError, not_found
 from alexandrite.kit.pagination import page
 from alexandrite.kit.security import Principal
-from alexandrite.shop import handlers, repository, views
+from alexandrite.shop import handlers, order_reads, order_writes, repository, views
 from alexandrite.shop.domain import Owner
 from alexandrite.shop.schemas import (
     CancelOrder,
@@ -40,11 +40,16 @@ def _owner(principal: Principal) -> Owner | None:
 
 
 async def _view(request: Request, order_id: uuid.UUID, principal: Principal, *, live: bool = False) -> dict[str, Any]:
-    view = await views.live_order_view(request.app.state.db, request.app.state.peers, order_id, _owner(principal),
-                                       live=live)
+    view = await order_reads.order_view(request.app.state.db, request.app.state.peers, order_id, _owner(principal),
+                                        live=live)
     if view is None:
         raise not_found()
-    return OrderOut.model_validate(view).model_dump(mode="json")
+    return view
+
+
+def _order_response(view: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """The order as pre-serialised JSON (the same fields and bytes as ``OrderOut``)."""
+    return Response(order_reads.order_json(view), status, headers, media_type="application/json")
 
 
 async def read_model_upload(request: Request, file: UploadFile) -> bytes:
@@ -77,38 +82,36 @@ async def create_order(
     request: Request,
     principal: Buyer,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
-) -> JSONResponse:
-    order_id, created = await handlers.create_order(
+) -> Response:
+    view, created = await order_writes.create_order(
         request.app.state.db, principal, body.alloy, idempotency_key, request.headers.get("x-request-id")
     )
-    headers = {} if created else {"Idempotent-Replayed": "true"}
-    return JSONResponse(await _view(request, order_id, principal), 201, headers=headers)
+    return _order_response(view, 201, None if created else {"Idempotent-Replayed": "true"})
 
 
 @router.put("/orders/{order_id}/model", response_model=OrderOut,
             responses={503: {"description": "Every model check of this server is busy; see Retry-After"}})
 async def upload_model(
     order_id: uuid.UUID, request: Request, principal: Buyer, file: Annotated[UploadFile, File()]
-) -> dict[str, Any]:
+) -> Response:
     data = await read_model_upload(request, file)
-    await handlers.attach_model(request.app.state.db, request.app.state.storage, request.app.state.settings,
-                                principal, order_id, data, file.filename, request.app.state.parse_slots)
-    return await _view(request, order_id, principal)
+    view = await handlers.attach_model(request.app.state.db, request.app.state.storage, request.app.state.settings,
+                                       principal, order_id, data, file.filename, request.app.state.parse_slots)
+    return _order_response(view)
 
 
 @router.post("/orders/{order_id}/submit", response_model=OrderOut, status_code=202,
              responses={503: {"description": "Pricing backlog exceeds its SLA; see Retry-After"}})
 async def submit(order_id: uuid.UUID, request: Request, principal: Buyer,
-                 body: SubmitOrder | None = None) -> JSONResponse:
+                 body: SubmitOrder | None = None) -> Response:
     eta = await request.app.state.backlog.admit()
-    await handlers.submit(request.app.state.db, principal, order_id, tuple(body.confirm) if body else ())
-    headers = {"Pricing-ETA-Seconds": str(round(eta))} if eta is not None else {}
-    return JSONResponse(await _view(request, order_id, principal), 202, headers=headers)
+    view = await handlers.submit(request.app.state.db, principal, order_id, tuple(body.confirm) if body else ())
+    return _order_response(view, 202, {"Pricing-ETA-Seconds": str(round(eta))} if eta is not None else None)
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
-async def get_order(order_id: uuid.UUID, request: Request, principal: Buyer) -> dict[str, Any]:
-    return await _view(request, order_id, principal, live=True)
+async def get_order(order_id: uuid.UUID, request: Request, principal: Buyer) -> Response:
+    return _order_response(await _view(request, order_id, principal, live=True))
 
 
 @router.get("/orders", response_model=OrderPage)

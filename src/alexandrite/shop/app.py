@@ -6,19 +6,18 @@ import asyncio
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 
 from alexandrite.kit.app import create_service_app
 from alexandrite.kit.errors import ApiError, error_body
 from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.kit.throttle import PlanCache
-from alexandrite.shop import handlers, pages
+from alexandrite.shop import pages
 from alexandrite.shop.api import internal, router
 from alexandrite.shop.backpressure import PricingBacklog
 from alexandrite.shop.consumers import event_handler
 from alexandrite.shop.notifier import run_notifier
-from alexandrite.shop.tables import partners
+from alexandrite.shop.partner_keys import PartnerKeys
 from alexandrite.shop.uploads import ParseSlots
 from alexandrite.shop.webhooks.api import webhook_router
 from alexandrite.shop.webhooks.dispatch import WebhookDispatcher
@@ -35,23 +34,20 @@ async def webhook_dispatcher(app: FastAPI, stop: asyncio.Event) -> None:
 
 
 async def _startup(app: FastAPI) -> None:
+    keys = PartnerKeys(app.state.db, app.state.settings.auth.partner_key_cache_seconds)
+    app.state.partner_keys = keys
+
     async def partner_auth(request: Request) -> Principal | None:
         key = request.headers.get("x-api-key")
         if not key:
             return None
-        principal = await handlers.partner_principal(app.state.db, key)
+        principal = await keys.principal(key)
         if principal is None:
             raise ApiError(401, "invalid_api_key", "The API key is not valid.")
         return principal
 
     app.state.extra_auth = partner_auth
-
-    async def plan_of(key_hash: str) -> str | None:
-        async with app.state.db.sessions() as session:
-            return (await session.execute(select(partners.c.plan).where(
-                partners.c.key_hash == key_hash, partners.c.active))).scalar()
-
-    app.state.partner_plans = PlanCache(plan_of)
+    app.state.partner_plans = PlanCache(keys.plan)
     app.state.backlog = PricingBacklog(app.state.peers, app.state.settings)
     uploads = app.state.settings.uploads
     app.state.parse_slots = ParseSlots(uploads.max_concurrent_parses, uploads.parse_wait_seconds)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from alexandrite.contracts.events import ModelRef, Party, StatusChanged, status_envelope, utcnow
+from alexandrite.contracts.events import ModelRef, StatusChanged, status_envelope
 from alexandrite.contracts.order_status import CANCELLABLE, IllegalTransition, OrderStatus, owner_of
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
@@ -17,14 +17,14 @@ from alexandrite.kit.security import Principal, hash_api_key, hash_password, iss
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.storage import LocalStorage
 from alexandrite.models3d.formats import ModelFormatError
-from alexandrite.orders.records import ensure_may_cancel, order_in_transit, record_creation, record_transition
-from alexandrite.shop import repository, webhooks
-from alexandrite.shop.domain import Owner, normalise_email, request_fingerprint
-from alexandrite.shop.tables import customers, idempotency_keys, order_history, orders, partners
+from alexandrite.orders.records import ensure_may_cancel, order_in_transit, record_transition
+from alexandrite.shop import order_reads, order_writes, repository, webhooks
+from alexandrite.shop.domain import Owner, normalise_email
+from alexandrite.shop.tables import customers, order_history, orders, partners
 from alexandrite.shop.uploads import MODEL_EXTENSIONS, ParseSlots, facts_for_ref, inspect_model
 
 SERVICE = "shop"
-UPLOADABLE = frozenset({OrderStatus.INITIATED, OrderStatus.FILE_UPLOADED, OrderStatus.PRICE_CALCULATION_FAILED})
+UPLOADABLE = order_writes.UPLOADABLE
 S = OrderStatus
 
 
@@ -94,60 +94,21 @@ async def _emit(uow: UnitOfWork, order_id: uuid.UUID, seq: int, change: StatusCh
 async def create_order(db: Database, principal: Principal, alloy: str, idempotency_key: str | None,
                        correlation_id: str | None = None) -> tuple[uuid.UUID, bool]:
     """Returns (order id, created now). A repeated Idempotency-Key returns the first order."""
-    owner = Owner.of(principal)
-    fingerprint = request_fingerprint({"alloy": alloy})
-    for _ in range(3):
-        async with UnitOfWork(db) as uow:
-            if idempotency_key:
-                existing = await repository.find_idempotent(uow.session, owner, idempotency_key)
-                if existing is not None:
-                    if existing.request_hash != fingerprint:
-                        raise ApiError(
-                            422, "idempotency_key_reused",
-                            "This Idempotency-Key was already used with a different request body.",
-                        )
-                    return existing.order_id, False
-            order_id = uuid.uuid4()
-            now = utcnow()
-            transition = await record_creation(
-                uow, orders, order_history, service=SERVICE, order_id=order_id, status=S.INITIATED,
-                by=principal.actor, at=now,
-                values={"owner_kind": owner.kind, "owner_id": uuid.UUID(owner.id), "owner_name": owner.name,
-                        "alloy": alloy},
-            )
-            if idempotency_key:
-                try:
-                    await uow.session.execute(
-                        idempotency_keys.insert().values(
-                            owner_kind=owner.kind, owner_id=uuid.UUID(owner.id), key=idempotency_key,
-                            request_hash=fingerprint, order_id=order_id,
-                        )
-                    )
-                except IntegrityError:
-                    continue  # the same key won a race in another request: read its order
-            await _emit(uow, order_id, transition.seq, StatusChanged(
-                status=S.INITIATED, actor=principal.actor, at=now, alloy=alloy, created_at=now,
-                owner=Party(kind=owner.kind, id=owner.id, name=owner.name),
-            ), correlation_id)
-            try:
-                await uow.commit()
-            except IntegrityError:
-                continue  # the same key won a race in another request: read its order
-            return order_id, True
-    raise ApiError(409, "conflict", "The request conflicted with a concurrent one; retry it.")
+    view, created = await order_writes.create_order(db, principal, alloy, idempotency_key, correlation_id)
+    return view["id"], created
 
 
 async def attach_model(db: Database, storage: LocalStorage, settings: Settings, principal: Principal,
                        order_id: uuid.UUID, data: bytes, filename: str | None,
-                       slots: ParseSlots | None = None) -> None:
+                       slots: ParseSlots | None = None) -> dict[str, Any]:
+    """Check, parse and store the model, then attach it (one statement); returns the order's view."""
     owner = Owner.of(principal)
-    async with db.sessions() as session:
-        row = await repository.get_owned_order(session, order_id, owner)
+    row = await order_reads.fetch_order(db, order_id, owner)
     if row is None:
         raise not_found()
-    if S(row.status) not in UPLOADABLE:
-        raise IllegalTransition(S(row.status), S.FILE_UPLOADED,
-                                f"the order is {row.status}: its model can no longer be changed")
+    if S(row["status"]) not in UPLOADABLE:
+        raise IllegalTransition(S(row["status"]), S.FILE_UPLOADED,
+                                f"the order is {row['status']}: its model can no longer be changed")
     try:
         if slots is None:
             facts = await asyncio.to_thread(inspect_model, data, filename, settings.uploads.limits)
@@ -159,71 +120,15 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
     key, _ = LocalStorage.model_key(data, MODEL_EXTENSIONS.get(facts["format"], "bin"))
     await storage.put(key, data)  # content-addressed: a later failure leaves no half-state
     model = ModelRef(key=key, filename=(filename or "")[:255] or None, **facts_for_ref(facts))
-    async with UnitOfWork(db) as uow:
-        current = await repository.get_owned_order(uow.session, order_id, owner, for_update=True)
-        if current is None:
-            raise not_found()
-        if current.status == S.FILE_UPLOADED.value and (current.model or {}).get("sha256") == facts["sha256"]:
-            return  # the same file again (a retried upload): nothing changes
-        model_json = {**model.model_dump(mode="json"),
-                      **{k: facts[k] for k in ("size_mm", "volume_mm3", "watertight")}}
-        transition = await record_transition(
-            uow, orders, order_history, service=SERVICE, order_id=order_id, target=S.FILE_UPLOADED,
-            by=principal.actor, requested_by=SERVICE,
-            values={"model": model_json, "failure": None, "quote": None, "progress": None},
-        )
-        await _emit(uow, order_id, transition.seq, StatusChanged(
-            status=S.FILE_UPLOADED, previous_status=transition.previous, actor=principal.actor,
-            at=transition.at, model=model,
-        ))
-        await uow.commit()
+    model_json = {**model.model_dump(mode="json"),
+                  **{k: facts[k] for k in ("size_mm", "volume_mm3", "watertight")}}
+    return await order_writes.attach_model(db, principal, order_id, row, model, model_json)
 
 
-def _asked_to_confirm(row: Any) -> str | None:
-    """What the order's pricing failure asked the customer to confirm ("scale"), if it asked."""
-    details = (row.failure or {}).get("details") or {}
-    confirm = details.get("confirm") if isinstance(details, dict) else None
-    return confirm if isinstance(confirm, str) else None
-
-
-async def submit(db: Database, principal: Principal, order_id: uuid.UUID, confirm: tuple[str, ...] = ()) -> None:
-    """Submit the order for pricing, with what the customer confirms (``("scale",)``: an unusual size is right).
-
-    A priced-and-refused order may be submitted again without a new upload only when its failure asked
-    for a confirmation and the customer gives it; any other refusal needs a corrected model.
-    """
-    owner = Owner.of(principal)
-    async with UnitOfWork(db) as uow:
-        row = await repository.get_owned_order(uow.session, order_id, owner, for_update=True)
-        if row is None:
-            raise not_found()
-        status = S(row.status)
-        if status not in (S.FILE_UPLOADED, S.INITIATED, S.PRICE_CALCULATION_FAILED) and status is not S.CANCELLED:
-            return  # already submitted: submitting again is a no-op
-        if status is S.PRICE_CALCULATION_FAILED and row.model:
-            asked = _asked_to_confirm(row)
-            if asked is None:
-                raise ApiError(409, "model_required",
-                               "The model could not be priced; upload a corrected model before submitting again.",
-                               details={"status": status.value, "failure": (row.failure or {}).get("code")})
-            if asked not in confirm:
-                raise ApiError(409, "confirmation_required",
-                               f"Pricing needs you to confirm the model's {asked} first: submit again with "
-                               f'{{"confirm": ["{asked}"]}}, or upload a corrected model.',
-                               details={"status": status.value, "confirm": asked})
-        elif status in (S.INITIATED, S.PRICE_CALCULATION_FAILED):
-            raise ApiError(409, "model_required",
-                           "Attach a valid 3D model before submitting (PUT /api/v1/orders/{id}/model).",
-                           details={"status": status.value})
-        transition = await record_transition(
-            uow, orders, order_history, service=SERVICE, order_id=order_id, target=S.SUBMITTED,
-            by=principal.actor, requested_by=SERVICE,
-        )
-        await _emit(uow, order_id, transition.seq, StatusChanged(
-            status=S.SUBMITTED, previous_status=transition.previous, actor=principal.actor, at=transition.at,
-            model=ModelRef.model_validate(row.model), alloy=row.alloy, confirm=sorted(set(confirm)) or None,
-        ))
-        await uow.commit()
+async def submit(db: Database, principal: Principal, order_id: uuid.UUID,
+                 confirm: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Submit the order for pricing (see :func:`order_writes.submit`); returns the order's view."""
+    return await order_writes.submit(db, principal, order_id, confirm)
 
 
 async def cancel_locally(db: Database, order_id: uuid.UUID, *, requested_by: str, actor: str,
