@@ -71,6 +71,12 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Returned to the pool without asyncpg's reset query (``SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL``, one round trip per checkout): the raw pool's users set no session state, take
+    no advisory locks and listen to nothing. An open transaction is still rolled back by asyncpg."""
+
+
 async def _json_codecs(connection: asyncpg.Connection) -> None:
     for name in ("jsonb", "json"):
         await connection.set_type_codec(name, encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
@@ -109,7 +115,7 @@ class Database:
         columns come back as Python values. With ``socket_dir`` it connects by the Unix socket there."""
         if self._raw is None:
             pool = await asyncpg.create_pool(
-                plain_dsn(self.url), min_size=1, max_size=self.pool_size, init=_json_codecs,
+                plain_dsn(self.url), min_size=1, max_size=self.pool_size, init=_json_codecs, reset=_keep_session,
                 command_timeout=30, server_settings={"application_name": "alexandrite"},
                 **({"host": self.socket_dir} if self.socket_dir else {}))
             if self._raw is None:
