@@ -275,3 +275,111 @@ async def test_a_revoked_key_stops_once_the_cache_forgets_it(shop: Shop, setting
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
     finally:
         await db.dispose()
+
+
+# --- the ASGI fast path answers exactly as FastAPI's routes do ----------------------------------------
+
+@pytest.fixture(scope="module")
+async def plain(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The same shop with every request through FastAPI (ALEX_API_FAST_PATHS=false)."""
+    app = create_app(settings.replace(**{
+        "run_relay": False, "run_consumer": False, "run_notifier": False, "run_webhooks": False,
+        "rate_limit_enabled": False, "backpressure_mode": "off", "api_fast_paths": False}))
+    async with LifespanManager(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://shop") as client:
+            yield client
+
+
+VOLATILE = ("id", "created_at", "updated_at", "at", "sha256", "key")
+
+
+def comparable(data: Any) -> Any:
+    """An answer without what differs between two orders (ids, times, file keys)."""
+    if isinstance(data, dict):
+        return {k: ("*" if k in VOLATILE and v is not None else comparable(v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [comparable(v) for v in data]
+    return data
+
+
+def same_answer(fast: httpx.Response, slow: httpx.Response, what: str) -> None:
+    assert fast.status_code == slow.status_code, (what, fast.text, slow.text)
+    assert comparable(fast.json()) == comparable(slow.json()), what
+    for header in ("content-type", "idempotent-replayed", "www-authenticate", "retry-after", "x-content-type-options"):
+        assert fast.headers.get(header) == slow.headers.get(header), (what, header)
+
+
+async def test_the_fast_path_answers_as_fastapi_does(shop: Shop, plain: httpx.AsyncClient, settings: Settings,
+                                                    sql: asyncpg.Connection) -> None:
+    key, _, db = await new_partner(settings, webhook=False)
+    other_key, _, other_db = await new_partner(settings, webhook=False)
+    await db.dispose()
+    await other_db.dispose()
+    partner, other = {"X-API-Key": key}, {"X-API-Key": other_key}
+    fast = shop.client
+    shared_key = f"same-{uuid.uuid4().hex}"
+
+    async def both(what: str, method: str, path: Callable[[str], str] | str, **kwargs: Any
+                   ) -> tuple[httpx.Response, httpx.Response]:
+        """The request to each shop; ``path`` may need an order of that shop (created first)."""
+        answers = []
+        for client in (fast, plain):
+            target = path
+            if callable(path):
+                made = await client.post("/api/v1/orders", json=BODY, headers=partner)
+                target = path(made.json()["id"])
+            answers.append(await client.request(method, target, **kwargs))
+        same_answer(answers[0], answers[1], what)
+        return answers[0], answers[1]
+
+    created = await both("create", "POST", "/api/v1/orders", json=BODY, headers=partner)
+    assert created[0].status_code == 201 and created[0].json()["history"][0]["by"].startswith("partner:")
+    await both("create, empty Idempotency-Key", "POST", "/api/v1/orders", json=BODY,
+               headers={**partner, "Idempotency-Key": ""})
+    for what, kwargs in (
+        ("unknown alloy", {"json": {"alloy": "bronze"}, "headers": partner}),
+        ("extra field", {"json": {"alloy": "gold_585", "engraving": "x"}, "headers": partner}),
+        ("not JSON", {"content": b"{alloy", "headers": {**partner, "Content-Type": "application/json"}}),
+        ("JSON sent as text", {"content": b'{"alloy": "gold_585"}', "headers": {**partner, "Content-Type": "text/plain"}}),
+        ("no credentials", {"json": BODY}),
+        ("wrong key", {"json": BODY, "headers": {"X-API-Key": "alx_wrong"}}),
+        ("expired token", {"json": BODY, "headers": {"Authorization": "Bearer abc.def"}}),
+        ("service token", {"json": BODY, "headers": {"Authorization": f"Service {settings.auth.service_token}"}}),
+        ("Idempotency-Key too long", {"json": BODY, "headers": {**partner, "Idempotency-Key": "k" * 201}}),
+    ):
+        fast_answer, _ = await both(what, "POST", "/api/v1/orders", **kwargs)
+        assert fast_answer.status_code >= 400, what
+
+    # The same Idempotency-Key on both shops (they share the database): each replays the first order.
+    keyed = {**partner, "Idempotency-Key": shared_key}
+    first = await fast.post("/api/v1/orders", json=BODY, headers=keyed)
+    replays = [await client.post("/api/v1/orders", json=BODY, headers=keyed) for client in (fast, plain)]
+    same_answer(replays[0], replays[1], "replay")
+    assert replays[0].headers["idempotent-replayed"] == "true" and replays[0].json() == first.json()
+    await both("key reused with another body", "POST", "/api/v1/orders", json={"alloy": "gold_750"}, headers=keyed)
+
+    await both("get", "GET", lambda i: f"/api/v1/orders/{i}", headers=partner)
+    await both("get, id in capitals", "GET", lambda i: f"/api/v1/orders/{i.upper()}", headers=partner)
+    await both("someone else's order", "GET", lambda i: f"/api/v1/orders/{i}", headers=other)
+    await both("unknown order", "GET", f"/api/v1/orders/{uuid.uuid4()}", headers=partner)
+    await both("submit without a model", "POST", lambda i: f"/api/v1/orders/{i}/submit", headers=partner)
+    await both("submit with a body", "POST", lambda i: f"/api/v1/orders/{i}/submit", headers=partner,
+               json={"confirm": ["scale"]})
+    await both("submit of someone else's", "POST", lambda i: f"/api/v1/orders/{i}/submit", headers=other)
+
+    for client in (fast, plain):  # a full submit, then again (a no-op), on each path
+        order = (await client.post("/api/v1/orders", json=BODY, headers=partner)).json()
+        await client.put(f"/api/v1/orders/{order['id']}/model", headers=partner,
+                         files={"file": ("ring.stl", RING, "model/stl")})
+    fast_orders = (await fast.get("/api/v1/orders?status=FILE_UPLOADED", headers=partner)).json()["items"]
+    submitted = [await c.post(f"/api/v1/orders/{fast_orders[i]['id']}/submit", headers=partner)
+                 for i, c in ((0, fast), (1, plain))]
+    same_answer(submitted[0], submitted[1], "submit")
+    assert submitted[0].status_code == 202 and submitted[0].json()["status"] == "SUBMITTED"
+    again = [await c.post(f"/api/v1/orders/{fast_orders[i]['id']}/submit", headers=partner)
+             for i, c in ((0, fast), (1, plain))]
+    same_answer(again[0], again[1], "submit again")
+
+    metrics = (await fast.get("/metrics")).text
+    for route in ("/api/v1/orders", "/api/v1/orders/{order_id}", "/api/v1/orders/{order_id}/submit"):
+        assert f'route="{route}"' in metrics, route

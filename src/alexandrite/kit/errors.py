@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
@@ -65,6 +66,11 @@ def infrastructure_unavailable(error: BaseException) -> bool:
         state = str(getattr(error.orig, "sqlstate", None) or "")
         return (bool(error.connection_invalidated) or state.startswith(_UNAVAILABLE_CLASSES)
                 or state in _UNAVAILABLE_STATES or isinstance(error.orig, OSError))
+    if isinstance(error, asyncpg.PostgresError):  # raw asyncpg (the hot paths' pool)
+        state = str(getattr(error, "sqlstate", None) or "")
+        return state.startswith(_UNAVAILABLE_CLASSES) or state in _UNAVAILABLE_STATES
+    if isinstance(error, asyncpg.exceptions.ConnectionDoesNotExistError):
+        return True
     return isinstance(error, OSError) and not isinstance(error, FileNotFoundError)
 
 
@@ -93,6 +99,18 @@ def install_error_handlers(app: FastAPI) -> None:
         # Text PostgreSQL cannot store (NUL characters, broken encodings) is the client's error.
         state = str(getattr(exc.orig, "sqlstate", None) or "")
         if state in _UNSTORABLE_TEXT:
+            return JSONResponse(error_body("invalid_request", "The request contains characters that cannot be "
+                                           "stored (for example NUL)."), 422)
+        if infrastructure_unavailable(exc):
+            return JSONResponse(error_body("database_unavailable", "The database is not available; retry shortly."),
+                                503, headers={"Retry-After": "2"})
+        raise exc
+
+    @app.exception_handler(asyncpg.PostgresError)
+    @app.exception_handler(asyncpg.exceptions.ConnectionDoesNotExistError)
+    async def _raw_database(_: Request, exc: Exception) -> JSONResponse:
+        # The same answers for statements sent on the raw asyncpg pool (not wrapped by SQLAlchemy).
+        if str(getattr(exc, "sqlstate", None) or "") in _UNSTORABLE_TEXT:
             return JSONResponse(error_body("invalid_request", "The request contains characters that cannot be "
                                            "stored (for example NUL)."), 422)
         if infrastructure_unavailable(exc):

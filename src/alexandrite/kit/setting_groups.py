@@ -100,6 +100,8 @@ class NetworkSettings(Group):
     mes_port: int = Field(default=8003, alias="mes_port")
     worker_metrics_port: int = Field(default=9100, alias="worker_metrics_port")
     peer_timeout_seconds: float = Field(default=3.0, gt=0, alias="peer_timeout_seconds")
+    # The hottest order requests answered straight from ASGI (shop/hot_paths.py); false: all through FastAPI.
+    fast_paths: bool = Field(default=True, alias="api_fast_paths")
 
 
 class UploadSettings(Group):

@@ -6,6 +6,7 @@ import asyncio
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.middleware import Middleware
 
 from alexandrite.kit.app import create_service_app
 from alexandrite.kit.errors import ApiError, error_body
@@ -16,6 +17,7 @@ from alexandrite.shop import pages
 from alexandrite.shop.api import internal, router
 from alexandrite.shop.backpressure import PricingBacklog
 from alexandrite.shop.consumers import event_handler
+from alexandrite.shop.hot_paths import OrderHotPaths
 from alexandrite.shop.notifier import run_notifier
 from alexandrite.shop.partner_keys import PartnerKeys
 from alexandrite.shop.uploads import ParseSlots
@@ -59,10 +61,13 @@ async def _not_an_owner(_: Request, exc: PermissionError) -> JSONResponse:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    app_settings = settings or get_settings()
     app = create_service_app(
-        "shop", settings or get_settings(), [router, webhook_router, internal], event_handler=event_handler,
+        "shop", app_settings, [router, webhook_router, internal], event_handler=event_handler,
         on_startup=_startup, title="Alexandrite shop API", loops=(notifier, webhook_dispatcher),
     )
     app.add_exception_handler(PermissionError, _not_an_owner)  # type: ignore[arg-type]  # Owner.of(staff)
+    if app_settings.net.fast_paths:  # innermost: throttling, shedding and metrics stay in front of it
+        app.user_middleware.append(Middleware(OrderHotPaths))
     pages.install(app)
     return app

@@ -121,6 +121,7 @@ async def create_order(db: Database, principal: Principal, alloy: str, idempoten
     """(the order's view, created now). A repeated Idempotency-Key answers with the first order."""
     owner = Owner.of(principal)
     owner_id = uuid.UUID(owner.id)
+    idempotency_key = idempotency_key or None  # an empty header is no key
     fingerprint = request_fingerprint({"alloy": alloy}) if idempotency_key else None
     actor = principal.actor
     for _ in range(ATTEMPTS):
