@@ -1,7 +1,7 @@
 """Shop API hot paths under wrk, each beside the anchor app measured in the same run.
 
 Run: .venv/bin/python bench/bench_api.py [--duration 10] [--connections 32] [--rounds 1]
-     [--endpoints create,submit,get] [--profile DIR] [--smoke]
+     [--endpoints create,submit,get] [--profile DIR] [--pg-socket DIR] [--smoke]
 
 Starts, in a sandbox of its own (databases migrated with the project's code, vhost, Redis prefix):
 - the anchor (bench/anchors/anchor_app.py: FastAPI + pydantic + asyncpg under uvicorn with uvloop and
@@ -18,7 +18,10 @@ Then wrk drives, in alternating order per round (anchor first in even rounds):
 
 The orders to submit are copies of one order created and uploaded through the API, written straight
 into the shop's database (row + history), so each submit meets a fresh FILE_UPLOADED order. The ratio is
-shop req/s / anchor req/s (medians over the rounds). ``--profile DIR`` records the shop process with
+shop req/s / anchor req/s (medians over the rounds). After each shop run the bench waits until the
+shop's relay has published the outbox rows the run left ("drain s"), so that backlog does not load
+the machine during the next run. ``--pg-socket DIR``: shop (``ALEX_PG_SOCKET_DIR``) and anchor both
+reach PostgreSQL by its Unix socket. ``--profile DIR`` records the shop process with
 py-spy during its first run of each endpoint (``DIR/<endpoint>.folded``, py-spy's raw format) and
 prints where its CPU went (bench/pyspy_shares.py). Everything the run made is dropped at the end.
 """
@@ -38,8 +41,9 @@ import pyspy_shares  # noqa: E402
 import support  # noqa: E402
 from support import AnchorApp, Children, WrkResult  # noqa: E402
 
-HEADER = ("endpoint", "req/s", "p50 ms", "p99 ms", "errors", "anchor req/s", "anchor p50", "anchor p99", "ratio")
-WIDTHS = (-8, 9, 8, 8, 7, 13, 11, 11, 7)
+HEADER = ("endpoint", "req/s", "p50 ms", "p99 ms", "errors", "drain s", "anchor req/s", "anchor p50", "anchor p99",
+          "ratio")
+WIDTHS = (-8, 9, 8, 8, 7, 8, 13, 11, 11, 7)
 
 
 @dataclass
@@ -68,12 +72,14 @@ def run(args: argparse.Namespace) -> int:
           f"shop: 1 process, throttling off; anchor: FastAPI + asyncpg, 1 statement per request", flush=True)
     with support.workdir("bench-api") as tmp:
         samples: dict[str, dict[str, list[WrkResult]]] = {e: {"shop": [], "anchor": []} for e in endpoints}
+        drains: dict[str, list[float]] = {e: [] for e in endpoints}
         with support.sandbox("bench-api") as settings:
             children = Children(tmp / "logs")
-            anchor = AnchorApp(settings, children)
+            anchor = AnchorApp(settings, children, socket_dir=args.pg_socket)
             try:
                 anchor.start()
-                shop = support.start_shop(settings, children)
+                shop = support.start_shop(settings, children,
+                                          **({"ALEX_PG_SOCKET_DIR": args.pg_socket} if args.pg_socket else {}))
                 shop_pid = children.processes["shop"].pid
                 key = support.partner_key(settings)
                 auth = {"X-API-Key": key}
@@ -132,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
                             profile = (args.profile / f"{name}.folded"
                                        if args.profile is not None and side == "shop" and round_index == 0 else None)
                             samples[name][side].append(drive(side, CASES[name], round_index, profile))
+                            if side == "shop":  # the relay's backlog must not load the next run
+                                drains[name].append(support.drain_outbox(settings))
                 submitted = 0
                 if "submit" in endpoints:
                     submitted = sum(r.requests for r in samples["submit"]["shop"])
@@ -146,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
             anchor_rate = support.median([r.rate for r in anchor_runs])
             rows.append((name, rate, support.median([r.p50_ms for r in shop_runs]),
                          support.median([r.p99_ms for r in shop_runs]), sum(r.errors for r in shop_runs),
-                         anchor_rate, support.median([r.p50_ms for r in anchor_runs]),
+                         f"{support.median(drains[name]):.1f}", anchor_rate,
+                         support.median([r.p50_ms for r in anchor_runs]),
                          support.median([r.p99_ms for r in anchor_runs]),
                          f"{rate / anchor_rate:.3f}" if anchor_rate else "-"))
         print()
@@ -174,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submit-orders", type=int, default=20000, help="orders ready to submit, per round")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per server")
     parser.add_argument("--profile", type=Path, help="record the shop with py-spy into this directory")
+    parser.add_argument("--pg-socket", metavar="DIR",
+                        help="shop and anchor reach PostgreSQL by its Unix socket in DIR (e.g. /var/run/postgresql)")
     parser.add_argument("--smoke", action="store_true", help="1-second runs, 4 connections (for the test suite)")
     args = parser.parse_args(argv)
     if args.smoke:

@@ -197,6 +197,7 @@ class AnchorApp:
     children: Children
     port: int = field(default_factory=free_port)
     pool_size: int = 10
+    socket_dir: str | None = None  # connect by PostgreSQL's Unix socket there (as ALEX_PG_SOCKET_DIR does)
 
     @property
     def database(self) -> str:
@@ -207,7 +208,13 @@ class AnchorApp:
         return f"http://127.0.0.1:{self.port}"
 
     def dsn(self) -> str:
-        return f"{plain_dsn(self.settings.db.dsn).rstrip('/')}/{self.database}"
+        dsn = f"{plain_dsn(self.settings.db.dsn).rstrip('/')}/{self.database}"
+        if not self.socket_dir:
+            return dsn
+        scheme, _, rest = dsn.partition("://")
+        user, _, host_and_path = rest.rpartition("@")
+        port = host_and_path.split("/", 1)[0].rpartition(":")[2] or "5432"
+        return f"{scheme}://{user}@/{self.database}?host={self.socket_dir}&port={port}"
 
     def start(self) -> None:
         asyncio.run(_admin(self.settings, f'CREATE DATABASE "{self.database}"'))
@@ -229,6 +236,25 @@ async def _admin(settings: Settings, statement: str) -> None:
         await conn.execute(statement)
     finally:
         await conn.close()
+
+
+async def _outbox_rows(settings: Settings) -> int:
+    conn = await asyncpg.connect(plain_dsn(settings.database_url("shop")))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM outbox"))
+    finally:
+        await conn.close()
+
+
+def drain_outbox(settings: Settings, timeout: float = 120.0) -> float:
+    """Wait until the shop's relay has published its whole outbox; the seconds it took (so that a
+    backlog left by one run does not load the machine during the next one)."""
+    started = time.monotonic()
+    while asyncio.run(_outbox_rows(settings)) > 0:
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"the shop's outbox was not drained within {timeout:.0f} s")
+        time.sleep(0.2)
+    return time.monotonic() - started
 
 
 # --- wrk ------------------------------------------------------------------------------------------------
