@@ -31,6 +31,11 @@ class ObservabilityMiddleware:
     def __init__(self, app: Any, service: str) -> None:
         self.app = app
         self.service = service
+        self._in_flight = metrics.HTTP_IN_FLIGHT.labels(service)
+        # Labelled children by (method, route template[, status]): label look-ups cost more than the
+        # observation itself. Bounded: templates and statuses are few (raw paths never become labels).
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._durations: dict[tuple[str, str], Any] = {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -56,7 +61,7 @@ class ObservabilityMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        gauge = metrics.HTTP_IN_FLIGHT.labels(self.service)
+        gauge = self._in_flight
         gauge.inc()
         try:
             await self.app(scope, receive, _send)
@@ -66,6 +71,22 @@ class ObservabilityMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "GET")
             elapsed = time.perf_counter() - started
-            metrics.HTTP_REQUESTS.labels(self.service, method, template, str(status_holder["status"])).inc()
-            metrics.HTTP_DURATION.labels(self.service, method, template).observe(elapsed)
+            status = status_holder["status"]
+            counter = self._counters.get((method, template, status))
+            if counter is None:
+                counter = self._child(self._counters, (method, template, status),
+                                      lambda: metrics.HTTP_REQUESTS.labels(self.service, method, template, str(status)))
+            duration = self._durations.get((method, template))
+            if duration is None:
+                duration = self._child(self._durations, (method, template),
+                                       lambda: metrics.HTTP_DURATION.labels(self.service, method, template))
+            counter.inc()
+            duration.observe(elapsed)
             structlog.contextvars.unbind_contextvars("request_id")
+
+    @staticmethod
+    def _child(cache: dict, key: tuple, make: Any) -> Any:
+        child = make()
+        if len(cache) < 10_000:  # unmatched paths share one template; methods could still be invented
+            cache[key] = child
+        return child

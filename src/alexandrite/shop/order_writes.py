@@ -19,6 +19,7 @@ table, seq + 1, a history entry per change, the time spent in the status left).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
@@ -122,7 +123,7 @@ async def create_order(db: Database, principal: Principal, alloy: str, idempoten
     owner = Owner.of(principal)
     owner_id = uuid.UUID(owner.id)
     idempotency_key = idempotency_key or None  # an empty header is no key
-    fingerprint = request_fingerprint({"alloy": alloy}) if idempotency_key else None
+    fingerprint = _fingerprint(alloy) if idempotency_key else None
     actor = principal.actor
     for _ in range(ATTEMPTS):
         order_id, now = uuid.uuid4(), utcnow()
@@ -154,6 +155,12 @@ async def create_order(db: Database, principal: Principal, alloy: str, idempoten
                            "This Idempotency-Key was already used with a different request body.")
         return view_of(dict(first)), False
     raise ApiError(409, "conflict", "The request conflicted with a concurrent one; retry it.")
+
+
+@functools.lru_cache(maxsize=16)
+def _fingerprint(alloy: str) -> str:
+    """The create body's fingerprint (the body is only ``{"alloy": ...}``: one per alloy)."""
+    return request_fingerprint({"alloy": alloy})
 
 
 def _count_creation() -> None:
