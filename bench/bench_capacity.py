@@ -1,7 +1,8 @@
 """Closed-loop capacity of one shop process: create → upload (small ring STL) → submit, orders per second,
 beside the anchor app doing the same three requests with the same bodies in the same run.
 
-Run: .venv/bin/python bench/bench_capacity.py [--duration 15] [--clients 16] [--rounds 1] [--smoke]
+Run: .venv/bin/python bench/bench_capacity.py [--duration 15] [--clients 16] [--rounds 1] [--pg-socket DIR]
+     [--smoke]
 
 Starts, in a sandbox of its own, one shop process (``alexandrite serve shop``: relay, consumer and
 background loops as deployed; throttling off; submit backpressure off, as no mes runs) and the anchor
@@ -10,7 +11,9 @@ background loops as deployed; throttling off; submit backpressure off, as no mes
 ``X-API-Key``, a new ``Idempotency-Key`` per create, the 2,112-triangle ring as multipart) for
 ``--duration`` seconds; an order counts when its submit was accepted. The client is plain asyncio
 streams with pre-built requests (tests/chaos/loadgen.py), light enough to share the two cores.
-``cpu %`` is the server process's CPU over the run (100 = one core). Everything is dropped at the end.
+``cpu %`` is the server process's CPU over the run (100 = one core). After each shop run the bench waits
+until the shop's relay has published what the run left in the outbox. ``--pg-socket DIR``: both servers
+reach PostgreSQL by its Unix socket. Everything is dropped at the end.
 """
 
 from __future__ import annotations
@@ -136,10 +139,11 @@ def run(args: argparse.Namespace) -> int:
         results: dict[str, list[tuple[Outcome, float]]] = {"anchor": [], "shop": []}
         with support.sandbox("bench-capacity") as settings:
             children = Children(tmp / "logs")
-            anchor = AnchorApp(settings, children)
+            anchor = AnchorApp(settings, children, socket_dir=args.pg_socket)
             try:
                 anchor.start()
-                shop = support.start_shop(settings, children)
+                shop = support.start_shop(settings, children,
+                                          **({"ALEX_PG_SOCKET_DIR": args.pg_socket} if args.pg_socket else {}))
                 key = support.partner_key(settings)
                 targets = {"anchor": (anchor.url, ANCHOR, children.processes["anchor"].pid),
                            "shop": (shop, SHOP, children.processes["shop"].pid)}
@@ -152,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
                     for side in order:
                         url, paths, pid = targets[side]
                         results[side].append(measure(url, paths, key, model, args.clients, args.duration, pid))
+                        if side == "shop":  # the relay's backlog must not load the anchor's run
+                            support.drain_outbox(settings)
                 print(f"# load average after measuring {support.loadavg():.2f}")
             finally:
                 children.stop_all()
@@ -179,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16, help="closed-loop clients (orders in flight)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--pg-socket", metavar="DIR",
+                        help="shop and anchor reach PostgreSQL by its Unix socket in DIR (e.g. /var/run/postgresql)")
     parser.add_argument("--smoke", action="store_true", help="2-second runs, 2 clients (for the test suite)")
     args = parser.parse_args(argv)
     if args.smoke:
