@@ -128,6 +128,22 @@ def instrument(clock: Clock) -> None:
     kit_db.UnitOfWork.emit = clock.wrap_sync("UnitOfWork.emit (envelope JSON)", kit_db.UnitOfWork.emit)
     sa_session.AsyncSession.execute = clock.wrap_async("SQLAlchemy AsyncSession.execute (all)",
                                                        sa_session.AsyncSession.execute)
+    # The hot paths (shop/hot_paths.py answers create, submit and GET; upload goes through FastAPI).
+    from alexandrite.shop import order_reads, order_writes
+    from alexandrite.shop.partner_keys import PartnerKeys
+
+    for name in ("create_order", "submit", "attach_model"):
+        setattr(order_writes, name, clock.wrap_async(f"use case: order_writes.{name}", getattr(order_writes, name)))
+    order_writes.fetch_order = clock.wrap_async("read: order_reads.fetch_order (1 statement)",
+                                                order_writes.fetch_order)
+    order_reads.order_view = clock.wrap_async("read: order_reads.order_view", order_reads.order_view)
+    order_reads.order_json = clock.wrap_sync("order_reads.order_json (orjson)", order_reads.order_json)
+    PartnerKeys.principal = clock.wrap_async("auth: PartnerKeys.principal (cached)",  # type: ignore[method-assign]
+                                             PartnerKeys.principal)
+    kit_db.StatementUnitOfWork.commit = clock.wrap_async(  # type: ignore[method-assign]
+        "StatementUnitOfWork.commit (the one statement)", kit_db.StatementUnitOfWork.commit)
+    kit_db.StatementUnitOfWork.emit = clock.wrap_sync(  # type: ignore[method-assign]
+        "StatementUnitOfWork.emit (envelope JSON)", kit_db.StatementUnitOfWork.emit)
     responses = starlette.responses.JSONResponse
     responses.render = clock.wrap_sync("JSONResponse.render", responses.render)  # type: ignore[method-assign]
 
