@@ -19,7 +19,7 @@ from alexandrite.kit.storage import LocalStorage
 from alexandrite.models3d.formats import ModelFormatError
 from alexandrite.orders.records import ensure_may_cancel, order_in_transit, record_creation, record_transition
 from alexandrite.shop import repository, webhooks
-from alexandrite.shop.domain import Owner, normalise_email, request_fingerprint
+from alexandrite.shop.domain import LookalikeEmail, Owner, normalise_email, request_fingerprint
 from alexandrite.shop.tables import customers, idempotency_keys, order_history, orders, partners
 from alexandrite.shop.uploads import MODEL_EXTENSIONS, ParseSlots, facts_for_ref, inspect_model
 
@@ -30,8 +30,15 @@ S = OrderStatus
 
 # --- accounts -----------------------------------------------------------------------------
 
+def _email(email: str) -> str:
+    try:
+        return normalise_email(email)
+    except LookalikeEmail as error:
+        raise ApiError(422, "email_lookalike", f"This e-mail address is not accepted: {error}.") from error
+
+
 async def sign_up(db: Database, email: str, password: str, name: str) -> dict[str, Any]:
-    email = normalise_email(email)
+    email = _email(email)
     customer_id = uuid.uuid4()
     password_hash = await asyncio.to_thread(hash_password, password)
     async with UnitOfWork(db) as uow:
@@ -47,7 +54,7 @@ async def sign_up(db: Database, email: str, password: str, name: str) -> dict[st
 
 async def sign_in(db: Database, settings: Settings, email: str, password: str) -> dict[str, Any]:
     async with db.sessions() as session:
-        row = await repository.customer_by_email(session, normalise_email(email))
+        row = await repository.customer_by_email(session, _email(email))
     ok = row is not None and await asyncio.to_thread(verify_password, password, row.password_hash)
     if not ok:
         raise ApiError(401, "invalid_credentials", "The e-mail or the password is wrong.")
