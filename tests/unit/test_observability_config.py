@@ -13,6 +13,7 @@ import structlog
 import yaml
 from prometheus_client import REGISTRY, generate_latest
 
+import alexandrite.kit.auth_failures  # noqa: F401
 import alexandrite.kit.metrics  # noqa: F401 - registers the metrics
 import alexandrite.mes.metrics  # noqa: F401
 from alexandrite.kit.logs import configure_logging, scrub

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 from alexandrite.cli.common import Subparsers, fail
 from alexandrite.cli.ha import add_up_arguments as add_ha_arguments
@@ -32,15 +33,23 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def server_options(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """uvicorn options. X-Forwarded-For is read only from ``ALEX_TRUSTED_PROXIES`` (none by default),
+    never from uvicorn's built-in loopback trust: a spoofed header must not give a fresh limit bucket."""
+    port = args.port or settings.service_port(args.service)
+    proxies = [p.strip() for p in settings.net.trusted_proxies.split(",") if p.strip()]
+    return dict(factory=True, host=args.host or settings.net.host, port=port, log_level="warning",
+                access_log=False, timeout_graceful_shutdown=settings.shutdown.timeout_seconds,
+                timeout_keep_alive=30,  # longer than clients' idle expiry: no close-while-reused races
+                proxy_headers=bool(proxies), forwarded_allow_ips=",".join(proxies) or None)
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from alexandrite.kit.shutdown import serve
 
-    port = args.port or settings.service_port(args.service)
-    options = dict(factory=True, host=args.host or settings.net.host, port=port, log_level="warning",
-                   access_log=False, timeout_graceful_shutdown=settings.shutdown.timeout_seconds,
-                   timeout_keep_alive=30)  # longer than clients' idle expiry: no close-while-reused races
+    options = server_options(settings, args)
     if args.workers > 1:  # uvicorn's supervisor: its children stop without the readiness drain
         uvicorn.run(f"alexandrite.{args.service}.app:create_app", workers=args.workers, **options)  # type: ignore[arg-type]
     else:

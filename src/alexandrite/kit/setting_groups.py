@@ -92,6 +92,8 @@ class NetworkSettings(Group):
     """Where each service listens and how the services reach each other."""
 
     host: str = Field(default="127.0.0.1", alias="host")
+    # comma-separated proxy addresses whose X-Forwarded-For/-Proto is believed; none by default
+    trusted_proxies: str = Field(default="", alias="trusted_proxies")
     shop_url: str = Field(default="http://127.0.0.1:8001", alias="shop_url")
     crm_url: str = Field(default="http://127.0.0.1:8002", alias="crm_url")
     mes_url: str = Field(default="http://127.0.0.1:8003", alias="mes_url")

@@ -10,6 +10,7 @@ and ``alexandrite_rate_limit_redis_failures_total`` counts them.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import time
@@ -132,11 +133,11 @@ class PlanCache:
 
 def buckets_for(scope: dict[str, Any], settings: Settings, plan: str | None, key_hash: str | None
                 ) -> list[tuple[str, int]]:
-    """(bucket, limit) pairs this request counts against; service-to-service calls count against none."""
-    headers = dict(scope.get("headers") or ())
-    auth = headers.get(b"authorization", b"").decode("latin-1")
-    scheme, _, credentials = auth.partition(" ")
-    if scheme.lower() == "service":
+    """(bucket, limit) pairs this request counts against. Only a service call whose token verifies
+    counts against none: a wrong or empty ``Service`` credential is limited like any other request."""
+    auth = authorization_values(scope)
+    scheme, _, credentials = (auth[0] if auth else "").partition(" ")
+    if scheme.lower() == "service" and service_token_valid(settings, credentials):
         return []
     client = scope.get("client") or ("unknown", 0)
     result = [(f"ip:{client[0]}", settings.throttle.per_ip)]
@@ -152,6 +153,16 @@ def buckets_for(scope: dict[str, Any], settings: Settings, plan: str | None, key
             else settings.throttle.per_staff
         result.append((f"{principal.role}:{principal.subject}", limit))
     return result
+
+
+def authorization_values(scope: dict[str, Any]) -> list[str]:
+    """Every ``Authorization`` header of the request, in order."""
+    return [value.decode("latin-1") for name, value in scope.get("headers") or () if name == b"authorization"]
+
+
+def service_token_valid(settings: Settings, credentials: str) -> bool:
+    token = credentials.strip()
+    return bool(token) and hmac.compare_digest(token.encode(), settings.auth.service_token.encode())
 
 
 async def _send_json(send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]) -> None:
@@ -201,6 +212,11 @@ class ThrottleMiddleware:
         self.service = service
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and len(authorization_values(scope)) > 1:
+            # the limiter and authentication must read the same credential: refuse ambiguity outright
+            await _send_json(send, 400, error_body(
+                "duplicate_authorization", "Send exactly one Authorization header."), [])
+            return
         state = getattr(scope.get("app"), "state", None)
         limiter: RateLimiter | None = getattr(state, "rate_limiter", None)
         path = scope.get("path", "")

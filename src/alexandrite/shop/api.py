@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from alexandrite.contracts.order_status import OrderStatus
+from alexandrite.kit import auth_failures
 from alexandrite.kit.auth import CurrentService, public, require
 from alexandrite.kit.errors import ApiError, not_found
 from alexandrite.kit.pagination import page
@@ -73,7 +74,16 @@ async def sign_up(body: SignUp, request: Request) -> dict[str, Any]:
 
 @router.post("/auth/token", response_model=TokenOut, dependencies=[public("signing in needs no token")])
 async def sign_in(body: SignIn, request: Request) -> dict[str, Any]:
-    return await handlers.sign_in(request.app.state.db, request.app.state.settings, body.email, body.password)
+    state = request.app.state
+    where = (state.redis, state.settings.redis.prefix, "shop", "signin",
+             request.client.host if request.client else "unknown", body.email.strip().lower())
+    await auth_failures.refuse_if_locked(*where)
+    try:
+        return await handlers.sign_in(state.db, state.settings, body.email, body.password)
+    except ApiError as error:
+        if error.status == 401:
+            await auth_failures.record_failure(*where)
+        raise
 
 
 @router.post("/orders", response_model=OrderOut, status_code=201)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import secrets
 import uuid
 from typing import Any
 
@@ -19,7 +21,7 @@ from alexandrite.kit.storage import LocalStorage
 from alexandrite.models3d.formats import ModelFormatError
 from alexandrite.orders.records import ensure_may_cancel, order_in_transit, record_transition
 from alexandrite.shop import order_reads, order_writes, repository, webhooks
-from alexandrite.shop.domain import Owner, normalise_email
+from alexandrite.shop.domain import LookalikeEmail, Owner, normalise_email
 from alexandrite.shop.tables import customers, order_history, orders, partners
 from alexandrite.shop.uploads import MODEL_EXTENSIONS, ParseSlots, facts_for_ref, inspect_model, parse_inline
 
@@ -30,8 +32,20 @@ S = OrderStatus
 
 # --- accounts -----------------------------------------------------------------------------
 
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def _email(email: str) -> str:
+    try:
+        return normalise_email(email)
+    except LookalikeEmail as error:
+        raise ApiError(422, "email_lookalike", f"This e-mail address is not accepted: {error}.") from error
+
+
 async def sign_up(db: Database, email: str, password: str, name: str) -> dict[str, Any]:
-    email = normalise_email(email)
+    email = _email(email)
     customer_id = uuid.uuid4()
     password_hash = await asyncio.to_thread(hash_password, password)
     async with UnitOfWork(db) as uow:
@@ -47,8 +61,10 @@ async def sign_up(db: Database, email: str, password: str, name: str) -> dict[st
 
 async def sign_in(db: Database, settings: Settings, email: str, password: str) -> dict[str, Any]:
     async with db.sessions() as session:
-        row = await repository.customer_by_email(session, normalise_email(email))
-    ok = row is not None and await asyncio.to_thread(verify_password, password, row.password_hash)
+        row = await repository.customer_by_email(session, _email(email))
+    # an unknown address costs the same hash as a known one: the answer time does not tell which exists
+    stored = row.password_hash if row is not None else _dummy_hash()
+    ok = await asyncio.to_thread(verify_password, password, stored) and row is not None
     if not ok:
         raise ApiError(401, "invalid_credentials", "The e-mail or the password is wrong.")
     principal = Principal(role="customer", subject=str(row.id), name=row.name)
