@@ -167,7 +167,9 @@ class WebhookSettings(Group):
     idle_seconds: float = Field(default=0.2, gt=0, alias="webhook_idle_seconds")
     breaker_failures: int = Field(default=5, ge=1, alias="webhook_breaker_failures")
     breaker_reset_seconds: float = Field(default=30.0, gt=0, alias="webhook_breaker_reset_seconds")
-    allow_private_urls: bool = Field(default=True, alias="webhook_allow_private_urls")  # production: False
+    # Development only (refused in production): webhook URLs may use http and reach loopback/private
+    # addresses, for receivers on this machine. The platform's own services stay refused even then.
+    allow_private_urls: bool = Field(default=False, alias="webhook_allow_private_urls")
 
 
 class CacheSettings(Group):

@@ -180,6 +180,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "refusing to start in production with default or short secrets: " + ", ".join(bad)
                 )
+            if self.webhooks.allow_private_urls:
+                raise ValueError("ALEX_WEBHOOK_ALLOW_PRIVATE_URLS is a development setting; production refuses it")
         return self
 
     def replace(self, **changes: Any) -> "Settings":
