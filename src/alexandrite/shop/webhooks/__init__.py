@@ -14,7 +14,7 @@ from alexandrite.shop.webhooks.signing import (
 )
 
 __all__ = [
-    "DELIVERY_HEADER", "EVENT_HEADER", "SIGNATURE_HEADER", "STATES", "TIMESTAMP_HEADER", "check_url", "check_url_resolves", "endpoint",
-    "enqueue", "list_deliveries", "new_secret", "register", "replay", "sign", "status_payload", "unregister",
-    "verify",
+    "DELIVERY_HEADER", "EVENT_HEADER", "SIGNATURE_HEADER", "STATES", "TIMESTAMP_HEADER", "check_url",
+    "check_url_resolves", "endpoint", "enqueue", "list_deliveries", "new_secret", "register", "replay", "sign",
+    "status_payload", "unregister", "verify",
 ]
