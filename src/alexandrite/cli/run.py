@@ -35,6 +35,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from alexandrite.kit.header_limit import server_options as head_limit
     from alexandrite.kit.shutdown import serve
 
     port = args.port or settings.service_port(args.service)
@@ -42,10 +43,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                    access_log=False, timeout_graceful_shutdown=settings.shutdown.timeout_seconds,
                    timeout_keep_alive=30)  # longer than clients' idle expiry: no close-while-reused races
     if args.workers > 1:  # uvicorn's supervisor: its children stop without the readiness drain
-        uvicorn.run(f"alexandrite.{args.service}.app:create_app", workers=args.workers, **options)  # type: ignore[arg-type]
+        uvicorn.run(f"alexandrite.{args.service}.app:create_app", workers=args.workers, **options,  # type: ignore[arg-type]
+                    **head_limit(settings))
     else:
         serve(f"alexandrite.{args.service}.app:create_app", drain_seconds=settings.shutdown.drain_seconds,
-              **options)
+              **options, **head_limit(settings))
     return 0
 
 

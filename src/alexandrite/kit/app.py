@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from alexandrite.kit import shutdown
 from alexandrite.kit.auth import unguarded_routes
+from alexandrite.kit.body_limit import install_body_limit
 from alexandrite.kit.breaker import breaker_from_settings
 from alexandrite.kit.db import Database
 from alexandrite.kit.errors import install_error_handlers
@@ -146,6 +147,7 @@ def create_service_app(
     async def metrics_endpoint() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    install_body_limit(app, settings)  # innermost of these: a request refused by the limiter is never read
     app.add_middleware(ThrottleMiddleware, service=service)
     app.add_middleware(LoadShedMiddleware, service=service, max_in_flight=settings.throttle.max_in_flight_requests)
     app.add_middleware(ObservabilityMiddleware, service=service)

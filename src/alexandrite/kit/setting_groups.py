@@ -140,6 +140,15 @@ class ThrottleSettings(Group):
     max_in_flight_requests: int = Field(default=64, ge=1, alias="max_in_flight_requests")
 
 
+class RequestLimitSettings(Group):
+    """How large a request may be; checked as it arrives (kit/body_limit.py), before authentication.
+    Routes taking an uploaded file accept ``max_upload_bytes`` (plus the multipart envelope) instead."""
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, alias="max_body_bytes")
+    # Request line + headers; uvicorn's parser is held to it too (kit/header_limit.py): 431 past it.
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096, alias="max_header_bytes")
+
+
 class BreakerSettings(Group):
     """Circuit breakers on every outbound dependency: failures before opening, seconds open."""
 

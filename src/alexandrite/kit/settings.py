@@ -35,6 +35,7 @@ from alexandrite.kit.setting_groups import (
     OperationsSettings,
     PricingSettings,
     RedisSettings,
+    RequestLimitSettings,
     ShutdownSettings,
     SlaSettings,
     ThrottleSettings,
@@ -109,6 +110,7 @@ class Settings(BaseSettings):
     uploads: UploadSettings = Field(default_factory=UploadSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     throttle: ThrottleSettings = Field(default_factory=ThrottleSettings)
+    limits: RequestLimitSettings = Field(default_factory=RequestLimitSettings)
     breakers: BreakerSettings = Field(default_factory=BreakerSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
