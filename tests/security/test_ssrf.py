@@ -74,7 +74,8 @@ def test_production_refuses_the_development_setting() -> None:
 
     with pytest.raises(ValidationError, match="WEBHOOK_ALLOW_PRIVATE_URLS"):
         Settings(environment="production", secret_key="k" * 40, service_token="t" * 40,  # type: ignore[call-arg]
-                 carrier_webhook_secret="c" * 40, webhook_allow_private_urls=True, _env_file=None)
+                 carrier_webhook_secret="c" * 40, metrics_token="m" * 40, webhook_allow_private_urls=True,
+                 _env_file=None)
 
 
 def test_the_default_refuses_private_targets() -> None:

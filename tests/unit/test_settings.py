@@ -19,7 +19,8 @@ def test_production_refuses_default_secrets() -> None:
 
 def test_production_starts_with_real_secrets() -> None:
     settings = Settings(environment="production", secret_key="k" * 40, service_token="t" * 40,
-                        carrier_webhook_secret="c" * 40, _env_file=None)  # type: ignore[call-arg]
+                        carrier_webhook_secret="c" * 40, metrics_token="m" * 40,
+                        _env_file=None)  # type: ignore[call-arg]
     assert settings.environment == "production"
 
 

@@ -86,7 +86,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     print("\nAlexandrite is starting:")
     for service in SERVICES:
         url = settings.service_url(service)
-        print(f"  {service:5} {url}/docs   metrics {url}/metrics")
+        print(f"  {service:5} {url}/docs   metrics {url}/metrics (Bearer ALEX_METRICS_TOKEN)")
     print(f"  pages: shop {settings.net.shop_url}/  crm {settings.net.crm_url}/orders  "
           f"mes {settings.net.mes_url}/production/dashboard")
     for index in range(args.workers):

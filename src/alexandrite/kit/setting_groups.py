@@ -13,6 +13,7 @@ from alexandrite.models3d.limits import ModelLimits
 DEFAULT_SECRET = "local-development-secret-change-me"
 DEFAULT_SERVICE_TOKEN = "local-service-token-change-me"
 DEFAULT_CARRIER_SECRET = "local-carrier-secret-change-me"
+DEFAULT_METRICS_TOKEN = "local-metrics-token-change-me"
 
 DAY = 86400.0
 # Longest time an order may stay in a status before the customer is told of the delay.
@@ -193,6 +194,9 @@ class CacheSettings(Group):
 
 
 class ObservabilitySettings(Group):
+    # What a Prometheus scrape of an API's /metrics presents (Authorization: Bearer ...); production
+    # refuses the default. Workers' side ports serve /metrics without it (internal ports only).
+    metrics_token: str = Field(default=DEFAULT_METRICS_TOKEN, alias="metrics_token")
     log_level: str = Field(default="INFO", alias="log_level")
     log_json: bool = Field(default=True, alias="log_json")
     # Optional push of every metric to Graphite (carbon plaintext "host:port"); off when unset.

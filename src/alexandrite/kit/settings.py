@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.setting_groups import (
     DEFAULT_CARRIER_SECRET,
+    DEFAULT_METRICS_TOKEN,
     DEFAULT_SECRET,
     DEFAULT_SERVICE_TOKEN,
     AuthSettings,
@@ -175,6 +176,7 @@ class Settings(BaseSettings):
                     ("ALEX_SECRET_KEY", self.auth.secret_key, DEFAULT_SECRET),
                     ("ALEX_SERVICE_TOKEN", self.auth.service_token, DEFAULT_SERVICE_TOKEN),
                     ("ALEX_CARRIER_WEBHOOK_SECRET", self.auth.carrier_webhook_secret, DEFAULT_CARRIER_SECRET),
+                    ("ALEX_METRICS_TOKEN", self.obs.metrics_token, DEFAULT_METRICS_TOKEN),
                 )
                 if value == default or len(value) < 32
             ]
