@@ -59,7 +59,8 @@ class Observed:
         """Every sample of every process, keyed by (process, sample name, labels); and the raw texts."""
         samples: Samples = {}
         texts = {}
-        async with httpx.AsyncClient(timeout=10) as client:
+        token = {"Authorization": f"Bearer {self.settings.obs.metrics_token}"}  # workers' side ports ignore it
+        async with httpx.AsyncClient(timeout=10, headers=token) as client:
             for process, url in self.endpoints().items():
                 response = await client.get(url)
                 assert response.status_code == 200, url

@@ -202,7 +202,8 @@ async def test_redis_unreachable_serves_from_the_database_and_says_so(settings: 
         assert taken.status_code == 200  # the failed invalidation does not undo the commit
         response = await http.get(f"{BASE}/orders", headers=bearer(settings), params={"limit": 20})
         assert status_in(response.json(), order_id) == "MANUFACTURING_STARTED"
-        metrics = (await http.get("/metrics")).text
+        metrics = (await http.get("/metrics", headers={
+            "Authorization": f"Bearer {settings.obs.metrics_token}"})).text
     assert cache_count("unavailable") >= before + 2
     assert f'alexandrite_cache_up{{cache="{CACHE_NAME}"}} 0.0' in metrics
 

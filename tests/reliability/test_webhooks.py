@@ -35,6 +35,7 @@ def _settings(settings: Settings, **overrides: object) -> Settings:
         "run_relay": False, "run_consumer": False, "webhook_idle_seconds": 0.05,
         "webhook_backoff_seconds": (0.1, 0.2), "webhook_timeout_seconds": 5.0,
         "redis_prefix": f"{settings.redis.prefix}:wh-{uuid.uuid4().hex[:6]}",
+        "webhook_allow_private_urls": True,  # the receivers listen on this machine (development setting)
     }
     return settings.replace(**{**base, **overrides})
 

@@ -19,7 +19,8 @@ def test_production_refuses_default_secrets() -> None:
 
 def test_production_starts_with_real_secrets() -> None:
     settings = Settings(environment="production", secret_key="k" * 40, service_token="t" * 40,
-                        carrier_webhook_secret="c" * 40, _env_file=None)  # type: ignore[call-arg]
+                        carrier_webhook_secret="c" * 40, metrics_token="m" * 40,
+                        _env_file=None)  # type: ignore[call-arg]
     assert settings.environment == "production"
 
 
@@ -33,13 +34,13 @@ def test_every_flat_environment_variable_reaches_its_group(monkeypatch: pytest.M
     monkeypatch.setenv("ALEX_RATE_LIMIT_PER_IP", "42")
     monkeypatch.setenv("ALEX_RATE_LIMIT_PLANS", '{"gold": 5}')
     monkeypatch.setenv("ALEX_RETRY_DELAYS_MS", "[10, 20]")
-    monkeypatch.setenv("ALEX_WEBHOOK_ALLOW_PRIVATE_URLS", "false")
+    monkeypatch.setenv("ALEX_WEBHOOK_ALLOW_PRIVATE_URLS", "true")
     monkeypatch.setenv("ALEX_PRICING_CONFIG", "/etc/prices.json")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.db.pool_size == 7
     assert settings.throttle.per_ip == 42 and settings.throttle.plans == {"gold": 5}
     assert settings.broker.retry_delays_ms == (10, 20)
-    assert settings.webhooks.allow_private_urls is False
+    assert settings.webhooks.allow_private_urls is True
     assert str(settings.pricing.config_path) == "/etc/prices.json"
 
 

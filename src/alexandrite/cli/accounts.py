@@ -14,18 +14,20 @@ def cmd_partner_create(settings: Settings, args: argparse.Namespace) -> int:
     from alexandrite.kit.db import Database
     from alexandrite.kit.errors import ApiError
     from alexandrite.shop.handlers import create_partner
-    from alexandrite.shop.webhooks import check_url
+    from alexandrite.shop.webhooks import check_url, check_url_resolves
 
-    if args.webhook_url:
+    webhook_url = None
+    if args.webhook_url:  # the same checks as PUT /api/v1/webhook
         try:
-            check_url(args.webhook_url, settings)
+            webhook_url = check_url(args.webhook_url, settings)
+            asyncio.run(check_url_resolves(webhook_url, settings))
         except ApiError as error:
             return fail(error.message)
 
     async def _run() -> str:
         db = Database(settings.database_url("shop"), pool_size=1)
         try:
-            return await create_partner(db, args.name, plan=args.plan, webhook_url=args.webhook_url)
+            return await create_partner(db, args.name, plan=args.plan, webhook_url=webhook_url)
         finally:
             await db.dispose()
 
@@ -35,11 +37,11 @@ def cmd_partner_create(settings: Settings, args: argparse.Namespace) -> int:
         return fail(str(error), 1)
     print(f"partner {args.name} created; its API key (shown once, keep it secret):")
     print(key)
-    if args.webhook_url:
+    if webhook_url:
         print("webhook signing secret (PUT /api/v1/webhook issues a new one):")
         from alexandrite.cli.webhooks import register_endpoint
 
-        print(asyncio.run(register_endpoint(settings, key, args.webhook_url)))
+        print(asyncio.run(register_endpoint(settings, key, webhook_url)))
     return 0
 
 

@@ -47,14 +47,16 @@ def server_options(settings: Settings, args: argparse.Namespace) -> dict[str, An
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    from alexandrite.kit.header_limit import server_options as head_limit
     from alexandrite.kit.shutdown import serve
 
     options = server_options(settings, args)
     if args.workers > 1:  # uvicorn's supervisor: its children stop without the readiness drain
-        uvicorn.run(f"alexandrite.{args.service}.app:create_app", workers=args.workers, **options)  # type: ignore[arg-type]
+        uvicorn.run(f"alexandrite.{args.service}.app:create_app", workers=args.workers, **options,  # type: ignore[arg-type]
+                    **head_limit(settings))
     else:
         serve(f"alexandrite.{args.service}.app:create_app", drain_seconds=settings.shutdown.drain_seconds,
-              **options)
+              **options, **head_limit(settings))
     return 0
 
 
@@ -93,7 +95,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     print("\nAlexandrite is starting:")
     for service in SERVICES:
         url = settings.service_url(service)
-        print(f"  {service:5} {url}/docs   metrics {url}/metrics")
+        print(f"  {service:5} {url}/docs   metrics {url}/metrics (Bearer ALEX_METRICS_TOKEN)")
     print(f"  pages: shop {settings.net.shop_url}/  crm {settings.net.crm_url}/orders  "
           f"mes {settings.net.mes_url}/production/dashboard")
     for index in range(args.workers):

@@ -58,7 +58,9 @@ async def register_endpoint(settings: Settings, api_key: str, url: str) -> str:
         principal = await partner_principal(db, api_key)
         if principal is None:
             raise LookupError("the partner was not found")
-        return await webhooks.register(db, uuid.UUID(principal.subject), webhooks.check_url(url, settings))
+        checked = webhooks.check_url(url, settings)
+        await webhooks.check_url_resolves(checked, settings)
+        return await webhooks.register(db, uuid.UUID(principal.subject), checked)
     finally:
         await db.dispose()
 

@@ -30,7 +30,8 @@ from alexandrite.kit.security import Principal
 
 router = APIRouter(prefix="/api/v1/crm", tags=["crm"])
 webhooks = APIRouter(prefix="/api/v1/crm/webhooks", tags=["webhooks"])
-internal = APIRouter(prefix="/internal/v1", tags=["internal"])
+# Service-to-service only (the service token): not part of the public API description.
+internal = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
 
 Seller = Annotated[Principal, Depends(require("seller"))]
 

@@ -63,6 +63,7 @@ def sandbox_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
             "ALEX_SECRET_KEY": settings.auth.secret_key,
             "ALEX_SERVICE_TOKEN": settings.auth.service_token,
             "ALEX_CARRIER_WEBHOOK_SECRET": settings.auth.carrier_webhook_secret,
+            "ALEX_METRICS_TOKEN": settings.obs.metrics_token,
             "ALEX_RATE_LIMIT_PER_IP": str(settings.throttle.per_ip),
             "ALEX_RATE_LIMIT_PER_CUSTOMER": str(settings.throttle.per_customer),
             "ALEX_RATE_LIMIT_PER_STAFF": str(settings.throttle.per_staff),

@@ -9,13 +9,11 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from alexandrite.kit import shutdown
 from alexandrite.kit.auth import unguarded_routes
+from alexandrite.kit.body_limit import install_body_limit
 from alexandrite.kit.breaker import breaker_from_settings
 from alexandrite.kit.db import Database
 from alexandrite.kit.errors import install_error_handlers
@@ -26,6 +24,7 @@ from alexandrite.kit.messaging.consumer import Consumer, Delivery
 from alexandrite.kit.messaging.relay import OutboxRelay
 from alexandrite.kit.messaging.topology import events_queue, setup_topology
 from alexandrite.kit.peers import Peers
+from alexandrite.kit.probes import metrics_response, ready_response
 from alexandrite.kit.redis_clients import redis_client
 from alexandrite.kit.settings import Service, Settings
 from alexandrite.kit.storage import LocalStorage
@@ -127,26 +126,13 @@ def create_service_app(
 
     @app.get("/health/ready", tags=["health"])
     async def ready(request: Request) -> JSONResponse:
-        checks: dict[str, str] = {}
-        state = request.app.state
-        try:
-            async with state.db.engine.connect() as conn:
-                await asyncio.wait_for(conn.execute(text("SELECT 1")), timeout=2)
-            checks["postgres"] = "ok"
-        except Exception as error:
-            checks["postgres"] = f"failed: {type(error).__name__}"
-        consumer = getattr(state, "consumer", None)
-        if consumer is not None:
-            checks["rabbitmq"] = "ok" if consumer.ready.is_set() else "not connected"
-        if shutdown.draining():
-            checks["shutdown"] = "draining"
-        ok = bool(getattr(state, "ready", False)) and all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+        return await ready_response(request)  # cached ~1 s; details for the metrics token only
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics_endpoint() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics_endpoint(request: Request) -> Response:
+        return metrics_response(request)  # Authorization: Bearer <ALEX_METRICS_TOKEN>
 
+    install_body_limit(app, settings)  # innermost of these: a request refused by the limiter is never read
     app.add_middleware(ThrottleMiddleware, service=service)
     app.add_middleware(LoadShedMiddleware, service=service, max_in_flight=settings.throttle.max_in_flight_requests)
     app.add_middleware(ObservabilityMiddleware, service=service)

@@ -13,6 +13,7 @@ from alexandrite.models3d.limits import ModelLimits
 DEFAULT_SECRET = "local-development-secret-change-me"
 DEFAULT_SERVICE_TOKEN = "local-service-token-change-me"
 DEFAULT_CARRIER_SECRET = "local-carrier-secret-change-me"
+DEFAULT_METRICS_TOKEN = "local-metrics-token-change-me"
 
 DAY = 86400.0
 # Longest time an order may stay in a status before the customer is told of the delay.
@@ -150,6 +151,15 @@ class ThrottleSettings(Group):
     max_in_flight_requests: int = Field(default=64, ge=1, alias="max_in_flight_requests")
 
 
+class RequestLimitSettings(Group):
+    """How large a request may be; checked as it arrives (kit/body_limit.py), before authentication.
+    Routes taking an uploaded file accept ``max_upload_bytes`` (plus the multipart envelope) instead."""
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, alias="max_body_bytes")
+    # Request line + headers; uvicorn's parser is held to it too (kit/header_limit.py): 431 past it.
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096, alias="max_header_bytes")
+
+
 class BreakerSettings(Group):
     """Circuit breakers on every outbound dependency: failures before opening, seconds open."""
 
@@ -177,7 +187,9 @@ class WebhookSettings(Group):
     idle_seconds: float = Field(default=0.2, gt=0, alias="webhook_idle_seconds")
     breaker_failures: int = Field(default=5, ge=1, alias="webhook_breaker_failures")
     breaker_reset_seconds: float = Field(default=30.0, gt=0, alias="webhook_breaker_reset_seconds")
-    allow_private_urls: bool = Field(default=True, alias="webhook_allow_private_urls")  # production: False
+    # Development only (refused in production): webhook URLs may use http and reach loopback/private
+    # addresses, for receivers on this machine. The platform's own services stay refused even then.
+    allow_private_urls: bool = Field(default=False, alias="webhook_allow_private_urls")
 
 
 class CacheSettings(Group):
@@ -192,6 +204,9 @@ class CacheSettings(Group):
 
 
 class ObservabilitySettings(Group):
+    # What a Prometheus scrape of an API's /metrics presents (Authorization: Bearer ...); production
+    # refuses the default. Workers' side ports serve /metrics without it (internal ports only).
+    metrics_token: str = Field(default=DEFAULT_METRICS_TOKEN, alias="metrics_token")
     log_level: str = Field(default="INFO", alias="log_level")
     log_json: bool = Field(default=True, alias="log_json")
     # Optional push of every metric to Graphite (carbon plaintext "host:port"); off when unset.

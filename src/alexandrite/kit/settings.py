@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.setting_groups import (
     DEFAULT_CARRIER_SECRET,
+    DEFAULT_METRICS_TOKEN,
     DEFAULT_SECRET,
     DEFAULT_SERVICE_TOKEN,
     AuthSettings,
@@ -35,6 +36,7 @@ from alexandrite.kit.setting_groups import (
     OperationsSettings,
     PricingSettings,
     RedisSettings,
+    RequestLimitSettings,
     ShutdownSettings,
     SlaSettings,
     ThrottleSettings,
@@ -109,6 +111,7 @@ class Settings(BaseSettings):
     uploads: UploadSettings = Field(default_factory=UploadSettings)
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     throttle: ThrottleSettings = Field(default_factory=ThrottleSettings)
+    limits: RequestLimitSettings = Field(default_factory=RequestLimitSettings)
     breakers: BreakerSettings = Field(default_factory=BreakerSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
@@ -173,6 +176,7 @@ class Settings(BaseSettings):
                     ("ALEX_SECRET_KEY", self.auth.secret_key, DEFAULT_SECRET),
                     ("ALEX_SERVICE_TOKEN", self.auth.service_token, DEFAULT_SERVICE_TOKEN),
                     ("ALEX_CARRIER_WEBHOOK_SECRET", self.auth.carrier_webhook_secret, DEFAULT_CARRIER_SECRET),
+                    ("ALEX_METRICS_TOKEN", self.obs.metrics_token, DEFAULT_METRICS_TOKEN),
                 )
                 if value == default or len(value) < 32
             ]
@@ -180,6 +184,8 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "refusing to start in production with default or short secrets: " + ", ".join(bad)
                 )
+            if self.webhooks.allow_private_urls:
+                raise ValueError("ALEX_WEBHOOK_ALLOW_PRIVATE_URLS is a development setting; production refuses it")
         return self
 
     def replace(self, **changes: Any) -> "Settings":

@@ -26,7 +26,8 @@ from alexandrite.mes.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1/production", tags=["production"])
-internal = APIRouter(prefix="/internal/v1", tags=["internal"])
+# Service-to-service only (the service token): not part of the public API description.
+internal = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
 
 Operator = Annotated[Principal, Depends(require("operator"))]
 QueueReader = Annotated[Principal, Depends(require("operator", "service"))]

@@ -31,7 +31,8 @@ from alexandrite.shop.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1", tags=["shop"])
-internal = APIRouter(prefix="/internal/v1", tags=["internal"])
+# Service-to-service only (the service token): not part of the public API description.
+internal = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
 
 Buyer = Annotated[Principal, Depends(require("customer", "partner"))]
 

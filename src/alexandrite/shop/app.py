@@ -33,7 +33,8 @@ async def notifier(app: FastAPI, stop: asyncio.Event) -> None:
 
 async def webhook_dispatcher(app: FastAPI, stop: asyncio.Event) -> None:
     if app.state.settings.webhooks.run:
-        await WebhookDispatcher(app.state.db, app.state.settings, app.state.redis).run(stop)
+        await WebhookDispatcher(app.state.db, app.state.settings, app.state.redis,
+                                resolver=getattr(app.state, "webhook_resolver", None)).run(stop)
 
 
 async def _startup(app: FastAPI) -> None:

@@ -145,8 +145,9 @@ class WebhookDelivery(BaseModel):
     event_type: str
     state: Literal["pending", "delivered", "dead"]
     attempts: int
-    last_status: int | None
-    last_error: str | None
+    last_status: int | None = Field(description="HTTP status the endpoint answered on the last attempt")
+    last_error: str | None = Field(description='"unreachable" when the endpoint could not be reached, '
+                                               '"no_endpoint" when none was registered')
     created_at: datetime
     delivered_at: datetime | None
     next_attempt_at: datetime | None

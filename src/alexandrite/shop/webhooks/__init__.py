@@ -2,7 +2,7 @@
 change, signatures, the sender (:mod:`.dispatch`) and the partner API (:mod:`.api`)."""
 
 from alexandrite.shop.webhooks.deliveries import STATES, enqueue, list_deliveries, replay, status_payload
-from alexandrite.shop.webhooks.endpoints import check_url, endpoint, register, unregister
+from alexandrite.shop.webhooks.endpoints import check_url, check_url_resolves, endpoint, register, unregister
 from alexandrite.shop.webhooks.signing import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -14,7 +14,7 @@ from alexandrite.shop.webhooks.signing import (
 )
 
 __all__ = [
-    "DELIVERY_HEADER", "EVENT_HEADER", "SIGNATURE_HEADER", "STATES", "TIMESTAMP_HEADER", "check_url", "endpoint",
-    "enqueue", "list_deliveries", "new_secret", "register", "replay", "sign", "status_payload", "unregister",
-    "verify",
+    "DELIVERY_HEADER", "EVENT_HEADER", "SIGNATURE_HEADER", "STATES", "TIMESTAMP_HEADER", "check_url",
+    "check_url_resolves", "endpoint", "enqueue", "list_deliveries", "new_secret", "register", "replay", "sign",
+    "status_payload", "unregister", "verify",
 ]

@@ -35,7 +35,9 @@ PartnerId = Annotated[uuid.UUID, Depends(_partner)]
 
 @webhook_router.put("", response_model=WebhookRegistered)
 async def register(body: WebhookIn, request: Request, partner_id: PartnerId) -> dict[str, Any]:
-    url = webhooks.check_url(str(body.url), request.app.state.settings)
+    settings = request.app.state.settings
+    url = webhooks.check_url(str(body.url), settings)
+    await webhooks.check_url_resolves(url, settings, getattr(request.app.state, "webhook_resolver", None))
     secret = await webhooks.register(request.app.state.db, partner_id, url)
     return {"url": url, "secret": secret, "signature_header": webhooks.SIGNATURE_HEADER,
             "timestamp_header": webhooks.TIMESTAMP_HEADER}

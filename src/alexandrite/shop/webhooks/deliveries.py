@@ -12,6 +12,18 @@ from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.shop.tables import orders, partners, webhook_deliveries
 
 STATES = ("pending", "delivered", "dead")
+# What a partner reads back about a failed attempt besides the status code its endpoint answered: one
+# word, never the network error (which would tell open internal ports from closed ones).
+UNREACHABLE = "unreachable"
+NO_ENDPOINT = "no_endpoint"
+_ERROR_WORDS = frozenset({UNREACHABLE, NO_ENDPOINT})
+
+
+def error_word(stored: str | None) -> str | None:
+    """The word shown for a stored attempt error (rows written before the words existed collapse too)."""
+    if stored is None or stored.startswith("HTTP "):  # the status code is shown on its own
+        return None
+    return stored if stored in _ERROR_WORDS else UNREACHABLE
 
 
 async def enqueue(uow: UnitOfWork, order_id: uuid.UUID, event_type: str, payload: dict[str, Any]) -> None:
@@ -47,7 +59,7 @@ async def list_deliveries(db: Database, partner_id: uuid.UUID | None, state: str
     return [
         {"delivery_id": str(r.delivery_id), "partner": r.partner, "order_id": str(r.order_id),
          "event_type": r.event_type, "state": r.state, "attempts": r.attempts, "last_status": r.last_status,
-         "last_error": r.last_error, "created_at": r.created_at.isoformat(),
+         "last_error": error_word(r.last_error), "created_at": r.created_at.isoformat(),
          "delivered_at": r.delivered_at.isoformat() if r.delivered_at else None,
          "next_attempt_at": r.next_attempt_at.isoformat() if r.state == "pending" else None}
         for r in rows

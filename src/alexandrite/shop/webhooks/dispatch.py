@@ -7,6 +7,12 @@ every shop replica) and its rows wait, untouched, until the breaker lets a trial
 hanging partner holds at most ``per_endpoint`` of the ``concurrency`` slots, for one timeout.
 Claims are leases (``next_attempt_at`` pushed ahead), so several replicas can run dispatchers
 and a crashed one's rows come back by themselves.
+
+Every request goes through :class:`~alexandrite.kit.egress.PinnedTransport`: the partner's host is
+resolved when the connection is made and only public addresses are reached (never the platform's own
+services); redirects are not followed. What the partner can read back about an attempt is the status
+code its endpoint answered, or one word for anything else ("unreachable"), never the network error:
+the deliveries listing must not tell which internal ports are open.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ from sqlalchemy import ARRAY, Integer, Uuid, bindparam, func, select, text, upda
 
 from alexandrite.kit.breaker import SharedBreakers
 from alexandrite.kit.db import Database, UnitOfWork
+from alexandrite.kit.egress import EgressPolicy, PinnedTransport, Resolver, blocked
 from alexandrite.kit.loops import poll_until_stopped
 from alexandrite.kit.metrics import LATENCY_BUCKETS
 from alexandrite.kit.settings import Settings
 from alexandrite.shop.tables import partners, webhook_deliveries
+from alexandrite.shop.webhooks.deliveries import NO_ENDPOINT, UNREACHABLE
 from alexandrite.shop.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 log = structlog.get_logger(__name__)
@@ -74,15 +82,16 @@ class Claimed:
 
 
 class WebhookDispatcher:
-    def __init__(self, db: Database, settings: Settings, redis: Any) -> None:
+    def __init__(self, db: Database, settings: Settings, redis: Any, *, resolver: Resolver | None = None) -> None:
         self.db = db
         self.settings = settings
         self.breakers = SharedBreakers(redis, f"{settings.redis.prefix}:webhook",
                                        threshold=settings.webhooks.breaker_failures,
                                        reset_seconds=settings.webhooks.breaker_reset_seconds, metric=ENDPOINT_BREAKER)
+        limits = httpx.Limits(max_connections=settings.webhooks.concurrency * 2, max_keepalive_connections=20)
         self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.webhooks.timeout_seconds), follow_redirects=False,
-            limits=httpx.Limits(max_connections=settings.webhooks.concurrency * 2, max_keepalive_connections=20),
+            transport=PinnedTransport(EgressPolicy.for_webhooks(settings, resolver), limits=limits),
+            timeout=httpx.Timeout(settings.webhooks.timeout_seconds), follow_redirects=False, trust_env=False,
             headers={"User-Agent": "Alexandrite-Webhooks/1", "Content-Type": "application/json"})
         self.slots = asyncio.Semaphore(settings.webhooks.concurrency)
         self.in_flight: dict[uuid.UUID, int] = {}
@@ -143,7 +152,7 @@ class WebhookDispatcher:
 
     async def deliver(self, row: Claimed) -> str:
         if not row.url or not row.secret:  # endpoint removed after the row was queued
-            return await self._finish(row, ok=False, error="no webhook endpoint registered")
+            return await self._finish(row, ok=False, error=NO_ENDPOINT)
         wait = await self.breakers.open_for(str(row.partner_id), row.partner)
         if wait > 0:
             return await self._finish(row, ok=False, defer_seconds=wait + random.uniform(0, 1))
@@ -158,11 +167,11 @@ class WebhookDispatcher:
             response = await asyncio.wait_for(self.client.post(row.url, content=body, headers=headers),
                                               self.settings.webhooks.timeout_seconds)
             status = response.status_code
-            ok = 200 <= status < 300
-            if not ok:
-                error = f"HTTP {status}"
+            ok = 200 <= status < 300  # a redirect is an answer like any other: shown, not followed
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            ok, error = False, f"{type(exc).__name__}: {exc}"[:300]
+            ok, error = False, UNREACHABLE
+            log.warning("webhook_unreachable", partner=row.partner, delivery_id=str(row.delivery_id),
+                        refused_address=blocked(exc), error=f"{type(exc).__name__}: {exc}"[:300])
         DELIVERY_SECONDS.observe(time.perf_counter() - started)
         await self.breakers.record(str(row.partner_id), row.partner, ok)
         return await self._finish(row, ok=ok, status=status, error=error)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
 
 from alexandrite.kit.db import Database, UnitOfWork
+from alexandrite.kit.egress import EgressPolicy, RefusedUrl, Resolver
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.settings import Settings
 from alexandrite.shop.tables import partners, webhook_deliveries
@@ -18,20 +17,19 @@ from alexandrite.shop.webhooks.signing import new_secret
 
 
 def check_url(url: str, settings: Settings) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
-        raise ApiError(422, "invalid_webhook_url", "The webhook URL must be an absolute http(s) URL.")
-    if settings.environment == "production" and not settings.webhooks.allow_private_urls:
-        if parts.scheme != "https":
-            raise ApiError(422, "invalid_webhook_url", "The webhook URL must use https.")
-        host = parts.hostname
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            address = None
-        if host == "localhost" or (address is not None and not address.is_global):
-            raise ApiError(422, "invalid_webhook_url", "The webhook URL must point to a public host.")
-    return url
+    """The URL, normalised, if its form is acceptable (https, no user-info, public host); 422 otherwise."""
+    try:
+        return EgressPolicy.for_webhooks(settings).check_url(url)
+    except RefusedUrl as refused:
+        raise ApiError(422, "invalid_webhook_url", refused.message, details={"reason": refused.reason}) from None
+
+
+async def check_url_resolves(url: str, settings: Settings, resolver: Resolver | None = None) -> None:
+    """At registration: a name that resolves now must resolve only to public addresses; 422 otherwise."""
+    try:
+        await EgressPolicy.for_webhooks(settings, resolver).check_resolves(url)
+    except RefusedUrl as refused:
+        raise ApiError(422, "invalid_webhook_url", refused.message, details={"reason": refused.reason}) from None
 
 
 # --- registration ---------------------------------------------------------------------------------
