@@ -380,6 +380,6 @@ async def test_the_fast_path_answers_as_fastapi_does(shop: Shop, plain: httpx.As
              for i, c in ((0, fast), (1, plain))]
     same_answer(again[0], again[1], "submit again")
 
-    metrics = (await fast.get("/metrics")).text
+    metrics = (await fast.get("/metrics", headers={"Authorization": f"Bearer {settings.obs.metrics_token}"})).text
     for route in ("/api/v1/orders", "/api/v1/orders/{order_id}", "/api/v1/orders/{order_id}/submit"):
         assert f'route="{route}"' in metrics, route

@@ -30,6 +30,7 @@ if HttpToolsProtocol is not None:
             self._max_head = get_settings().limits.max_header_bytes
             self._head_bytes = 0
             self._in_head = True
+            self._completed_in_chunk = False
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -44,10 +45,13 @@ if HttpToolsProtocol is not None:
             super().on_message_complete()
             self._in_head = True  # whatever comes next on this connection starts a new head
             self._head_bytes = 0
+            self._completed_in_chunk = True
 
         def data_received(self, data: bytes) -> None:
+            self._completed_in_chunk = False
             super().data_received(data)
-            if self._in_head and not self.transport.is_closing():
+            # A chunk that finished a request may hold that request's body: it is not head bytes.
+            if self._in_head and not self._completed_in_chunk and not self.transport.is_closing():
                 self._head_bytes += len(data)
                 if self._head_bytes > self._max_head:
                     self._refuse_head()
