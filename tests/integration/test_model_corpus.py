@@ -39,6 +39,7 @@ from alexandrite.models3d.writers import to_ascii_stl, to_binary_stl
 from alexandrite.shop.app import create_app as create_shop
 from alexandrite.shop.consumers import handle_event as shop_handle
 from alexandrite.shop.handlers import create_partner
+from alexandrite.shop.uploads import parse_inline
 from tests.fixtures import corpus
 
 LIMITS = {"max_upload_bytes": 8_000_000, "max_triangles": 200_000}
@@ -266,9 +267,11 @@ async def test_busy_parses_answer_503_with_retry_after(settings: Settings, partn
                                           "max_concurrent_parses": 1, "parse_wait_seconds": 0.2}))
     async with LifespanManager(app), client(app) as http:
         order = (await http.post("/api/v1/orders", json={"alloy": "gold_585"}, headers=partner)).json()
+        model = to_binary_stl(ring(segments=256))
+        assert not parse_inline(model)  # small binary STLs are checked on the event loop, not in a slot
         async with app.state.parse_slots.slot():  # another upload is being checked
             busy = await http.put(f"/api/v1/orders/{order['id']}/model", headers=partner,
-                                  files={"file": ("r.stl", to_binary_stl(ring(segments=32)), "model/stl")})
+                                  files={"file": ("r.stl", model, "model/stl")})
         assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
         assert busy.json()["error"]["code"] == "uploads_busy" and "again" in busy.json()["error"]["message"]
         fine = await http.put(f"/api/v1/orders/{order['id']}/model", headers=partner,
