@@ -122,15 +122,18 @@ class OrderHotPaths:
         state = scope["app"].state
         try:
             principal = await self._owner(request)
+            extra: tuple[tuple[bytes, bytes], ...] = ()
             if submit:
                 self._select(scope, "POST", PREFIX + "/{order_id}/submit")
                 eta = await state.backlog.admit()
-                view = await order_writes.submit(state.db, principal, order_id)
-                await _answer(send, 202, order_reads.order_json(view),
-                              () if eta is None else ((b"pricing-eta-seconds", str(round(eta)).encode()),))
-                return
-            self._select(scope, "GET", PREFIX + "/{order_id}")
-            view = await order_reads.order_view(state.db, state.peers, order_id, Owner.of(principal), live=True)
+                view: dict[str, Any] | None = await order_writes.submit(state.db, principal, order_id)
+                status = 202
+                if eta is not None:
+                    extra = ((b"pricing-eta-seconds", str(round(eta)).encode()),)
+            else:
+                self._select(scope, "GET", PREFIX + "/{order_id}")
+                view = await order_reads.order_view(state.db, state.peers, order_id, Owner.of(principal), live=True)
+                status = 200
             if view is None:
                 raise not_found()
         except _PassOn:
@@ -139,7 +142,7 @@ class OrderHotPaths:
         except Exception as error:
             await _error(request, error, send)
             return
-        await _answer(send, 200, order_reads.order_json(view), ())
+        await _answer(send, status, order_reads.order_json(view), extra)
 
     # --- helpers ------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ PARSES_REFUSED = Counter("alexandrite_model_parses_refused_total",
 # Binary STL files up to this size (~5,000 triangles, a small ring) are checked on the event loop: about a
 # millisecond of NumPy, less than handing them to a thread and back costs when the process is busy (the
 # switches of the interpreter lock made uploads 5x slower under load). Anything else, and every other
-# format (text to parse, a 3MF archive to inflate), goes to a thread through the parse slots.
+# format (text to parse, a 3MF archive to inflate), goes to a thread. Both take a parse slot first.
 INLINE_PARSE_BYTES = 256 * 1024
 
 
