@@ -46,8 +46,11 @@ if HttpToolsProtocol is not None:
             self._head_bytes = 0
 
         def data_received(self, data: bytes) -> None:
+            was_in_head = self._in_head
             super().data_received(data)
-            if self._in_head and not self.transport.is_closing():
+            # Only bytes that arrived and left the head still incomplete are head bytes (a chunk that ends
+            # a body, or a head, is bounded by the read size and not counted).
+            if was_in_head and self._in_head and not self.transport.is_closing():
                 self._head_bytes += len(data)
                 if self._head_bytes > self._max_head:
                     self._refuse_head()

@@ -87,6 +87,7 @@ NOTICES = {
     "submitted": "Thank you — your order is submitted. We are working out its price.",
     "cancelled": "Your order is cancelled.",
     "model_attached": "The new model is attached. Check it and submit the order.",
+    "ring_ready": "Your ring is ready to order: check it and submit.",
     "approved": "Approved: the order is now on the production dashboard.",
     "order_cancelled": "The order is cancelled.",
     "closed": "The order is closed.",
