@@ -2,7 +2,8 @@
 
 A customer signs up, uploads a ring and submits it with the keyboard, watches PRICE_CALCULATING turn
 into a price without a reload; a seller approves; an operator takes, advances and ships; the seller
-closes. Every page is screenshotted into test-artifacts/screenshots/ and checked for labels and contrast.
+closes. Every page is screenshotted into test-artifacts/screenshots/ and checked for labels and contrast,
+and for anything the pages' Content-Security-Policy blocked (a refused script or style fails the journey).
 """
 
 from __future__ import annotations
@@ -78,6 +79,30 @@ def platform(settings: Settings, test_env: dict[str, str]) -> Iterator[Platform]
         running.stop_all()
 
 
+# Every Content-Security-Policy violation any page reports: the console's "Refused to ..." lines and the
+# securitypolicyviolation events (recorded by an init script, which the policy does not govern).
+VIOLATIONS: list[str] = []
+WATCH_CSP_JS = """
+document.addEventListener('securitypolicyviolation', (e) => {
+  (window.__cspViolations = window.__cspViolations || []).push(e.violatedDirective + ' ' + e.blockedURI);
+});
+"""
+
+
+async def new_context(browser: object, **options: object) -> object:
+    """A browser context whose pages report every policy violation into VIOLATIONS."""
+    context = await browser.new_context(**options)  # type: ignore[attr-defined]
+    await context.add_init_script(WATCH_CSP_JS)
+
+    def on_console(message: object) -> None:
+        text = message.text  # type: ignore[attr-defined]
+        if "Refused to" in text or "Content Security Policy" in text:
+            VIOLATIONS.append(text)
+
+    context.on("page", lambda page: page.on("console", on_console))
+    return context
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[object]:
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -92,6 +117,8 @@ async def browser() -> AsyncIterator[object]:
 async def shoot(page: object, name: str, *, audit: bool = True) -> None:
     """Screenshot the page and check its labels and contrast."""
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+    reported = await page.evaluate("window.__cspViolations || []")  # type: ignore[attr-defined]
+    assert not reported and not VIOLATIONS, (name, reported, VIOLATIONS)
     if audit:
         result = await page.evaluate(AUDIT_JS)  # type: ignore[attr-defined]
         assert result["checked"] > 5 and not result["problems"], (name, result["problems"][:5])
@@ -103,7 +130,7 @@ def staff(settings: Settings, role: str, name: str) -> str:
 
 async def staff_page(browser: object, url: str, token: str, viewport: dict[str, int] | None = None) -> object:
     """A signed-in staff tab (its sign-in page screenshotted on the way)."""
-    context = await browser.new_context(viewport=viewport or {"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    context = await new_context(browser, viewport=viewport or {"width": 1280, "height": 900})
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     await page.goto(url + "/signin")
@@ -120,7 +147,7 @@ async def test_customer_seller_operator_journey(platform: Platform, browser: obj
     model.write_bytes(to_binary_stl(ring(18.0, 5.0, 2.0, "court", segments=96, profile_segments=16)))
 
     # --- customer: sign up, upload with a local preview, submit with the keyboard -------------------
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    context = await new_context(browser, viewport={"width": 1280, "height": 900})
     customer = await context.new_page()
     customer.set_default_timeout(TIMEOUT_MS)
     await customer.goto(shop + "/")
@@ -235,8 +262,8 @@ async def test_customer_seller_operator_journey(platform: Platform, browser: obj
 async def test_ring_constructor_phone_width_and_a_bad_upload(platform: Platform, browser: object,
                                                             tmp_path: Path) -> None:
     shop = platform.settings.net.shop_url
-    context = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,  # type: ignore[attr-defined]
-                                        has_touch=True, device_scale_factor=2)
+    context = await new_context(browser, viewport={"width": 390, "height": 844}, is_mobile=True,
+                                has_touch=True, device_scale_factor=2)
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     await page.goto(shop + "/signup")
@@ -280,8 +307,8 @@ async def test_ring_constructor_phone_width_and_a_bad_upload(platform: Platform,
     assert await seller.evaluate("document.documentElement.scrollWidth") <= 390, "the CRM list scrolls sideways"
     await shoot(seller, "26-phone-crm-orders")
 
-    wide = await browser.new_context(viewport={"width": 1280, "height": 900},  # type: ignore[attr-defined]
-                                     storage_state=await context.storage_state())
+    wide = await new_context(browser, viewport={"width": 1280, "height": 900},
+                             storage_state=await context.storage_state())
     desk = await wide.new_page()
     await desk.goto(shop + "/rings/new")
     await desk.get_by_label("Bezel (a rim around the stone)").check()

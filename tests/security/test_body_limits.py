@@ -231,3 +231,18 @@ def test_uvicorn_stops_a_chunked_body_at_the_limit(real_server: int) -> None:
     body = (b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(100 * 16))  # 100 MB, chunked
     answer = _exchange(real_server, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", body)
     assert answer.startswith(b"HTTP/1.1 413") and b"payload_too_large" in answer
+
+
+def test_uvicorn_counts_only_head_bytes_as_head(real_server: int) -> None:
+    """A body many times the head limit, sent with its head and after it, on one kept-alive connection."""
+    body = b"y" * (900 * 1024)
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with socket.create_connection(("127.0.0.1", real_server), timeout=20) as conn:
+        for _ in range(2):
+            conn.sendall(head + body)
+            answer = b""
+            while not answer.endswith(b"\r\n0\r\n\r\n"):  # the chunked answer's last chunk
+                data = conn.recv(65536)
+                assert data, answer
+                answer += data
+            assert answer.startswith(b"HTTP/1.1 200") and str(len(body)).encode() in answer, answer[:200]

@@ -16,6 +16,7 @@ from typing import Any
 
 from alexandrite.contracts.events import StatusChanged, creation_columns
 from alexandrite.contracts.order_status import OrderStatus
+from alexandrite.kit.instants import EARLIEST, LATEST, in_range
 
 SERVICE = "crm"
 S = OrderStatus
@@ -97,23 +98,27 @@ class CreatedRange:
 
 def _parse_instant(field: str, value: str, *, end_of_day: bool) -> datetime:
     text = value.strip()
+    problem = (f"{field} must be an ISO 8601 date or date-time between {EARLIEST.year} and {LATEST.year - 1}, "
+               f"e.g. 2025-03-01 or 2025-03-01T12:00:00Z (got {value[:40]!r})")
     try:
         if _DATE_ONLY.match(text):
             day = date.fromisoformat(text)
             if end_of_day:
                 day += timedelta(days=1)
-            return datetime.combine(day, time.min, tzinfo=UTC)
-        if "T" in text.upper():
-            # "+02:00" sent unencoded in a query string arrives as " 02:00".
-            text = _LOST_PLUS.sub(r"+\1", text)
-        parsed = datetime.fromisoformat(text.replace("z", "Z"))
+            parsed = datetime.combine(day, time.min, tzinfo=UTC)
+        else:
+            if "T" in text.upper():
+                # "+02:00" sent unencoded in a query string arrives as " 02:00".
+                text = _LOST_PLUS.sub(r"+\1", text)
+            parsed = datetime.fromisoformat(text.replace("z", "Z"))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)  # no offset given: read as UTC
+            if end_of_day:
+                parsed += timedelta(microseconds=1)  # an instant given as "to" is included
     except (ValueError, OverflowError) as error:
-        raise BadFilter(field, f"{field} must be an ISO 8601 date or date-time, e.g. 2025-03-01 or "
-                               f"2025-03-01T12:00:00Z (got {value[:40]!r})") from error
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)  # no offset given: read as UTC
-    if end_of_day:
-        parsed += timedelta(microseconds=1)  # an instant given as "to" is included
+        raise BadFilter(field, problem) from error
+    if not in_range(parsed):  # year 1 at +14:00 or 9999-12-31 at -14:00 leave what the database stores
+        raise BadFilter(field, problem)
     return parsed
 
 

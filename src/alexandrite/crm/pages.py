@@ -20,7 +20,7 @@ from alexandrite.crm.api import order_filter
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.security import Principal
 from alexandrite.kit.web.staff import staff_pages
-from alexandrite.orders.words import order_pages, plain_error, redirect_with, timeline
+from alexandrite.orders.words import order_pages, page_messages, plain_error, redirect_with, timeline
 
 SERVICE = "crm"
 S = OrderStatus
@@ -68,7 +68,7 @@ async def order_list(
 
 @router.get("/orders/{order_id}")
 async def order_detail(request: Request, order_id: uuid.UUID, principal: Seller, error: str = "",
-                       notice: str = "") -> Response:
+                       notice: str = "", now: str = "") -> Response:
     async with request.app.state.db.sessions() as session:
         view = await views.order_view(session, order_id)
     if view is None:
@@ -76,7 +76,7 @@ async def order_detail(request: Request, order_id: uuid.UUID, principal: Seller,
                        error="There is no such order.")
     status = S(view["status"])
     return _render(request, "order.html", principal, title=f"Order {str(order_id)[:8]}", order=view,
-                   timeline=timeline(view["history"]), error=error or None, notice=notice or None,
+                   timeline=timeline(view["history"]), **page_messages(error, notice, now),
                    can_approve=status is S.PRICE_CALCULATED, can_cancel=status in CANCELLABLE,
                    can_close=status is S.SHIPPED)
 
@@ -105,7 +105,7 @@ async def approve(request: Request, order_id: uuid.UUID, principal: Seller) -> R
         await handlers.approve(request.app.state.db, principal, order_id, request.headers.get("x-request-id"))
     except (ApiError, IllegalTransition) as error:
         return _back(order_id, error=error)
-    return _back(order_id, notice="Approved: the order is now on the production dashboard.")
+    return _back(order_id, notice="approved")
 
 
 @router.post("/orders/{order_id}/cancel", dependencies=[Csrf])
@@ -117,7 +117,7 @@ async def cancel(request: Request, order_id: uuid.UUID, principal: Seller,
     except (ApiError, IllegalTransition) as error:
         return _back(order_id, error=error)
     await _settled(request, order_id, str(answer["status"]))
-    return _back(order_id, notice="The order is cancelled.")
+    return _back(order_id, notice="order_cancelled")
 
 
 @router.post("/orders/{order_id}/close", dependencies=[Csrf])
@@ -128,19 +128,19 @@ async def close(request: Request, order_id: uuid.UUID, principal: Seller,
                              request.headers.get("x-request-id"))
     except (ApiError, IllegalTransition) as error:
         return _back(order_id, error=error)
-    return _back(order_id, notice="The order is closed.")
+    return _back(order_id, notice="closed")
 
 
 @router.post("/orders/{order_id}/notes", dependencies=[Csrf])
 async def add_note(request: Request, order_id: uuid.UUID, principal: Seller,
                    text: Annotated[str, Form(max_length=2000)] = "") -> Response:
     if not text.strip():
-        return _back(order_id, error=ApiError(422, "invalid_request", "The note is empty."))
+        return _back(order_id, error=ApiError(422, "empty_note", "The note is empty."))
     try:
         await handlers.add_note(request.app.state.db, principal, order_id, text.strip())
     except ApiError as error:
         return _back(order_id, error=error)
-    return _back(order_id, notice="Note added.")
+    return _back(order_id, notice="note_added")
 
 
 def install(app: Any) -> None:

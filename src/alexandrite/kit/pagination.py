@@ -12,6 +12,7 @@ from sqlalchemy import Select, and_, or_, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 from alexandrite.kit.errors import ApiError
+from alexandrite.kit.instants import EARLIEST, LATEST, in_range
 
 
 def encode_cursor(created_at: datetime, order_id: uuid.UUID) -> str:
@@ -23,9 +24,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, ident = json.loads(raw)
-        return datetime.fromisoformat(created), uuid.UUID(ident)
-    except (ValueError, TypeError) as error:
+        position = datetime.fromisoformat(created), uuid.UUID(ident)
+    except (ValueError, TypeError, AttributeError, OverflowError) as error:
         raise ApiError(422, "invalid_cursor", "The cursor is not one this API returned.") from error
+    if not in_range(position[0]):
+        raise ApiError(422, "invalid_cursor", "The cursor is not one this API returned.")
+    return position
 
 
 def keyset_after(created_col: Any, id_col: Any, cursor: str | None) -> ColumnElement[bool] | None:
@@ -51,4 +55,5 @@ def page(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
     return rows, None
 
 
-__all__ = ["and_", "or_", "decode_cursor", "encode_cursor", "keyset_after", "newest_first", "page"]
+__all__ = ["EARLIEST", "LATEST", "and_", "decode_cursor", "encode_cursor", "in_range", "keyset_after", "newest_first",
+           "or_", "page"]

@@ -23,7 +23,7 @@ from alexandrite.kit.web.staff import staff_pages
 from alexandrite.mes import handlers, views
 from alexandrite.mes.dashboard import dashboard_page
 from alexandrite.mes.schemas import ShipIn
-from alexandrite.orders.words import order_pages, plain_error, redirect_with, status_words, timeline
+from alexandrite.orders.words import order_pages, page_messages, plain_error, redirect_with, timeline
 
 SERVICE = "mes"
 S = OrderStatus
@@ -49,12 +49,12 @@ def _render(request: Request, template: str, principal: Principal, status: int =
 @router.get(DASHBOARD)
 async def dashboard(request: Request, principal: Operator, status: Annotated[str, Query(max_length=40)] = "",
                     cursor: Annotated[str, Query(max_length=500)] = "", error: str = "",
-                    notice: str = "") -> Response:
+                    notice: str = "", now: str = "") -> Response:
     """In-work orders, newest first; an htmx request (the page's poll) gets just the board."""
     context: dict[str, Any] = {"title": "Production dashboard", "chosen": status, "cursor": cursor,
                                "refresh_seconds": REFRESH_SECONDS, "actions": NEXT_ACTION, "in_work": IN_WORK,
                                "board": {"items": [], "counts": {}, "next_cursor": None}, "next_url": None,
-                               "error": error or None, "notice": notice or None}
+                               **page_messages(error, notice, now)}
     try:
         wanted = (S(status),) if status else ()
     except ValueError:
@@ -77,7 +77,7 @@ async def dashboard(request: Request, principal: Operator, status: Annotated[str
 
 @router.get("/production/orders/{order_id}")
 async def order_detail(request: Request, order_id: uuid.UUID, principal: Operator, error: str = "",
-                       notice: str = "") -> Response:
+                       notice: str = "", now: str = "") -> Response:
     async with request.app.state.db.sessions() as session:
         view = await views.order_view(session, order_id)
     if view is None:
@@ -85,7 +85,7 @@ async def order_detail(request: Request, order_id: uuid.UUID, principal: Operato
                        error="There is no such production order.")
     return _render(request, "order.html", principal, title=f"Order {str(order_id)[:8]}", order=view,
                    timeline=timeline(view["history"]), action=NEXT_ACTION.get(S(view["status"])),
-                   error=error or None, notice=notice or None)
+                   **page_messages(error, notice, now))
 
 
 @router.get("/production/orders/{order_id}/model.stl")
@@ -97,8 +97,9 @@ async def order_model(request: Request, order_id: uuid.UUID, _: Operator) -> Res
     return stl_response(await model_stl(request.app.state.storage, view["model"], request.app.state.settings))
 
 
-def _to_order(order_id: uuid.UUID, *, error: Exception | None = None, notice: str = "") -> RedirectResponse:
-    return redirect_with(f"/production/orders/{order_id}", error=error, notice=notice)
+def _to_order(order_id: uuid.UUID, *, error: Exception | None = None, notice: str = "",
+              now: str | None = None) -> RedirectResponse:
+    return redirect_with(f"/production/orders/{order_id}", error=error, notice=notice, now=now)
 
 
 async def _advance(request: Request, principal: Principal, order_id: uuid.UUID, action: str,
@@ -108,7 +109,7 @@ async def _advance(request: Request, principal: Principal, order_id: uuid.UUID, 
                                             correlation_id=request.headers.get("x-request-id"), **extra)
     except (ApiError, IllegalTransition) as error:
         return _to_order(order_id, error=error)
-    return _to_order(order_id, notice=f"Done: the order is now “{status_words(transition.status.value)}”.")
+    return _to_order(order_id, notice="moved", now=transition.status.value)
 
 
 @router.post("/production/orders/{order_id}/take", dependencies=[Csrf])
@@ -133,7 +134,7 @@ async def ship(request: Request, order_id: uuid.UUID, principal: Operator,
         body = ShipIn(tracking_number=tracking_number.strip(), carrier=carrier)
     except ValidationError:
         return _to_order(order_id, error=ApiError(
-            422, "invalid_request", "Enter the carrier and a tracking number (letters, digits and dashes)."))
+            422, "invalid_shipment", "Enter the carrier and a tracking number (letters, digits and dashes)."))
     return await _advance(request, principal, order_id, "ship", tracking_number=body.tracking_number,
                           carrier=body.carrier)
 

@@ -80,12 +80,76 @@ def plain_error(error: Exception) -> str:
     return "Something went wrong on our side; please try again."
 
 
-def redirect_with(url: str, *, error: Exception | None = None, notice: str = "") -> RedirectResponse:
-    """303 to ``url`` carrying a plain-words error or a notice for the next page to show."""
-    query = {"error": plain_error(error)} if error else {"notice": notice}
+# What a page shows after a redirect: the address carries only a code (``?notice=`` / ``?error=``, and
+# for a status change ``&now=<status>``), the page shows these words. A code it does not know shows
+# nothing: the address is anyone's to write, and a page must not say what a stranger put in a link.
+NOTICES = {
+    "submitted": "Thank you — your order is submitted. We are working out its price.",
+    "cancelled": "Your order is cancelled.",
+    "model_attached": "The new model is attached. Check it and submit the order.",
+    "ring_ready": "Your ring is ready to order: check it and submit.",
+    "approved": "Approved: the order is now on the production dashboard.",
+    "order_cancelled": "The order is cancelled.",
+    "closed": "The order is closed.",
+    "note_added": "Note added.",
+    "moved": "Done: the order is now “{now}”.",
+}
+BUSY = "The service is busy or unreachable right now; please try again in a minute."
+ERRORS = {
+    "illegal_transition": "That is not possible any more: the order is now “{now}”. "
+                          "Reload the page to see its latest state.",
+    "not_found": "There is no such order.",
+    "forbidden": "Your account may not do that.",
+    "model_required": "Attach a valid 3D model before submitting the order.",
+    "confirmation_required": "Pricing needs you to confirm the model's size first, or upload a corrected model.",
+    "order_in_transit": "The order is being handed between departments; try again in a few seconds.",
+    "conflict": "Someone changed the order at the same time; reload the page and try again.",
+    "file_required": "Choose a model file to upload.",
+    "empty_note": "The note is empty.",
+    "invalid_shipment": "Enter the carrier and a tracking number (letters, digits and dashes).",
+    "invalid_request": "Check what you entered and try again.",
+    "unavailable": BUSY, "dependency_unavailable": BUSY, "peer_unavailable": BUSY, "pricing_overloaded": BUSY,
+    "database_unavailable": BUSY, "database_busy": BUSY, "uploads_busy": BUSY,
+    "error": "Something went wrong on our side; please try again.",
+}
+
+
+def error_code(error: Exception) -> tuple[str, str | None]:
+    """The code a redirect carries for ``error``, and the order's status when it says "not possible now"."""
+    if isinstance(error, IllegalTransition):
+        return "illegal_transition", error.current.value
+    if isinstance(error, ApiError):
+        if error.code == "illegal_transition" and isinstance(error.details, dict):
+            return "illegal_transition", str(error.details.get("status"))
+        return (error.code, None) if error.code in ERRORS else ("error" if error.status >= 500 else
+                                                                  "invalid_request", None)
+    return "error", None
+
+
+def redirect_with(url: str, *, error: Exception | None = None, notice: str = "", now: str | None = None,
+                  ) -> RedirectResponse:
+    """303 to ``url`` carrying the code of an error or a notice (a key of ERRORS / NOTICES) for the next page."""
+    if error is not None:
+        code, now = error_code(error)
+        query = {"error": code}
+    else:
+        query = {"notice": notice}
+    if now:
+        query["now"] = now
     return RedirectResponse(f"{url}?{urlencode(query)}", status_code=303)
 
 
+def page_messages(error: str, notice: str, now: str = "") -> dict[str, str | None]:
+    """The words a page shows for the codes in its address; unknown codes and statuses show nothing."""
+    status = STATUS_WORDS.get(now)
+
+    def words(table: dict[str, str], code: str) -> str | None:
+        text = table.get(code)
+        if text is None or ("{now}" in text and status is None):
+            return None
+        return text.replace("{now}", status or "")
+
+    return {"error": words(ERRORS, error), "notice": words(NOTICES, notice)}
 
 
 def alloy_words(alloy: str | None) -> str:

@@ -44,7 +44,7 @@ pages.env.filters["who"] = _who
 async def customer(request: Request) -> Principal:
     principal = session.current_principal(request, SERVICE, CUSTOMER)
     if principal.role != "customer":
-        raise session.SignInRequired(SERVICE, "Sign in with a customer account.")
+        raise session.SignInRequired(SERVICE, "customer_account")
     return principal
 
 

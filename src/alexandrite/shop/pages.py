@@ -22,7 +22,7 @@ from alexandrite.kit.security import Principal
 from alexandrite.kit.web import session
 from alexandrite.kit.web.preview import model_stl, model_walls, stl_response
 from alexandrite.kit.web.render import safe_next
-from alexandrite.orders.words import plain_error, redirect_with, timeline
+from alexandrite.orders.words import error_code, page_messages, plain_error, redirect_with, timeline
 from alexandrite.shop import handlers, repository, ring_pages, views
 from alexandrite.shop.api import read_model_upload
 from alexandrite.shop.domain import Owner
@@ -60,7 +60,8 @@ async def home(request: Request) -> Response:
 
 @router.get("/signin", dependencies=[OPEN])
 async def signin_form(request: Request, next: str = "/orders", why: str = "") -> Response:  # noqa: A002
-    return render(request, "signin.html", title="Sign in", next=safe_next(next, "/orders"), error=why or None)
+    return render(request, "signin.html", title="Sign in", next=safe_next(next, "/orders"),
+                  error=session.sign_in_reason(why))
 
 
 @router.post("/signin", dependencies=[OPEN, Csrf])
@@ -189,14 +190,19 @@ def _order_context(view: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/orders/{order_id}")
 async def order_page(request: Request, order_id: uuid.UUID, principal: Customer, error: str = "",
-                     notice: str = "") -> Response:
+                     notice: str = "", now: str = "") -> Response:
+    return await _order_page(request, principal, order_id, **page_messages(error, notice, now))
+
+
+async def _order_page(request: Request, principal: Principal, order_id: uuid.UUID, *, error: str | None = None,
+                      notice: str | None = None, status: int = 200) -> Response:
     try:
         view = await _load(request, principal, order_id, live=True)
     except ApiError as failure:
         return render(request, "message.html", principal, status=failure.status, title="Order not found",
                        error=plain_error(failure))
-    return render(request, "order.html", principal, title=f"Order {str(order_id)[:8]}", error=error or None,
-                   notice=notice or None, **_order_context(view))
+    return render(request, "order.html", principal, status=status, title=f"Order {str(order_id)[:8]}",
+                   error=error, notice=notice, **_order_context(view))
 
 
 @router.get("/orders/{order_id}/live")
@@ -243,7 +249,7 @@ async def submit(request: Request, order_id: uuid.UUID, principal: Customer,
         await handlers.submit(request.app.state.db, principal, order_id, ("scale",) if confirm == "scale" else ())
     except (ApiError, IllegalTransition) as error:
         return _back(order_id, error=error)
-    return _back(order_id, notice="Thank you — your order is submitted. We are working out its price.")
+    return _back(order_id, notice="submitted")
 
 
 @router.post("/orders/{order_id}/cancel", dependencies=[Csrf])
@@ -259,7 +265,7 @@ async def cancel(request: Request, order_id: uuid.UUID, principal: Customer) -> 
         if view["status"] == status:
             break
         await asyncio.sleep(0.1)
-    return _back(order_id, notice="Your order is cancelled.")
+    return _back(order_id, notice="cancelled")
 
 
 @router.post("/orders/{order_id}/model", dependencies=[Csrf])
@@ -272,8 +278,11 @@ async def replace_model(request: Request, order_id: uuid.UUID, principal: Custom
         await handlers.attach_model(request.app.state.db, request.app.state.storage, request.app.state.settings,
                                     principal, order_id, data, file.filename, request.app.state.parse_slots)
     except (ApiError, IllegalTransition) as error:
+        if error_code(error)[0] == "invalid_request":  # the file's own problem, in its precise words, here
+            return await _order_page(request, principal, order_id, error=plain_error(error),
+                                     status=getattr(error, "status", 422))
         return _back(order_id, error=error)
-    return _back(order_id, notice="The new model is attached. Check it and submit the order.")
+    return _back(order_id, notice="model_attached")
 
 
 def install(app: Any) -> None:

@@ -107,6 +107,6 @@ async def ring_order(request: Request, principal: Customer) -> Response:
         return render(request, "ring.html", principal, status=getattr(cause, "status", 409), title="Design a ring",
                        spec=spec, sizes=size_chart(), profiles=rings.PROFILES, settings_=SETTINGS,
                        alloys=alloy_choices(), facts=None, idempotency_key=uuid.uuid4().hex, error=plain_error(cause))
-    return redirect(f"/orders/{created}?{urlencode({'notice': 'Your ring is ready to order: check it and submit.'})}")
+    return redirect(f"/orders/{created}?{urlencode({'notice': 'ring_ready'})}")
 
 

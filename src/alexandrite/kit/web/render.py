@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from alexandrite.kit.web import session
+from alexandrite.kit.web.csp import HTMX_CONFIG, IMPORT_MAP, PAGE_POLICY
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -62,9 +62,7 @@ class Pages:
             autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True,
         )
         self.env.filters.update(when=when, duration=duration, money=money, who=str, **(filters or {}))
-        self.env.globals.update(import_map=json.dumps({"imports": {
-                                    "three": "/static/vendor/three/three.module.js",
-                                    "three/addons/": "/static/vendor/three/addons/"}}), **(globals_ or {}))
+        self.env.globals.update(import_map=IMPORT_MAP, htmx_config=HTMX_CONFIG, **(globals_ or {}))
 
     def render(self, request: Request, name: str, context: dict[str, Any] | None = None, *,
                status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
@@ -77,7 +75,8 @@ class Pages:
         }
         ctx.update(context or {})
         html = self.env.get_template(name).render(ctx)
-        return HTMLResponse(html, status_code=status, headers=headers)
+        return HTMLResponse(html, status_code=status,
+                            headers={"Content-Security-Policy": PAGE_POLICY, **(headers or {})})
 
     def install(self, app: FastAPI, router: APIRouter) -> None:
         """Add the pages, the static files and the redirects for signed-out visitors to ``app``."""

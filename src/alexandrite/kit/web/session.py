@@ -24,8 +24,23 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 
 
+# Why a visitor was sent to the sign-in page: the redirect carries the code (``?why=``), the page shows
+# these words; a code it does not know shows nothing (the address is anyone's to write).
+SIGN_IN_REASONS = {
+    "session_ended": "Your session has ended; please sign in again.",
+    "other_account": "This page is for another kind of account; sign in with the right one.",
+    "customer_account": "Sign in with a customer account.",
+}
+
+
+def sign_in_reason(code: str) -> str | None:
+    return SIGN_IN_REASONS.get(code)
+
+
 class SignInRequired(Exception):
-    """No valid session for a page that needs one: the app redirects to the sign-in page."""
+    """No valid session for a page that needs one: the app redirects to the sign-in page.
+
+    ``message`` is a key of :data:`SIGN_IN_REASONS` (or empty)."""
 
     def __init__(self, service: str, message: str = "") -> None:
         super().__init__(message)
@@ -64,9 +79,9 @@ def current_principal(request: Request, service: str, roles: frozenset[str]) -> 
     try:
         principal = read_token(request.app.state.settings.auth.secret_key, token)
     except InvalidToken as error:
-        raise SignInRequired(service, "Your session has ended; please sign in again.") from error
+        raise SignInRequired(service, "session_ended") from error
     if principal.role not in roles | {"admin"}:
-        raise SignInRequired(service, "This page is for another kind of account; sign in with the right one.")
+        raise SignInRequired(service, "other_account")
     return principal
 
 

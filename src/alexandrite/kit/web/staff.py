@@ -42,7 +42,7 @@ def staff_pages(pages: Pages, roles: frozenset[str], home: str, brand: str
 
     @router.get("/signin", dependencies=[sign_in_page])
     async def signin_form(request: Request, next: str = home, why: str = "") -> Response:  # noqa: A002
-        return render_signin(request, next, why or None)
+        return render_signin(request, next, session.sign_in_reason(why))
 
     @router.post("/signin", dependencies=[sign_in_page, Depends(csrf_checked)])
     async def signin(request: Request, token: Annotated[str, Form(max_length=4000)] = "",
