@@ -52,7 +52,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     options = server_options(settings, args)
     if args.workers > 1:  # uvicorn's supervisor: its children stop without the readiness drain
-        uvicorn.run(f"alexandrite.{args.service}.app:create_app", workers=args.workers, **options,  # type: ignore[arg-type]
+        uvicorn.run(f"alexandrite.{args.service}.app:create_app", workers=args.workers, **options,
                     **head_limit(settings))
     else:
         serve(f"alexandrite.{args.service}.app:create_app", drain_seconds=settings.shutdown.drain_seconds,

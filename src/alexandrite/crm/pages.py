@@ -76,7 +76,7 @@ async def order_detail(request: Request, order_id: uuid.UUID, principal: Seller,
                        error="There is no such order.")
     status = S(view["status"])
     return _render(request, "order.html", principal, title=f"Order {str(order_id)[:8]}", order=view,
-                   timeline=timeline(view["history"]), **page_messages(error, notice, now),
+                   timeline=timeline(view["history"]), **page_messages(error, notice, now),  # type: ignore[arg-type]
                    can_approve=status is S.PRICE_CALCULATED, can_cancel=status in CANCELLABLE,
                    can_close=status is S.SHIPPED)
 

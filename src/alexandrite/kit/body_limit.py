@@ -188,5 +188,5 @@ class _AppBodyLimit(BodyLimitMiddleware):
 def install_body_limit(app: FastAPI, settings: Any) -> None:
     """Add the size limits to a service's app (upload routes found from the app's own routes)."""
     app.add_exception_handler(BodyTooLarge, _body_too_large)
-    app.add_middleware(_AppBodyLimit, fastapi_app=app, default_bytes=settings.limits.max_body_bytes,  # type: ignore[arg-type]
+    app.add_middleware(_AppBodyLimit, fastapi_app=app, default_bytes=settings.limits.max_body_bytes,
                        max_header_bytes=settings.limits.max_header_bytes, upload_bytes=settings.uploads.max_bytes)

@@ -22,7 +22,7 @@ _BODY = b'{"error":{"code":"headers_too_large","message":"The request line and h
 
 if HttpToolsProtocol is not None:
 
-    class BoundedHttpToolsProtocol(HttpToolsProtocol):  # type: ignore[misc,valid-type]
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Counts the bytes fed while a request head is incomplete; 431 and close past the limit."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:

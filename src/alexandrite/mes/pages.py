@@ -85,7 +85,7 @@ async def order_detail(request: Request, order_id: uuid.UUID, principal: Operato
                        error="There is no such production order.")
     return _render(request, "order.html", principal, title=f"Order {str(order_id)[:8]}", order=view,
                    timeline=timeline(view["history"]), action=NEXT_ACTION.get(S(view["status"])),
-                   **page_messages(error, notice, now))
+                   **page_messages(error, notice, now))  # type: ignore[arg-type]
 
 
 @router.get("/production/orders/{order_id}/model.stl")

@@ -191,7 +191,7 @@ def _order_context(view: dict[str, Any]) -> dict[str, Any]:
 @router.get("/orders/{order_id}")
 async def order_page(request: Request, order_id: uuid.UUID, principal: Customer, error: str = "",
                      notice: str = "", now: str = "") -> Response:
-    return await _order_page(request, principal, order_id, **page_messages(error, notice, now))
+    return await _order_page(request, principal, order_id, **page_messages(error, notice, now))  # type: ignore[arg-type]
 
 
 async def _order_page(request: Request, principal: Principal, order_id: uuid.UUID, *, error: str | None = None,
