@@ -224,18 +224,23 @@ class UnitOfWork:
         self.committed = True
         self._messages.clear()
         callbacks, self._after_commit = self._after_commit, []
-        for callback in callbacks:
-            try:
-                result = callback()
-                if result is not None:
-                    await result
-            except Exception:  # side effects after commit must never undo the commit
-                log.exception("after_commit_callback_failed")
+        await run_after_commit(callbacks)
 
     async def rollback(self) -> None:
         self._messages.clear()
         self._after_commit.clear()
         await self.session.rollback()
+
+
+async def run_after_commit(callbacks: list[Callable[[], Awaitable[None] | None]]) -> None:
+    """Runs a committed unit's side effects in order; one failing is logged and never undoes the commit."""
+    for callback in callbacks:
+        try:
+            result = callback()
+            if result is not None:
+                await result
+        except Exception:
+            log.exception("after_commit_callback_failed")
 
 
 class StatementUnitOfWork:
@@ -283,11 +288,5 @@ class StatementUnitOfWork:
         callbacks, self._after_commit = self._after_commit, []
         if row is None:
             return None
-        for callback in callbacks:
-            try:
-                result = callback()
-                if result is not None:
-                    await result
-            except Exception:  # side effects after commit must never undo the commit
-                log.exception("after_commit_callback_failed")
+        await run_after_commit(callbacks)
         return row

@@ -97,26 +97,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
         # Text PostgreSQL cannot store (NUL characters, broken encodings) is the client's error.
-        state = str(getattr(exc.orig, "sqlstate", None) or "")
-        if state in _UNSTORABLE_TEXT:
-            return JSONResponse(error_body("invalid_request", "The request contains characters that cannot be "
-                                           "stored (for example NUL)."), 422)
-        if infrastructure_unavailable(exc):
-            return JSONResponse(error_body("database_unavailable", "The database is not available; retry shortly."),
-                                503, headers={"Retry-After": "2"})
-        raise exc
+        return _database_answer(str(getattr(exc.orig, "sqlstate", None) or ""), exc)
 
     @app.exception_handler(asyncpg.PostgresError)
     @app.exception_handler(asyncpg.exceptions.ConnectionDoesNotExistError)
     async def _raw_database(_: Request, exc: Exception) -> JSONResponse:
         # The same answers for statements sent on the raw asyncpg pool (not wrapped by SQLAlchemy).
-        if str(getattr(exc, "sqlstate", None) or "") in _UNSTORABLE_TEXT:
-            return JSONResponse(error_body("invalid_request", "The request contains characters that cannot be "
-                                           "stored (for example NUL)."), 422)
-        if infrastructure_unavailable(exc):
-            return JSONResponse(error_body("database_unavailable", "The database is not available; retry shortly."),
-                                503, headers={"Retry-After": "2"})
-        raise exc
+        return _database_answer(str(getattr(exc, "sqlstate", None) or ""), exc)
 
     @app.exception_handler(PoolTimeout)
     async def _pool(_: Request, exc: PoolTimeout) -> JSONResponse:
@@ -139,3 +126,14 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code
         return JSONResponse(error_body(code, message), exc.status_code, headers=getattr(exc, "headers", None))
+
+
+def _database_answer(sqlstate: str, exc: Exception) -> JSONResponse:
+    """422 for text PostgreSQL cannot store, 503 while the database is unreachable; anything else re-raised."""
+    if sqlstate in _UNSTORABLE_TEXT:
+        return JSONResponse(error_body("invalid_request", "The request contains characters that cannot be "
+                                       "stored (for example NUL)."), 422)
+    if infrastructure_unavailable(exc):
+        return JSONResponse(error_body("database_unavailable", "The database is not available; retry shortly."),
+                            503, headers={"Retry-After": "2"})
+    raise exc
