@@ -12,7 +12,6 @@ import pytest
 
 from alexandrite.ops import pgcluster
 from alexandrite.ops.pgcluster import Cluster
-from alexandrite.ops.replicas import allocate_ports
 
 VERSION = "15"
 
@@ -25,8 +24,7 @@ def cluster_name(prefix: str) -> str:
 
 
 def free_pg_port() -> int:
-    taken = {c.port for c in pgcluster.clusters()}
-    return allocate_ports(15500 + uuid.uuid4().int % 20000, 1, taken)[0]
+    return pgcluster.free_port(15500 + uuid.uuid4().int % 20000)
 
 
 @contextmanager

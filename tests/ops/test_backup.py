@@ -101,3 +101,17 @@ def test_drill_report_flags_a_mismatch() -> None:
     assert lines[1].startswith("MISMATCH db.public.u") and "restored missing" in lines[2]
     assert "FAILED" in lines[-1] and "2 mismatch(es)" in lines[-1]
     assert not DrillReport("p", 5555).ok, "a drill that compared nothing did not pass"
+
+
+def test_a_stopped_cluster_keeps_its_port_from_the_drill() -> None:
+    """A registered cluster that is not running (left by an interrupted run) listens on nothing, yet
+    ``pg_createcluster`` would refuse its port: the drill's port choice skips it."""
+    name = f"alextest_parked_{uuid.uuid4().hex[:8]}"
+    port = pgcluster.free_port(15500 + uuid.uuid4().int % 20000)
+    pgcluster.create_cluster("15", name, port)
+    try:
+        assert pgcluster.find_cluster(port=port) is not None
+        chosen = pgcluster.free_port(port)
+        assert chosen != port and chosen > port
+    finally:
+        subprocess.run(["pg_dropcluster", "--stop", "15", name], capture_output=True, timeout=120)

@@ -37,3 +37,31 @@ def test_a_write_that_reached_a_former_primary_is_an_outage_not_a_bug() -> None:
     read_only = DBAPIError("INSERT ...", None, _DriverError("25006"))  # read_only_sql_transaction
     assert infrastructure_unavailable(read_only)
     assert not infrastructure_unavailable(DBAPIError("INSERT ...", None, _DriverError("23505")))  # unique violation
+
+
+async def test_a_raw_pool_connection_closed_or_timed_out_is_503_and_a_bug_stays_500() -> None:
+    import asyncpg
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/closed")
+    async def closed() -> None:
+        raise asyncpg.InterfaceError("connection is closed")
+
+    @app.get("/slow")
+    async def slow() -> None:
+        raise TimeoutError
+
+    @app.get("/busy")
+    async def busy() -> None:  # a programming error: two statements on one connection at once
+        raise asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
+
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for path in ("/closed", "/slow"):
+            response = await client.get(path)
+            assert response.status_code == 503, path
+            assert response.headers["retry-after"] == "2"
+            assert response.json()["error"]["code"] == "unavailable"
+        assert (await client.get("/busy")).status_code == 500

@@ -101,7 +101,7 @@ def cmd_replica(settings: Settings, args: argparse.Namespace) -> int:
 # --- backups ------------------------------------------------------------------------------
 
 def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
-    from alexandrite.ops import backup
+    from alexandrite.ops import backup, pgcluster
 
     if args.backup_command == "setup":
         for line in asyncio.run(backup.setup(settings, restart=args.restart)):
@@ -113,9 +113,7 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     if args.backup_command == "info":
         print(backup.PgBackRest(settings).command("info"))
         return 0
-    from alexandrite.ops.replicas import allocate_ports
-
-    port = args.port or allocate_ports(5500, 1)[0]
+    port = args.port or pgcluster.free_port(5500)
     started = time.monotonic()
     report = asyncio.run(backup.restore_drill(settings, port=port, keep=args.keep))
     for line in report.lines():

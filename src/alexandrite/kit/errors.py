@@ -71,6 +71,8 @@ def infrastructure_unavailable(error: BaseException) -> bool:
         return state.startswith(_UNAVAILABLE_CLASSES) or state in _UNAVAILABLE_STATES
     if isinstance(error, asyncpg.exceptions.ConnectionDoesNotExistError):
         return True
+    if isinstance(error, asyncpg.InterfaceError):  # a pooled raw connection the failover closed under us
+        return "closed" in str(error)
     return isinstance(error, OSError) and not isinstance(error, FileNotFoundError)
 
 
@@ -115,6 +117,15 @@ def install_error_handlers(app: FastAPI) -> None:
         # A connection dropped under the request before the driver could wrap the error (asyncpg checking a
         # pooled connection while the database fails over): an outage, retried shortly, not a server bug.
         return JSONResponse(error_body("unavailable", "A connection to a backing service was lost; retry shortly."),
+                            503, headers={"Retry-After": "2"})
+
+    @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(OSError)
+    async def _outage(_: Request, exc: Exception) -> JSONResponse:
+        # A raw pool's connection closed by a failover, or a timeout reaching a backing service.
+        if not infrastructure_unavailable(exc):
+            raise exc
+        return JSONResponse(error_body("unavailable", "A backing service is not available; retry shortly."),
                             503, headers={"Retry-After": "2"})
 
     @app.exception_handler(UnicodeEncodeError)

@@ -65,6 +65,14 @@ def find_cluster(*, port: int | None = None, name: str | None = None, version: s
     return None
 
 
+def free_port(start: int) -> int:
+    """The first port from ``start`` that nothing listens on and no registered cluster (even a stopped one,
+    or one left behind by an interrupted run) claims: ``create_cluster`` refuses a claimed port."""
+    from alexandrite.ops.replicas import allocate_ports
+
+    return allocate_ports(start, 1, {cluster.port for cluster in clusters()})[0]
+
+
 # Same access rules as this machine's main cluster: local connections only, no password.
 LOCAL_TRUST_HBA = """local all all trust
 host all all 127.0.0.1/32 trust
