@@ -53,15 +53,29 @@ async def test_a_raw_pool_connection_closed_or_timed_out_is_503_and_a_bug_stays_
     async def slow() -> None:
         raise TimeoutError
 
+    @app.get("/broken")
+    async def broken() -> None:
+        raise asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress")
+
     @app.get("/busy")
     async def busy() -> None:  # a programming error: two statements on one connection at once
         raise asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
 
     transport = httpx.ASGITransport(app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        for path in ("/closed", "/slow"):
+        for path in ("/closed", "/slow", "/broken"):
             response = await client.get(path)
             assert response.status_code == 503, path
             assert response.headers["retry-after"] == "2"
             assert response.json()["error"]["code"] == "unavailable"
         assert (await client.get("/busy")).status_code == 500
+
+
+def test_a_connection_dying_under_sqlalchemy_is_an_outage() -> None:
+    from sqlalchemy.exc import InternalError
+
+    from alexandrite.kit.errors import infrastructure_unavailable
+
+    died = InternalError("SELECT ...", None, Exception("cannot switch to state 15; another operation (2) is in progress"))
+    assert infrastructure_unavailable(died)
+    assert not infrastructure_unavailable(InternalError("SELECT ...", None, Exception("division by zero")))

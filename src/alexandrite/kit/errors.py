@@ -58,6 +58,14 @@ _UNAVAILABLE_CLASSES = ("08", "53", "57P")
 _UNAVAILABLE_STATES = ("25006",)
 
 
+def _lost_connection_message(text: str) -> bool:
+    """asyncpg's words for a connection that died under a statement: "connection is closed", or the
+    protocol's state machine after the socket went mid-statement ("cannot switch to state 15; another
+    operation (2) is in progress"), seen on leader kills in the failover drill. "another operation is in
+    progress" alone (two statements on one connection) is a bug and stays one."""
+    return "connection is closed" in text or "connection was closed" in text or "cannot switch to state" in text
+
+
 def infrastructure_unavailable(error: BaseException) -> bool:
     """A database or network outage (retrying later helps), not a fault of the request or the data."""
     if isinstance(error, (PoolTimeout, ConnectionError, TimeoutError)):
@@ -65,14 +73,15 @@ def infrastructure_unavailable(error: BaseException) -> bool:
     if isinstance(error, DBAPIError):
         state = str(getattr(error.orig, "sqlstate", None) or "")
         return (bool(error.connection_invalidated) or state.startswith(_UNAVAILABLE_CLASSES)
-                or state in _UNAVAILABLE_STATES or isinstance(error.orig, OSError))
+                or state in _UNAVAILABLE_STATES or isinstance(error.orig, OSError)
+                or _lost_connection_message(str(error.orig)))
     if isinstance(error, asyncpg.PostgresError):  # raw asyncpg (the hot paths' pool)
         state = str(getattr(error, "sqlstate", None) or "")
         return state.startswith(_UNAVAILABLE_CLASSES) or state in _UNAVAILABLE_STATES
     if isinstance(error, asyncpg.exceptions.ConnectionDoesNotExistError):
         return True
-    if isinstance(error, asyncpg.InterfaceError):  # a pooled raw connection the failover closed under us
-        return "closed" in str(error)
+    if isinstance(error, (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)):
+        return _lost_connection_message(str(error))
     return isinstance(error, OSError) and not isinstance(error, FileNotFoundError)
 
 
@@ -120,6 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
                             503, headers={"Retry-After": "2"})
 
     @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(asyncpg.exceptions.InternalClientError)
     @app.exception_handler(OSError)
     async def _outage(_: Request, exc: Exception) -> JSONResponse:
         # A raw pool's connection closed by a failover, or a timeout reaching a backing service.
