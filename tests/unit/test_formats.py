@@ -294,3 +294,18 @@ def test_parsed_model_is_a_frozen_value() -> None:
     assert isinstance(parsed, ParsedModel) and parsed.triangles.shape == (12, 3, 3)
     with pytest.raises(AttributeError):
         parsed.format = "stl_binary"  # type: ignore[misc]
+
+
+def test_an_obj_with_more_vertices_than_the_limit_is_refused_by_count_and_faces_are_required() -> None:
+    from alexandrite.models3d.limits import ModelLimits
+
+    vertices = b"".join(b"v %d 0 0\n" % i for i in range(1_001))
+    with pytest.raises(ModelFormatError) as caught:
+        parse_model(vertices + b"f 1 2 3\n", "m.obj", ModelLimits(max_vertices=1_000))
+    assert caught.value.code == "too_many_vertices" and "1,001 vertices" in caught.value.message
+    with pytest.raises(ModelFormatError) as caught:
+        parse_model(b"# only points\nv 0 0 0\nv 1 0 0\nv 0 1 0\n", "m.obj")
+    assert caught.value.code == "no_triangles"
+    with pytest.raises(ModelFormatError) as caught:
+        parse_model(b"f 1 2 3\n", "m.obj")
+    assert caught.value.code == "malformed_model"

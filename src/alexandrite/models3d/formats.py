@@ -198,17 +198,20 @@ def _parse_obj(data: bytes, limits: ModelLimits) -> np.ndarray:
         text = text.replace(b"\\\n", b" ")
     if b"#" in text:
         text = _OBJ_COMMENT.sub(b"", text)
+    # Counted first (one byte per line, single-byte objects are shared), so an over-limit file is refused
+    # before its lines are split out and converted.
     kinds = np.frombuffer(b"".join(_OBJ_KIND.findall(text)), dtype=np.uint8)
+    vertex_count = int(np.count_nonzero(kinds == ord("v")))
+    if not vertex_count:
+        raise ModelFormatError("malformed_model", "The OBJ file has no vertex ('v') lines.")
+    if vertex_count > limits.vertex_limit:
+        raise ModelFormatError("too_many_vertices",
+                               f"The OBJ file defines {vertex_count:,} vertices; the limit is {limits.vertex_limit:,}. "
+                               "Reduce the mesh resolution (decimate) and upload it again.")
+    if vertex_count == kinds.size:
+        raise ModelFormatError("no_triangles", "The OBJ file has vertices but no faces ('f' lines).")
     v_lines = _OBJ_V.findall(text)
     f_lines = _OBJ_F.findall(text)
-    if not v_lines:
-        raise ModelFormatError("malformed_model", "The OBJ file has no vertex ('v') lines.")
-    if len(v_lines) > limits.vertex_limit:
-        raise ModelFormatError("too_many_vertices",
-                               f"The OBJ file defines {len(v_lines):,} vertices; the limit is {limits.vertex_limit:,}. "
-                               "Reduce the mesh resolution (decimate) and upload it again.")
-    if not f_lines:
-        raise ModelFormatError("no_triangles", "The OBJ file has vertices but no faces ('f' lines).")
 
     v_text = b"\n".join(v_lines)
     v_counts = _tokens_per_line(v_text, len(v_lines))
