@@ -14,6 +14,10 @@ are asked in alternating rounds, so the shared machine's noise hits every varian
 - partitioned: monthly partitions + the dashboard's indexes, cache off
 - cached:      the same, with the Redis page cache on (deep pages: counts cached, rows read)
 
+Pages: ``first`` (newest first), ``deep`` (its 40th page), ``late1st`` (most overdue first,
+``sort=late``) and ``lateonly`` (only the late orders, ``late=true``, read each time). Every page
+also carries the late counts per stage. The plan of the late-first statement is printed.
+
 Everything the run creates (databases, role, Redis keys) is dropped at the end.
 """
 
@@ -168,6 +172,27 @@ def interleaved(servers: dict[str, Server], counts: dict[str, int], queries: dic
     return samples
 
 
+async def explain_late_first(settings: Settings) -> str:
+    """EXPLAIN ANALYZE of the board's "most overdue first" page, the statement the service sends."""
+    from sqlalchemy.dialects import postgresql
+
+    from alexandrite.contracts.events import utcnow
+    from alexandrite.mes.repository import stage_clock_query
+    from alexandrite.mes.views import IN_WORK_STATUSES
+
+    stmt = stage_clock_query(IN_WORK_STATUSES, dict(settings.sla.seconds), order="late", after=None, late=None,
+                             now=utcnow(), limit=LIMIT)
+    sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    conn = await asyncpg.connect(plain_dsn(settings.database_url("mes")))
+    try:
+        await conn.execute(sql)  # warm
+        plan = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}")
+    finally:
+        await conn.close()
+    lines = [row[0] for row in plan]
+    return "# EXPLAIN ANALYZE, most overdue first:\n" + "\n".join(f"#   {line}" for line in lines)
+
+
 def deep_cursor(port: int, token: str) -> str:
     import json
 
@@ -208,7 +233,8 @@ def run_size(orders: int, requests: int, naive_requests: int) -> list[dict[str, 
         servers = {name: Server(settings, cached=cached, pg_dsn=dsn) for name, cached, dsn, _ in variants}
         try:
             cursor = deep_cursor(servers["partitioned"].port, bearer)
-            queries = {"first": f"limit={LIMIT}", "deep": f"limit={LIMIT}&cursor={cursor}"}
+            queries = {"first": f"limit={LIMIT}", "deep": f"limit={LIMIT}&cursor={cursor}",
+                       "late1st": f"limit={LIMIT}&sort=late", "lateonly": f"limit={LIMIT}&late=true"}
             load_before = os.getloadavg()[0]
             samples = interleaved(servers, {name: count for name, _, _, count in variants}, queries, bearer)
             load_after = os.getloadavg()[0]
@@ -216,6 +242,7 @@ def run_size(orders: int, requests: int, naive_requests: int) -> list[dict[str, 
             for server in servers.values():
                 server.stop()
         print(f"# load average {load_before:.1f} before, {load_after:.1f} after measuring", flush=True)
+        print(asyncio.run(explain_late_first(settings)), flush=True)
         for page in queries:
             for name, *_ in variants:
                 values = samples[(name, page)]
@@ -232,7 +259,7 @@ def line(row: dict[str, object], rows: list[dict[str, object]]) -> str:
     naive = next((r for r in rows if r["orders"] == row["orders"] and r["page"] == row["page"]
                   and r["variant"] == "naive"), None)
     ratio = f"{float(naive['p95']) / float(row['p95']):8.0f}×" if naive else "        "  # type: ignore[arg-type]
-    return (f"{row['orders']:>11,} {row['page']:>6} {row['variant']:>12} {row['n']:>6} {row['p50']:>8.2f} "
+    return (f"{row['orders']:>11,} {row['page']:>8} {row['variant']:>12} {row['n']:>6} {row['p50']:>8.2f} "
             f"{row['p95']:>8.2f} {row['p99']:>8.2f} {ratio}")
 
 
@@ -252,7 +279,7 @@ def main() -> None:
         args.sizes, args.requests, args.naive_requests = "3000", 20, 5
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}")
-    print(f"{'orders':>11} {'page':>6} {'variant':>12} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+    print(f"{'orders':>11} {'page':>8} {'variant':>12} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
           f"{'naive/p95':>9}")
     rows: list[dict[str, object]] = []
     for size in (int(s) for s in args.sizes.split(",")):

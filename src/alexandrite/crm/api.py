@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from alexandrite.contracts.events import utcnow
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.crm import handlers, views
 from alexandrite.crm.domain import BadFilter, created_range, parse_search, verify_carrier_signature
@@ -23,6 +24,7 @@ from alexandrite.crm.schemas import (
     OrderPage,
     Reason,
     StatusOut,
+    WaitingPage,
 )
 from alexandrite.kit.auth import CurrentService, public, require
 from alexandrite.kit.errors import ApiError, not_found
@@ -87,6 +89,21 @@ async def list_orders(
     flt = order_filter(status, q, customer, created_from, created_to, cursor)
     async with request.app.state.db.read_sessions() as session:
         return await views.order_page(session, flt, limit)
+
+
+@router.get("/orders/waiting", response_model=WaitingPage)
+async def waiting_for_approval(
+    request: Request,
+    _: Seller,
+    late: Annotated[bool | None, Query(description="only the late (true) or on-time (false) ones")] = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """Orders waiting for a seller's approval (priced), longest waiting first, with the time waited,
+    the approval SLA and how late each is; counts of waiting and late ones."""
+    async with request.app.state.db.read_sessions() as session:
+        return await views.waiting_page(session, request.app.state.settings.sla.seconds, late=late, cursor=cursor,
+                                        limit=limit, now=utcnow())
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)

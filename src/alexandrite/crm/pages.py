@@ -14,12 +14,14 @@ from urllib.parse import urlencode
 from fastapi import Depends, Form, Query, Request
 from starlette.responses import RedirectResponse, Response
 
+from alexandrite.contracts.events import utcnow
 from alexandrite.contracts.order_status import CANCELLABLE, IllegalTransition, OrderStatus
 from alexandrite.crm import handlers, views
 from alexandrite.crm.api import order_filter
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.security import Principal
 from alexandrite.kit.web.staff import staff_pages
+from alexandrite.orders.stage_clock import duration_words, parse_bool
 from alexandrite.orders.words import order_pages, page_messages, plain_error, redirect_with, timeline
 
 SERVICE = "crm"
@@ -64,6 +66,37 @@ async def order_list(
         context["next_url"] = "/orders?" + urlencode([*query, ("cursor", found["next_cursor"])])
     context["items"] = found["items"]
     return _render(request, "orders.html", principal, **context)
+
+
+LATE_WORDS = {"": "All waiting", "true": "Late only", "false": "On time"}
+
+
+@router.get("/orders/waiting")
+async def waiting(request: Request, principal: Seller, late: Annotated[str, Query(max_length=10)] = "",
+                  cursor: Annotated[str, Query(max_length=500)] = "") -> Response:
+    """Orders waiting for approval, longest waiting first: since when, the SLA, late ones marked."""
+    context: dict[str, Any] = {"title": "Waiting for approval", "late": late, "late_words": LATE_WORDS,
+                               "page": {"items": [], "counts": {"waiting": 0, "late": 0}, "sla_seconds": None},
+                               "next_url": None, "sla_words": "—"}
+    try:
+        only = parse_bool(late or None, "late")
+    except ValueError:
+        return _render(request, "waiting.html", principal, 422, **context, error="Pick all, late or on time.")
+    try:
+        async with request.app.state.db.read_sessions() as session:
+            found = await views.waiting_page(session, request.app.state.settings.sla.seconds, late=only,
+                                             cursor=cursor or None, limit=PAGE_SIZE, now=utcnow())
+    except ApiError as error:
+        return _render(request, "waiting.html", principal, error.status, **context, error=plain_error(error))
+    if found["next_cursor"]:
+        context["next_url"] = "/orders/waiting?" + urlencode([*([("late", late)] if late else []),
+                                                               ("cursor", found["next_cursor"])])
+    found["items"] = [{**i, "waiting_words": duration_words(i["time_in_stage_seconds"]),
+                       "late_words": f"late by {duration_words(i['late_by_seconds'])}" if i["late"] else ""}
+                      for i in found["items"]]
+    context["page"] = found
+    context["sla_words"] = duration_words(found["sla_seconds"]) if found["sla_seconds"] else "—"
+    return _render(request, "waiting.html", principal, **context)
 
 
 @router.get("/orders/{order_id}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy import Select, and_, func, literal_column, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -109,3 +109,35 @@ async def order_notes(session: AsyncSession, order_id: uuid.UUID, limit: int) ->
         .limit(limit)
     )
     return list((await session.execute(stmt)).all())
+
+
+# --- waiting for the seller's approval (the stage clock of PRICE_CALCULATED) ------------------------
+
+WAITING = "PRICE_CALCULATED"
+
+
+def _waiting() -> ColumnElement[bool]:
+    return orders.c.status == literal_column(f"'{WAITING}'")  # a literal: the partial index's own predicate
+
+
+async def waiting_for_approval(session: AsyncSession, *, late_before: datetime | None, on_time: bool | None,
+                               after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[Any]:
+    """Priced orders, longest waiting first (the partial ``(status_since, id)`` index, keyset pages).
+    ``late_before`` is now - SLA: ``on_time=False`` keeps those waiting since before it, True the others."""
+    stmt = select(*SUMMARY_COLUMNS).where(_waiting())
+    if late_before is not None and on_time is False:
+        stmt = stmt.where(orders.c.status_since < late_before)
+    elif late_before is not None and on_time is True:
+        stmt = stmt.where(orders.c.status_since >= late_before)
+    if after is not None:
+        stmt = stmt.where(tuple_(orders.c.status_since, orders.c.id) > tuple_(*after))
+    stmt = stmt.order_by(orders.c.status_since, orders.c.id).limit(limit + 1)
+    return list((await session.execute(stmt)).all())
+
+
+async def count_waiting(session: AsyncSession, late_before: datetime | None) -> tuple[int, int]:
+    """Orders waiting for approval, and how many of them since before ``late_before`` (index only)."""
+    late = (func.count().filter(orders.c.status_since < late_before) if late_before is not None
+            else literal_column("0"))
+    waiting, overdue = (await session.execute(select(func.count(), late).select_from(orders).where(_waiting()))).one()
+    return int(waiting), int(overdue)

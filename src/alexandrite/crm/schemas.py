@@ -102,6 +102,27 @@ class OrderPage(BaseModel):
     next_cursor: str | None
 
 
+class WaitingOrder(OrderSummary):
+    sla_seconds: float | None = Field(description="The approval SLA (ALEX_SLA_SECONDS[\"PRICE_CALCULATED\"])")
+    due_at: datetime | None = Field(description="status_since + sla_seconds")
+    time_in_stage_seconds: int = Field(description="How long it has been waiting for approval")
+    late_by_seconds: int = Field(description="How far past the approval SLA; 0 when on time")
+    late: bool
+
+
+class WaitingCounts(BaseModel):
+    waiting: int
+    late: int
+
+
+class WaitingPage(BaseModel):
+    items: list[WaitingOrder]
+    next_cursor: str | None
+    counts: WaitingCounts
+    sla_seconds: float | None
+    as_of: datetime
+
+
 class StatusOut(BaseModel):
     id: uuid.UUID
     status: str

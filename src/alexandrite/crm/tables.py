@@ -48,6 +48,9 @@ orders = Table(
 # Newest first, all orders / one status (keyset pagination on (created_at, id)).
 Index("ix_orders_newest", orders.c.created_at.desc(), orders.c.id.desc())
 Index("ix_orders_status_newest", orders.c.status, orders.c.created_at.desc(), orders.c.id.desc())
+# Waiting for the seller's approval, longest waiting first (keyset on (status_since, id)).
+Index("ix_orders_waiting_approval", orders.c.status_since, orders.c.id,
+      postgresql_where=orders.c.status == "PRICE_CALCULATED")
 # Search: tracking number (exact), customer (exact, case-insensitive), customer name substring (trigram).
 Index("ix_orders_tracking_number", orders.c.tracking_number,
       postgresql_where=orders.c.tracking_number.is_not(None))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +15,7 @@ from alexandrite.crm.repository import OrderFilter
 from alexandrite.crm.tables import order_history
 from alexandrite.kit import pagination
 from alexandrite.kit.errors import ApiError
+from alexandrite.orders import stage_clock
 from alexandrite.orders.records import load_history
 
 NOTES_SHOWN = 200  # newest notes embedded in the order view
@@ -82,3 +84,39 @@ async def order_view(session: AsyncSession, order_id: uuid.UUID) -> dict[str, An
 
 def note(row: Any) -> dict[str, Any]:
     return {"id": row.id, "order_id": row.order_id, "author": row.author, "text": row.text, "at": row.at}
+
+
+def encode_waiting_cursor(status_since: datetime, order_id: uuid.UUID) -> str:
+    return "waiting." + pagination.encode_cursor(status_since, order_id)
+
+
+def decode_waiting_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    kind, _, inner = cursor.partition(".")
+    if kind != "waiting":
+        raise ApiError(422, "invalid_cursor", "The cursor is not one this API returned for this list.")
+    return decode_cursor(inner)
+
+
+async def waiting_page(session: AsyncSession, slas: Mapping[str, float], *, late: bool | None,
+                       cursor: str | None, limit: int, now: datetime) -> dict[str, Any]:
+    """Orders waiting for the seller's approval, longest waiting first, with their stage clocks and
+    counts (waiting, late: past the approval SLA, ``ALEX_SLA_SECONDS["PRICE_CALCULATED"]``)."""
+    after = decode_waiting_cursor(cursor) if cursor else None
+    sla = stage_clock.sla_seconds(slas, repository.WAITING)
+    late_before = now - timedelta(seconds=sla) if sla else None
+    if late is True and late_before is None:
+        rows: list[Any] = []  # no SLA: nothing is late
+    else:
+        rows = await repository.waiting_for_approval(
+            session, late_before=late_before, on_time=None if late is None else not late, after=after, limit=limit)
+    waiting, overdue = await repository.count_waiting(session, late_before)
+    items = rows[:limit]
+    next_cursor = encode_waiting_cursor(items[-1].status_since, items[-1].id) if len(rows) > limit else None
+    return {
+        "items": [{**summary(r), "sla_seconds": sla, "due_at": stage_clock.due_at(r.status_since, sla) if sla else None,
+                   **stage_clock.clock(r.status_since, sla, now)} for r in items],
+        "next_cursor": next_cursor,
+        "counts": {"waiting": waiting, "late": overdue},
+        "sla_seconds": sla,
+        "as_of": now,
+    }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
@@ -13,7 +13,7 @@ from alexandrite.kit.auth import CurrentService, require
 from alexandrite.kit.errors import not_found
 from alexandrite.kit.security import Principal
 from alexandrite.mes import handlers, progress, views
-from alexandrite.mes.dashboard import dashboard_payload
+from alexandrite.mes.dashboard import Board, dashboard_payload
 from alexandrite.mes.progress import QueueEstimate, QueueProbe, QueueStats
 from alexandrite.mes.schemas import (
     InternalCancel,
@@ -69,10 +69,17 @@ async def dashboard(
                                                       "default: the in-work ones")] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    sort: Annotated[Literal["newest", "late", "stage"], Query(
+        description="newest first; late: most overdue first (by due_at); stage: by stage, longest in it "
+                    "first")] = "newest",
+    late: Annotated[bool | None, Query(description="only the late (true) or on-time (false) orders; "
+                                       "implies sort=late unless sort=stage")] = None,
 ) -> Response:
-    """Orders in work (or the given statuses), newest first, keyset pages; first pages come from the cache."""
+    """Orders in work (or the given statuses), keyset pages, each with its stage clock; first pages come
+    from the cache."""
     state = request.app.state
-    body = await dashboard_payload(state.db, state.dashboard_cache, status or (), cursor, limit)
+    board = Board(slas=state.settings.sla.seconds, sort=sort, late=late)
+    body = await dashboard_payload(state.db, state.dashboard_cache, status or (), cursor, limit, board)
     return Response(body, media_type="application/json")
 
 

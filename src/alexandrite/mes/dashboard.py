@@ -2,33 +2,46 @@
 
 :func:`dashboard_page` is the one view function behind both the JSON API
 (``GET /api/v1/production/orders``) and the HTML page (``GET /production/dashboard``); its dict
-is the JSON body: ``{"items": [OrderSummary...], "next_cursor": str | None, "counts": {status: n}}``.
+is the JSON body: ``{"items": [OrderSummary...], "next_cursor": str | None, "counts": {status: n},
+"late_counts": {status: n}, "as_of": datetime}``; each item carries its stage clock (``status_since``,
+``sla_seconds``, ``due_at``, ``time_in_stage_seconds``, ``late_by_seconds``, ``late``; see
+orders/stage_clock.py). Besides newest first, the board lists by the stage clock: most overdue
+first (``sort=late``) or by stage (``sort=stage``), optionally only the late or on-time orders.
 
 The first page of each filter and the counts are cached in Redis (kit/cache.py), tagged with
 the statuses they show; every committed status change drops the entries of its old and new
-status (:func:`attach_cache`). Reads that miss the cache go to the read replica when one is
-configured, or to the primary right after a change.
+status (:func:`attach_cache`). What moves with the clock (time in stage, lateness) is added to
+the page when it is served, so a cached page never shows an old age. Reads that miss the cache go
+to the read replica when one is configured, or to the primary right after a change.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from pydantic_core import to_json
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from alexandrite.contracts.events import utcnow
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit import pagination
 from alexandrite.kit.cache import PageCache
 from alexandrite.kit.db import Database
+from alexandrite.kit.errors import ApiError
 from alexandrite.kit.settings import Settings
 from alexandrite.mes import repository, views
+from alexandrite.orders import stage_clock
 
 CACHE_NAME = "mes-dashboard"
 IN_WORK_STATUSES = views.IN_WORK_STATUSES
 COUNTS_KEY = "counts"
+LATE_COUNTS_KEY = "late-counts"
+CLOCK_TAG = "stage-clock"  # entries that go stale when an order turns late
+SORTS = ("newest", "late", "stage")
 
 
 def make_cache(settings: Settings) -> PageCache | None:
@@ -61,14 +74,29 @@ async def _counts(db: Database, fresh: bool) -> dict[str, int]:
 
 
 async def _render(db: Database, fresh: bool, wanted: tuple[str, ...], after: Any, limit: int,
-                  counts: dict[str, int] | None) -> bytes:
+                  counts: dict[str, int] | None, slas: Mapping[str, float]) -> bytes:
     async with _sessions(db, fresh)() as session:
         rows = await repository.list_orders(session, wanted, after, limit)
         if counts is None:
             counts = await repository.count_by_status(session, IN_WORK_STATUSES)
     items, next_cursor = pagination.page(rows, limit)
     # Serialised straight from the summaries (the shape of schemas.OrderPage, which documents it).
-    return to_json({"items": [views.list_item(r) for r in items], "next_cursor": next_cursor, "counts": counts})
+    return to_json({"items": [views.list_item(r, slas) for r in items], "next_cursor": next_cursor,
+                    "counts": counts})
+
+
+async def _render_by_clock(db: Database, fresh: bool, wanted: tuple[str, ...], board: Board,
+                           after: Any, counts: dict[str, int] | None, now: datetime) -> bytes:
+    statuses = tuple(s for s in IN_WORK_STATUSES if s in wanted)  # workflow order (stage ranks)
+    async with _sessions(db, fresh)() as session:
+        rows = await repository.list_by_stage_clock(session, statuses, dict(board.slas), order=board.sort,
+                                                    after=after, late=board.late, now=now, limit=board.limit)
+        if counts is None:
+            counts = await repository.count_by_status(session, IN_WORK_STATUSES)
+    items = rows[:board.limit]
+    next_cursor = views.encode_clock_cursor(board.sort, items[-1]) if len(rows) > board.limit else None
+    return to_json({"items": [views.list_item(r, board.slas) for r in items], "next_cursor": next_cursor,
+                    "counts": counts})
 
 
 async def cached_counts(db: Database, cache: PageCache | None) -> dict[str, int]:
@@ -81,24 +109,105 @@ async def cached_counts(db: Database, cache: PageCache | None) -> dict[str, int]
     return dict(json.loads(await cache.get_or_load(COUNTS_KEY, IN_WORK_STATUSES, _load)))
 
 
-async def dashboard_payload(db: Database, cache: PageCache | None, statuses: Iterable[OrderStatus | str],
-                            cursor: str | None, limit: int) -> bytes:
-    """The dashboard page as a JSON body (bytes). Raises ApiError 422 for a cursor we did not issue."""
-    wanted = wanted_statuses(statuses)
-    after = views.decode_cursor(cursor) if cursor else None
-    if after is not None:  # deeper pages are read each time; the counts still come from the cache
-        return await _render(db, False, wanted, after, limit, await cached_counts(db, cache))
+async def _late_counts(db: Database, fresh: bool, slas: Mapping[str, float], now: datetime) -> bytes:
+    async with _sessions(db, fresh)() as session:
+        counts, until = await repository.count_late(session, IN_WORK_STATUSES, dict(slas), now)
+    return json.dumps({"late": counts, "until": until.isoformat() if until else None}).encode()
+
+
+async def cached_late_counts(db: Database, cache: PageCache | None, slas: Mapping[str, float],
+                             now: datetime) -> dict[str, int]:
+    """Late orders per in-work status. Cached like the counts, and also dropped once the next order
+    turns late (the entry says when): lateness changes with the clock, not only with events."""
+    if cache is None:
+        return dict(json.loads(await _late_counts(db, False, slas, now))["late"])
 
     async def _load(fresh: bool) -> bytes:
-        return await _render(db, fresh, wanted, None, limit, None)
+        return await _late_counts(db, fresh, slas, utcnow())
+
+    for _ in range(2):
+        found = json.loads(await cache.get_or_load(LATE_COUNTS_KEY, (*IN_WORK_STATUSES, CLOCK_TAG), _load))
+        until = found["until"] and datetime.fromisoformat(found["until"])
+        if not until or until > now:
+            return dict(found["late"])
+        await cache.invalidate([CLOCK_TAG])
+    return dict(json.loads(await _late_counts(db, False, slas, now))["late"])
+
+
+@dataclass(frozen=True)
+class Board:
+    """What a board request asks for: the order (``newest``, ``late`` = most overdue first, ``stage``),
+    the late filter (None: all), the page size and the stage SLAs (ALEX_SLA_SECONDS)."""
+
+    slas: Mapping[str, float]
+    sort: str = "newest"
+    late: bool | None = None
+    limit: int = 50
+
+    def checked(self) -> Board:
+        if self.sort not in SORTS:
+            raise ApiError(422, "invalid_sort", f"sort must be one of: {', '.join(SORTS)}.",
+                           details={"sort": self.sort})
+        if self.late is not None and self.sort == "newest":
+            return replace(self, sort="late")  # the late filter reads the stage clock: most overdue first
+        return self
+
+
+def _with_clock(body: bytes, slas: Mapping[str, float], late_counts: dict[str, int], now: datetime) -> bytes:
+    """Add what moves with the clock to a (possibly cached) page: time in stage, lateness, late counts."""
+    page = json.loads(body)
+    for item in page["items"]:
+        since = datetime.fromisoformat(item["status_since"])
+        item.update(stage_clock.clock(since, item["sla_seconds"], now))
+    page["late_counts"] = late_counts
+    page["as_of"] = now
+    return to_json(page)
+
+
+async def dashboard_payload(db: Database, cache: PageCache | None, statuses: Iterable[OrderStatus | str],
+                            cursor: str | None, limit: int, board: Board | None = None,
+                            now: datetime | None = None) -> bytes:
+    """The dashboard page as a JSON body (bytes). Raises ApiError 422 for a cursor we did not issue
+    or a sort we do not know."""
+    board = replace(board or Board(slas={}), limit=limit).checked()
+    now = now or utcnow()
+    wanted = wanted_statuses(statuses)
+    late_counts = await cached_late_counts(db, cache, board.slas, now)
+    if board.sort != "newest":
+        return _with_clock(await _clock_payload(db, cache, wanted, board, cursor, now), board.slas, late_counts, now)
+    after = views.decode_cursor(cursor) if cursor else None
+    if after is not None:  # deeper pages are read each time; the counts still come from the cache
+        body = await _render(db, False, wanted, after, limit, await cached_counts(db, cache), board.slas)
+        return _with_clock(body, board.slas, late_counts, now)
+
+    async def _load(fresh: bool) -> bytes:
+        return await _render(db, fresh, wanted, None, limit, None, board.slas)
 
     if cache is None:
-        return await _load(False)
+        return _with_clock(await _load(False), board.slas, late_counts, now)
     key = f"page:{','.join(sorted(wanted))}:{limit}"
+    return _with_clock(await cache.get_or_load(key, (*wanted, *IN_WORK_STATUSES), _load), board.slas,
+                       late_counts, now)
+
+
+async def _clock_payload(db: Database, cache: PageCache | None, wanted: tuple[str, ...], board: Board,
+                         cursor: str | None, now: datetime) -> bytes:
+    after = views.decode_clock_cursor(cursor, board.sort) if cursor else None
+    if after is not None or board.late is not None or cache is None:
+        # Deeper pages and the late filter (its rows change with the clock) are read each time.
+        counts = await cached_counts(db, cache)
+        return await _render_by_clock(db, False, wanted, board, after, counts, now)
+
+    async def _load(fresh: bool) -> bytes:
+        return await _render_by_clock(db, fresh, wanted, board, None, None, now)
+
+    # The order by due date does not move with the clock: a first page stays right until a status change.
+    key = f"{board.sort}:{','.join(sorted(wanted))}:{board.limit}"
     return await cache.get_or_load(key, (*wanted, *IN_WORK_STATUSES), _load)
 
 
 async def dashboard_page(db: Database, cache: PageCache | None, statuses: Iterable[OrderStatus | str] = (),
-                         cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+                         cursor: str | None = None, limit: int = 50, board: Board | None = None,
+                         now: datetime | None = None) -> dict[str, Any]:
     """The dashboard page as the JSON API's body, parsed (for server-rendered pages)."""
-    return dict(json.loads(await dashboard_payload(db, cache, statuses, cursor, limit)))
+    return dict(json.loads(await dashboard_payload(db, cache, statuses, cursor, limit, board, now)))

@@ -21,8 +21,9 @@ from alexandrite.kit.security import Principal
 from alexandrite.kit.web.preview import model_stl, stl_response
 from alexandrite.kit.web.staff import staff_pages
 from alexandrite.mes import handlers, views
-from alexandrite.mes.dashboard import dashboard_page
+from alexandrite.mes.dashboard import Board, dashboard_page
 from alexandrite.mes.schemas import ShipIn
+from alexandrite.orders.stage_clock import duration_words, parse_bool
 from alexandrite.orders.words import order_pages, page_messages, plain_error, redirect_with, timeline
 
 SERVICE = "mes"
@@ -46,30 +47,56 @@ def _render(request: Request, template: str, principal: Principal, status: int =
     return pages.render(request, template, {"principal": principal, "brand": "MES", **context}, status=status)
 
 
+SORT_WORDS = {"newest": "Newest first", "late": "Most overdue first", "stage": "By stage"}
+LATE_WORDS = {"": "All", "true": "Late only", "false": "On time"}
+
+
+def board_url(**query: str) -> str:
+    """The board's address for these choices (empty ones left out)."""
+    kept = [(k, v) for k, v in query.items() if v]
+    return f"{DASHBOARD}?{urlencode(kept)}" if kept else DASHBOARD
+
+
+def _with_words(item: dict[str, Any]) -> dict[str, Any]:
+    """A row's stage clock in words: "3 h 20 min" in stage, SLA "2 d", "late by 3 h 20 min"."""
+    return {**item, "in_stage_words": duration_words(item["time_in_stage_seconds"]),
+            "sla_words": duration_words(item["sla_seconds"]) if item["sla_seconds"] else "—",
+            "late_words": f"late by {duration_words(item['late_by_seconds'])}" if item["late"] else ""}
+
+
 @router.get(DASHBOARD)
 async def dashboard(request: Request, principal: Operator, status: Annotated[str, Query(max_length=40)] = "",
-                    cursor: Annotated[str, Query(max_length=500)] = "", error: str = "",
-                    notice: str = "", now: str = "") -> Response:
-    """In-work orders, newest first; an htmx request (the page's poll) gets just the board."""
+                    cursor: Annotated[str, Query(max_length=500)] = "",
+                    sort: Annotated[str, Query(max_length=20)] = "", late: Annotated[str, Query(max_length=10)] = "",
+                    error: str = "", notice: str = "", now: str = "") -> Response:
+    """In-work orders with their stage clocks (newest first, most overdue first or by stage, all / late /
+    on time); an htmx request (the page's poll) gets just the board."""
+    choices = {"status": status, "sort": sort, "late": late}
     context: dict[str, Any] = {"title": "Production dashboard", "chosen": status, "cursor": cursor,
+                               "sort": sort or "newest", "late": late, "sort_words": SORT_WORDS,
+                               "late_words": LATE_WORDS, "board_url": board_url(**choices, cursor=cursor),
+                               "url": lambda **changes: board_url(**{**choices, **changes}),
                                "refresh_seconds": REFRESH_SECONDS, "actions": NEXT_ACTION, "in_work": IN_WORK,
-                               "board": {"items": [], "counts": {}, "next_cursor": None}, "next_url": None,
-                               **page_messages(error, notice, now)}
+                               "board": {"items": [], "counts": {}, "late_counts": {}, "next_cursor": None},
+                               "next_url": None, **page_messages(error, notice, now)}
     try:
         wanted = (S(status),) if status else ()
+        only = parse_bool(late or None, "late")
     except ValueError:
-        context["error"] = "Pick a status from the list."
+        context["error"] = "Pick a status and a lateness from the lists."
         return _render(request, "dashboard.html", principal, 422, **context)
+    settings = request.app.state.settings
     try:
         # The JSON endpoint's own view (cached first pages, replica reads): the same data as the API.
         board = await dashboard_page(request.app.state.db, request.app.state.dashboard_cache, wanted,
-                                     cursor or None, PAGE_SIZE)
+                                     cursor or None, PAGE_SIZE,
+                                     Board(slas=settings.sla.seconds, sort=sort or "newest", late=only))
     except ApiError as failure:
         context["error"] = plain_error(failure)
         return _render(request, "dashboard.html", principal, failure.status, **context)
     if board["next_cursor"]:
-        query = ([("status", status)] if status else []) + [("cursor", board["next_cursor"])]
-        context["next_url"] = f"{DASHBOARD}?{urlencode(query)}"
+        context["next_url"] = board_url(**choices, cursor=board["next_cursor"])
+    board["items"] = [_with_words(i) for i in board["items"]]
     context["board"] = board
     template = "_board.html" if request.headers.get("hx-request") else "dashboard.html"
     return _render(request, template, principal, **context)

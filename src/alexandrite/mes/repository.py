@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, tuple_, update
+from sqlalchemy import bindparam, func, literal_column, select, tuple_, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.mes.domain import ACTIVE_JOB_STATES, AVERAGE_WINDOW, JobState
 from alexandrite.mes.tables import (
     archived_production_orders,
@@ -16,6 +17,7 @@ from alexandrite.mes.tables import (
     production_orders,
     production_status_counts,
 )
+from alexandrite.orders import stage_clock
 
 orders = production_orders
 _ACTIVE = tuple(s.value for s in ACTIVE_JOB_STATES)
@@ -206,3 +208,86 @@ async def cancel_active_jobs(session: AsyncSession, order_id: uuid.UUID, *, now:
         .values(state=JobState.CANCELLED.value, finished_at=now)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- stage clock (time in stage, lateness) ----------------------------------------------------------
+
+def _interval(seconds: float) -> Any:
+    return literal_column(f"interval '{float(seconds):.6f} seconds'")
+
+
+async def list_by_stage_clock(session: AsyncSession, statuses: tuple[str, ...], slas: dict[str, float],
+                              *, order: str, after: tuple[int, datetime, uuid.UUID] | None,
+                              late: bool | None, now: datetime, limit: int) -> list[Any]:
+    stmt = stage_clock_query(statuses, slas, order=order, after=after, late=late, now=now, limit=limit)
+    return [] if stmt is None else list((await session.execute(stmt)).all())
+
+
+def stage_clock_query(statuses: tuple[str, ...], slas: dict[str, float], *, order: str,
+                      after: tuple[int, datetime, uuid.UUID] | None, late: bool | None, now: datetime,
+                      limit: int) -> Any:
+    """In-work orders by their stage clock: ``order="late"`` most overdue first (``due_at`` ascending),
+    ``order="stage"`` by stage (workflow order) and longest in it first. ``late`` keeps only the late
+    (True) or on-time (False) ones at ``now``. ``after`` is the last row's (stage rank, due_at, id) for
+    "late", (stage rank, status_since, id) for "stage".
+
+    One branch per status, each an ordered scan of the partial ``(status, status_since, id)`` index
+    with its own LIMIT; within one status, due_at order is status_since order (one SLA), so the
+    branches merge into the global order reading at most ``limit + 1`` entries each. Statuses, SLAs
+    and the limit are literals (enum values and settings), so the first page has no parameters."""
+    branches = []
+    page_limit = int(limit) + 1
+    for rank, status in enumerate(statuses):
+        sla = slas.get(status) or stage_clock.NO_SLA_SECONDS
+        branch = select(
+            *SUMMARY_COLUMNS,
+            (orders.c.status_since + _interval(sla)).label("due_at"),
+            literal_column(str(rank)).label("stage_rank"),
+        ).where(orders.c.status == literal_column(f"'{OrderStatus(status).value}'"))
+        if late is True:
+            branch = branch.where(orders.c.status_since < bindparam(f"late_{rank}", now - timedelta(seconds=sla)))
+        elif late is False:
+            branch = branch.where(orders.c.status_since >= bindparam(f"late_{rank}", now - timedelta(seconds=sla)))
+        if after is not None:
+            after_rank, position, after_id = after
+            if order == "late":
+                since = position - timedelta(seconds=sla)
+                branch = branch.where(tuple_(orders.c.status_since, orders.c.id) > tuple_(since, after_id))
+            elif rank < after_rank:
+                continue
+            elif rank == after_rank:
+                branch = branch.where(tuple_(orders.c.status_since, orders.c.id) > tuple_(position, after_id))
+        branches.append(branch.order_by(orders.c.status_since, orders.c.id).limit(
+            literal_column(str(page_limit))))
+    if not branches:
+        return None
+    merged = union_all(*branches).subquery("by_clock")
+    keys = ((merged.c.due_at, merged.c.id) if order == "late"
+            else (merged.c.stage_rank, merged.c.status_since, merged.c.id))
+    return select(merged).order_by(*keys).limit(literal_column(str(page_limit)))
+
+
+async def count_late(session: AsyncSession, statuses: tuple[str, ...], slas: dict[str, float],
+                     now: datetime) -> tuple[dict[str, int], datetime | None]:
+    """Late orders per status at ``now`` (index-only range counts), and when the next on-time one
+    turns late (None if none will): the counts hold until then or until a status change. One statement."""
+    parts = []
+    for rank, status in enumerate(statuses):
+        sla = slas.get(status)
+        if not sla:
+            continue
+        bound: Any = bindparam(f"b_{rank}", now - timedelta(seconds=sla))
+        is_status = orders.c.status == literal_column(f"'{OrderStatus(status).value}'")
+        late = select(func.count()).select_from(orders).where(is_status, orders.c.status_since < bound)
+        upcoming = (select(orders.c.status_since + _interval(sla)).where(is_status, orders.c.status_since >= bound)
+                    .order_by(orders.c.status_since).limit(1))
+        parts.append(select(literal_column(f"'{status}'").label("status"), late.scalar_subquery().label("n"),
+                            upcoming.scalar_subquery().label("due")))
+    counts = {status: 0 for status in statuses}
+    if not parts:
+        return counts, None
+    rows = (await session.execute(union_all(*parts))).all()
+    for status, n, _ in rows:
+        counts[status] = int(n)
+    dues = [due for _, _, due in rows if due is not None]
+    return counts, min(dues) if dues else None

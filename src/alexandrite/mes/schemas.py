@@ -74,8 +74,13 @@ class OrderSummary(BaseModel):
     tracking_number: str | None
     created_at: datetime
     updated_at: datetime
-    status_since: datetime
+    status_since: datetime = Field(description="When the order entered its current stage (status)")
     approved_at: datetime | None
+    sla_seconds: float | None = Field(default=None, description="The current stage's SLA (ALEX_SLA_SECONDS)")
+    due_at: datetime | None = Field(default=None, description="status_since + sla_seconds")
+    time_in_stage_seconds: int | None = Field(default=None, description="Time in the current stage (board only)")
+    late_by_seconds: int | None = Field(default=None, description="How far past the stage SLA; 0 when on time")
+    late: bool | None = Field(default=None, description="Past the stage SLA")
 
 
 class OrderOut(OrderSummary):
@@ -93,6 +98,8 @@ class OrderPage(BaseModel):
     items: list[OrderSummary]
     next_cursor: str | None
     counts: dict[str, int] = Field(description="Orders in each in-work status")
+    late_counts: dict[str, int] = Field(description="Of those, how many are past their stage SLA")
+    as_of: datetime = Field(description="The instant the stage clocks were read at")
 
 
 class StatusOut(BaseModel):

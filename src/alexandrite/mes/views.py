@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from alexandrite.kit.errors import ApiError
 from alexandrite.mes import progress, repository
 from alexandrite.mes.domain import quote_summary
 from alexandrite.mes.tables import order_history
+from alexandrite.orders import stage_clock
 from alexandrite.orders.records import load_history
 
 IN_WORK_STATUSES = tuple(s.value for s in IN_WORK)
@@ -31,17 +33,33 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     return created_at, order_id
 
 
-def summary(row: Any) -> dict[str, Any]:
+def encode_clock_cursor(sort: str, row: Any) -> str:
+    """The keyset position after ``row`` in a stage-clock order: (stage rank, due_at or status_since, id)."""
+    position = row.due_at if sort == "late" else row.status_since
+    return f"{sort}.{row.stage_rank}.{pagination.encode_cursor(position, row.id)}"
+
+
+def decode_clock_cursor(cursor: str, sort: str) -> tuple[int, datetime, uuid.UUID]:
+    kind, _, rest = cursor.partition(".")
+    rank, _, inner = rest.partition(".")
+    if kind != sort or not rank.isdigit() or int(rank) >= len(IN_WORK_STATUSES):
+        raise ApiError(422, "invalid_cursor", "The cursor is not one this API returned for this sort.")
+    position, order_id = decode_cursor(inner)
+    return int(rank), position, order_id
+
+
+def summary(row: Any, slas: Mapping[str, float] | None = None) -> dict[str, Any]:
     """An order as lists show it, from a whole order row (its quote gives the total)."""
-    return _summary(row, *quote_summary(row.quote))
+    return _summary(row, *quote_summary(row.quote), slas or {})
 
 
-def list_item(row: Any) -> dict[str, Any]:
+def list_item(row: Any, slas: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The same, from a row of ``repository.SUMMARY_COLUMNS`` (total and currency selected)."""
-    return _summary(row, row.total, row.currency)
+    return _summary(row, row.total, row.currency, slas or {})
 
 
-def _summary(row: Any, total: Any, currency: str | None) -> dict[str, Any]:
+def _summary(row: Any, total: Any, currency: str | None, slas: Mapping[str, float]) -> dict[str, Any]:
+    sla = stage_clock.sla_seconds(slas, row.status)
     return {
         "id": row.id,
         "status": row.status,
@@ -55,6 +73,8 @@ def _summary(row: Any, total: Any, currency: str | None) -> dict[str, Any]:
         "updated_at": row.updated_at,
         "status_since": row.status_since,
         "approved_at": row.approved_at,
+        "sla_seconds": sla,
+        "due_at": stage_clock.due_at(row.status_since, sla) if sla else None,
     }
 
 
