@@ -9,8 +9,10 @@ from fastapi import FastAPI
 from alexandrite.crm import pages
 from alexandrite.crm.api import internal, router, webhooks
 from alexandrite.crm.consumers import event_handler
+from alexandrite.crm.contract import CRM_CONTRACT
 from alexandrite.crm.tables import orders
 from alexandrite.kit.app import create_service_app
+from alexandrite.kit.openapi import install_contract
 from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.orders.status_gauge import run_status_gauge
 
@@ -26,4 +28,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Alexandrite CRM API", loops=(status_gauge,),
     )
     pages.install(app)
+    install_contract(app, CRM_CONTRACT)
     return app

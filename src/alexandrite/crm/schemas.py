@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from alexandrite.contracts.alloys import AlloyName
+from alexandrite.contracts.order_status import OrderStatus
+from alexandrite.contracts.order_views import ModelFacts, PricingFailure, Quote
 
 
 class Strict(BaseModel):
@@ -59,7 +63,7 @@ class Owner(BaseModel):
 
 
 class HistoryEntry(BaseModel):
-    status: str
+    status: OrderStatus
     at: datetime
     by: str
 
@@ -74,8 +78,8 @@ class NoteOut(BaseModel):
 
 class OrderSummary(BaseModel):
     id: uuid.UUID
-    status: str
-    alloy: str | None
+    status: OrderStatus
+    alloy: AlloyName | None
     owner: Owner
     total: str | None = Field(description="Quoted total as a decimal string, e.g. \"1234.50\"")
     currency: str | None
@@ -87,9 +91,9 @@ class OrderSummary(BaseModel):
 
 class OrderOut(OrderSummary):
     seq: int
-    model: dict[str, Any] | None
-    quote: dict[str, Any] | None
-    failure: dict[str, Any] | None
+    model: ModelFacts | None
+    quote: Quote | None
+    failure: PricingFailure | None
     carrier: str | None
     closed_reason: str | None
     cancel_reason: str | None
@@ -125,12 +129,12 @@ class WaitingPage(BaseModel):
 
 class StatusOut(BaseModel):
     id: uuid.UUID
-    status: str
+    status: OrderStatus
 
 
 class CarrierOrderOut(BaseModel):
     id: uuid.UUID
-    status: str
+    status: OrderStatus
 
 
 class CarrierAnswer(BaseModel):

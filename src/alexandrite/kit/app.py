@@ -23,6 +23,7 @@ from alexandrite.kit.logs import configure_logging
 from alexandrite.kit.messaging.consumer import Consumer, Delivery
 from alexandrite.kit.messaging.relay import OutboxRelay
 from alexandrite.kit.messaging.topology import events_queue, setup_topology
+from alexandrite.kit.openapi import operation_id
 from alexandrite.kit.peers import Peers
 from alexandrite.kit.probes import metrics_response, ready_response
 from alexandrite.kit.redis_clients import redis_client
@@ -115,7 +116,8 @@ def create_service_app(
             await app.state.db.dispose()
             log.info("service_stopped")
 
-    app = FastAPI(title=title or f"Alexandrite {service}", version="1.0.0", lifespan=lifespan)
+    app = FastAPI(title=title or f"Alexandrite {service}", version="1.0.0", lifespan=lifespan,
+                  generate_unique_id_function=operation_id)
     install_error_handlers(app)
     for router in routers:
         app.include_router(router)

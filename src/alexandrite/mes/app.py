@@ -10,10 +10,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from alexandrite.kit.app import create_service_app
+from alexandrite.kit.openapi import install_contract
 from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.mes import pages
 from alexandrite.mes.api import internal, router
 from alexandrite.mes.consumers import event_handler
+from alexandrite.mes.contract import MES_CONTRACT
 from alexandrite.mes.dashboard import attach_cache, make_cache
 from alexandrite.mes.progress import QueueProbe
 from alexandrite.mes.tables import production_orders
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.dashboard_cache = None
     pages.install(app)
+    install_contract(app, MES_CONTRACT)
     # Workers on the pricing queue, for ETAs: connects lazily, closed when the app stops.
     probe = QueueProbe(settings.broker.url)
     app.state.pricing_probe = probe

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from alexandrite.contracts.alloys import AlloyName
+from alexandrite.contracts.order_status import OrderStatus
+from alexandrite.contracts.order_views import ModelFacts, PricingFailure, PricingProgress, Quote
 from alexandrite.mes.domain import TRACKING_NUMBER
 
 
@@ -35,9 +38,7 @@ class InternalCancel(Strict):
     reason: str | None = Field(default=None, max_length=500)
 
 
-class ProgressOut(BaseModel):
-    queue_position: int
-    eta_seconds: float
+ProgressOut = PricingProgress
 
 
 class Owner(BaseModel):
@@ -46,7 +47,7 @@ class Owner(BaseModel):
 
 
 class HistoryEntry(BaseModel):
-    status: str
+    status: OrderStatus
     at: datetime
     by: str
 
@@ -65,8 +66,8 @@ class PricingJobOut(BaseModel):
 
 class OrderSummary(BaseModel):
     id: uuid.UUID
-    status: str
-    alloy: str | None
+    status: OrderStatus
+    alloy: AlloyName | None
     owner: Owner
     operator: str | None = Field(description="Who took the order into work (actor)")
     total: float | str | None = Field(description="Quoted total")
@@ -85,9 +86,9 @@ class OrderSummary(BaseModel):
 
 class OrderOut(OrderSummary):
     seq: int
-    model: dict[str, Any] | None
-    quote: dict[str, Any] | None
-    failure: dict[str, Any] | None
+    model: ModelFacts | None
+    quote: Quote | None
+    failure: PricingFailure | None
     progress: ProgressOut | None
     carrier: str | None
     history: list[HistoryEntry]
@@ -104,11 +105,11 @@ class OrderPage(BaseModel):
 
 class StatusOut(BaseModel):
     id: uuid.UUID
-    status: str
+    status: OrderStatus
 
 
 class OrderProgressOut(BaseModel):
-    status: str
+    status: OrderStatus
     progress: ProgressOut | None
 
 

@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 
 from alexandrite.kit.app import create_service_app
 from alexandrite.kit.errors import ApiError, error_body
+from alexandrite.kit.openapi import install_contract
 from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.kit.throttle import PlanCache
@@ -18,6 +19,7 @@ from alexandrite.shop import pages
 from alexandrite.shop.api import internal, router
 from alexandrite.shop.backpressure import PricingBacklog
 from alexandrite.shop.consumers import event_handler
+from alexandrite.shop.contract import SHOP_CONTRACT
 from alexandrite.shop.hot_paths import OrderHotPaths
 from alexandrite.shop.notifier import run_notifier
 from alexandrite.shop.partner_keys import PartnerKeys
@@ -76,4 +78,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if app_settings.net.fast_paths:  # innermost: throttling, shedding and metrics stay in front of it
         app.user_middleware.append(Middleware(OrderHotPaths))
     pages.install(app)
+    install_contract(app, SHOP_CONTRACT)
     return app

@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from alexandrite.contracts.alloys import AlloyName
+from alexandrite.contracts.order_status import OrderStatus
+from alexandrite.contracts.order_views import DelayNotice, ModelFacts, PricingFailure, PricingProgress, Quote
 
 Alloy = AlloyName
 
@@ -63,52 +65,45 @@ class InternalCancel(Strict):
 
 
 class HistoryEntry(BaseModel):
-    status: str
+    status: OrderStatus
     at: datetime
-    by: str
+    by: str = Field(description="Who or what made the change (a service, a person, a partner)")
 
 
-class ProgressOut(BaseModel):
-    queue_position: int
-    eta_seconds: float
-
-
-class FailureOut(BaseModel):
-    code: str
-    message: str
-    details: dict[str, Any] | None = None
-
-
-class DelayOut(BaseModel):
-    """Production reported the order late: ``stage`` (a status, or DELIVERY) is past its SLA."""
-
-    stage: str
-    since: datetime
-    sla_seconds: float
-    detected_at: datetime
-    new_eta: datetime
+_ORDER_EXAMPLE: dict[str, Any] = {
+    "id": "0f9d3c1e-2b4a-4c6d-8e0f-1a2b3c4d5e6f", "status": "PRICE_CALCULATED", "alloy": "gold_585",
+    "created_at": "2026-12-01T10:00:00Z", "updated_at": "2026-12-01T10:01:05Z",
+    "history": [{"status": "INITIATED", "at": "2026-12-01T10:00:00Z", "by": "partner:acme"},
+                {"status": "PRICE_CALCULATED", "at": "2026-12-01T10:01:05Z", "by": "mes"}],
+    "progress": None, "quote": {"total": 412.85, "currency": "EUR"}, "failure": None,
+    "model": {"key": "models/3f/3fa1c2e4b5d6.stl", "filename": "ring.stl", "format": "stl", "triangles": 2304,
+              "bytes": 115284, "sha256": "3fa1c2e4b5d6" + "0" * 52},
+    "tracking_number": None, "carrier": None, "delay": None,
+}
 
 
 class OrderOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_ORDER_EXAMPLE]})
+
     id: uuid.UUID
-    status: str
-    alloy: str
+    status: OrderStatus
+    alloy: Alloy
     created_at: datetime
     updated_at: datetime
     history: list[HistoryEntry]
-    progress: ProgressOut | None
-    quote: dict[str, Any] | None
-    failure: FailureOut | None
-    model: dict[str, Any] | None
+    progress: PricingProgress | None = Field(description="While PRICE_CALCULATING; null otherwise")
+    quote: Quote | None = Field(description="Once PRICE_CALCULATED")
+    failure: PricingFailure | None = Field(description="When PRICE_CALCULATION_FAILED")
+    model: ModelFacts | None = Field(description="Once a model is attached")
     tracking_number: str | None = None
     carrier: str | None = None
-    delay: DelayOut | None = None
+    delay: DelayNotice | None = None
 
 
 class OrderSummary(BaseModel):
     id: uuid.UUID
-    status: str
-    alloy: str
+    status: OrderStatus
+    alloy: Alloy
     created_at: datetime
     updated_at: datetime
     total: float | None = None
