@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope
 from alexandrite.kit.db import Database, UnitOfWork
@@ -111,6 +111,55 @@ async def test_relay_keeps_messages_while_the_broker_is_unreachable(db: Database
         await relay.publish_once()
     await relay.close()
     assert len(await drain(channel, queue_name, 1)) == 1
+
+
+async def wait_listening(relay: OutboxRelay, timeout: float = 15) -> None:
+    assert relay.wakeups is not None
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not relay.wakeups.alive():
+        assert asyncio.get_running_loop().time() < deadline, "the relay never listened"
+        await asyncio.sleep(0.05)
+
+
+async def test_relay_wakes_on_the_commit_and_listens_again_after_losing_its_connection(
+        db: Database, settings: Settings, channel) -> None:
+    """With a safety poll of ten minutes, only the notification of the commit can get a message out in
+    time; a LISTEN connection killed by the server is opened again and heard from again."""
+    order_id = uuid.uuid4()
+    key = f"t{uuid.uuid4().hex[:6]}.order.touched"
+    queue_name = await bound_queue(channel, settings, key)
+    relay = OutboxRelay(db, settings.broker.url, service="shop", idle_seconds=600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await wait_listening(relay)
+        await asyncio.sleep(0.2)  # the first round (published what was there) is over: it sleeps now
+        async with UnitOfWork(db) as uow:
+            uow.emit(envelope(order_id, 1, key))
+            await uow.commit()
+        assert len(await drain(channel, queue_name, 1, timeout=30)) == 1
+
+        assert relay.wakeups is not None and relay.wakeups._connection is not None
+        pid = relay.wakeups._connection.get_server_pid()
+        async with db.sessions() as session:
+            await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        async with UnitOfWork(db) as uow:
+            uow.emit(envelope(order_id, 2, key))
+            await uow.commit()
+        messages = await drain(channel, queue_name, 1, timeout=30)
+        assert [Envelope.model_validate_json(m.body).seq for m in messages] == [2]
+        await wait_listening(relay)
+        assert relay.wakeups._connection.get_server_pid() != pid
+
+        async with UnitOfWork(db) as uow:
+            uow.emit(envelope(order_id, 3, key))
+            await uow.commit()
+        messages = await drain(channel, queue_name, 1, timeout=30)
+        assert [Envelope.model_validate_json(m.body).seq for m in messages] == [3]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+    assert relay.wakeups is not None and not relay.wakeups.alive()
 
 
 async def test_unroutable_message_stays_in_the_outbox(db: Database, settings: Settings) -> None:

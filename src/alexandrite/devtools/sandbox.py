@@ -34,7 +34,7 @@ def sandbox_settings(root: Path, token: str | None = None, **overrides: object) 
         "redis_prefix": f"alextest:{token}",
         "storage_dir": Path(root) / "storage",
         "retry_delays_ms": (100, 300, 1000),
-        "relay_idle_seconds": 0.02,
+        "relay_idle_seconds": 1.0,  # the safety poll: relays wake on notifications
         "db_pool_size": 5,
         "log_level": "WARNING",
         # Tests drive many requests from one address and one customer: limits only where a test sets them.

@@ -88,6 +88,8 @@ def create_service_app(
             relay = OutboxRelay(app.state.db, settings.broker.url, service=service,
                                 batch_size=settings.broker.relay_batch_size,
                                 idle_seconds=settings.broker.relay_idle_seconds,
+                                listen=settings.broker.relay_listen,
+                                gauge_seconds=settings.broker.relay_gauge_seconds,
                                 breaker=breaker_from_settings(f"rabbitmq-publish:{service}", settings))
             tasks.append(asyncio.create_task(relay.run(stop), name=f"{service}-relay"))
         if settings.broker.run_consumer and event_handler is not None:

@@ -12,12 +12,12 @@ from typing import Any
 import asyncpg
 import orjson
 import structlog
-from sqlalchemy import event, exc, insert
+from sqlalchemy import Select, event, exc, func, insert, select
 from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope
-from alexandrite.kit.messaging.tables import OUTBOX
+from alexandrite.kit.messaging.tables import OUTBOX, OUTBOX_CHANNEL
 from alexandrite.kit.tracing import trace_headers
 
 log = structlog.get_logger(__name__)
@@ -164,6 +164,16 @@ def outgoing_event(envelope: Envelope) -> OutgoingMessage:
     )
 
 
+def outbox_insert(messages: list[OutgoingMessage]) -> Select[Any]:
+    """ONE statement that writes ``messages`` to the outbox and notifies the relays (at commit)."""
+    written = insert(OUTBOX).values([
+        {"message_id": m.message_id, "exchange": m.exchange, "routing_key": m.routing_key, "body": m.body,
+         "headers": m.headers, "order_id": m.order_id}
+        for m in messages
+    ]).returning(OUTBOX.c.id).cte("written")
+    return select(func.pg_notify(OUTBOX_CHANNEL, "")).add_cte(written)
+
+
 class UnitOfWork:
     """One transaction; events and jobs queued here reach the outbox in the same commit.
 
@@ -206,20 +216,7 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         if self._messages:
-            await self.session.execute(
-                insert(OUTBOX),
-                [
-                    {
-                        "message_id": m.message_id,
-                        "exchange": m.exchange,
-                        "routing_key": m.routing_key,
-                        "body": m.body,
-                        "headers": m.headers,
-                        "order_id": m.order_id,
-                    }
-                    for m in self._messages
-                ],
-            )
+            await self.session.execute(outbox_insert(self._messages))
         await self.session.commit()
         self.committed = True
         self._messages.clear()

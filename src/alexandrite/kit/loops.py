@@ -21,18 +21,28 @@ async def poll_until_stopped(
     gauges: Callable[[], Awaitable[None]] | None = None,
     gauge_every: float = 5.0,
     on_error: Callable[[], Awaitable[None]] | None = None,
+    wake: asyncio.Event | None = None,
+    idle_for: Callable[[], float] | None = None,
 ) -> None:
     """Run ``step`` until ``stop``: again at once (``busy_seconds``) while it finds work, after
-    ``idle_seconds`` when it does not, with backoff from 0.5 s to 10 s while it fails; refresh
-    ``gauges`` every ``gauge_every`` seconds."""
+    ``idle_seconds`` when it does not (or as soon as ``wake`` is set), with backoff from 0.5 s to 10 s
+    while it fails; refresh ``gauges`` every ``gauge_every`` seconds. ``idle_for``, when given, says the
+    idle pause after each step instead of ``idle_seconds`` (e.g. shorter while wake-ups cannot arrive).
+
+    ``wake`` is cleared before each step, so a wake-up that arrives while the step runs makes the next
+    one start at once: none is lost between a step that found nothing and the wait that follows it.
+    """
     backoff = 0.5
     last_gauge = 0.0
     loop = asyncio.get_running_loop()
     while not stop.is_set():
+        if wake is not None:
+            wake.clear()
+        done: int | None = None
         try:
             done = await step()
             backoff = 0.5
-            delay = busy_seconds if done else idle_seconds
+            delay = busy_seconds if done else (idle_for() if idle_for is not None else idle_seconds)
         except Exception as error:  # dependency away: the work stays where it is, retried later
             log.warning(error_event, error=repr(error)[:300], retry_in=backoff)
             delay, backoff = backoff, min(backoff * 2, 10.0)
@@ -46,5 +56,19 @@ async def poll_until_stopped(
                 log.debug("gauges_unavailable", error=repr(error)[:200])
         if delay <= 0:
             continue
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
+        if wake is None or done is None:  # failing: the backoff is waited out, wake-ups or not
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            continue
+        await _wait_either(stop, wake, delay)
+
+
+async def _wait_either(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
+    if stop.is_set() or wake.is_set():
+        return
+    waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -61,7 +61,12 @@ class BrokerSettings(Group):
     consumer_prefetch: int = Field(default=20, alias="consumer_prefetch")
     retry_delays_ms: tuple[int, ...] = Field(default=(500, 2_000, 10_000), alias="retry_delays_ms")
     relay_batch_size: int = Field(default=200, alias="relay_batch_size")
-    relay_idle_seconds: float = Field(default=0.05, alias="relay_idle_seconds")
+    # The relay wakes on PostgreSQL notifications of committed outbox rows (relay_listen); this is its
+    # safety poll for lost notifications (or its poll period with relay_listen off).
+    relay_idle_seconds: float = Field(default=3.0, gt=0, alias="relay_idle_seconds")
+    relay_listen: bool = Field(default=True, alias="relay_listen")
+    # How often each relay counts its backlog for the outbox gauges (one query).
+    relay_gauge_seconds: float = Field(default=15.0, gt=0, alias="relay_gauge_seconds")
     # Processes started by "serve": relay and event consumer run beside the API.
     run_relay: bool = Field(default=True, alias="run_relay")
     run_consumer: bool = Field(default=True, alias="run_consumer")

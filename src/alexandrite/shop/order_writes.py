@@ -28,6 +28,7 @@ from alexandrite.contracts.order_status import IllegalTransition, OrderStatus, c
 from alexandrite.kit import metrics
 from alexandrite.kit.db import Database, OutgoingMessage, StatementUnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
+from alexandrite.kit.messaging.tables import OUTBOX_CHANNEL
 from alexandrite.kit.security import Principal
 from alexandrite.shop.domain import Owner, request_fingerprint
 from alexandrite.shop.order_reads import ORDER_SQL, fetch_order, owned, view_of
@@ -47,13 +48,14 @@ _CREATE_REST = """
 ), x AS (
     INSERT INTO outbox (message_id, exchange, routing_key, body, headers, order_id)
     SELECT $8::uuid, $9::text, $10::text, $11::bytea, $12::jsonb, id FROM o
+    RETURNING 1
 ), w AS (
     INSERT INTO webhook_deliveries (delivery_id, partner_id, order_id, event_type, payload)
     SELECT $13::uuid, p.id, o.id, $10::text, $14::jsonb
       FROM o JOIN partners p ON o.owner_kind = 'partner' AND p.id = o.owner_id
      WHERE p.webhook_url IS NOT NULL AND p.active
 )
-SELECT id FROM o
+SELECT id, (SELECT pg_notify('""" + OUTBOX_CHANNEL + """', '') FROM x) AS relay_woken FROM o
 """
 _ORDER_VALUES = """
     INSERT INTO orders (id, owner_kind, owner_id, owner_name, alloy, status, seq, created_at, updated_at,
@@ -93,13 +95,14 @@ WITH u AS (
 ), x AS (
     INSERT INTO outbox (message_id, exchange, routing_key, body, headers, order_id)
     SELECT $7::uuid, $8::text, $9::text, $10::bytea, $11::jsonb, id FROM u
+    RETURNING 1
 ), w AS (
     INSERT INTO webhook_deliveries (delivery_id, partner_id, order_id, event_type, payload)
     SELECT $12::uuid, p.id, u.id, $9::text, $13::jsonb
       FROM u JOIN partners p ON u.owner_kind = 'partner' AND p.id = u.owner_id
      WHERE p.webhook_url IS NOT NULL AND p.active
 )
-SELECT id FROM u
+SELECT id, (SELECT pg_notify('""" + OUTBOX_CHANNEL + """', '') FROM x) AS relay_woken FROM u
 """
 SUBMIT_SQL = _TRANSITION.format(extra="")
 UPLOAD_SQL = _TRANSITION.format(extra=", model = $14::jsonb, failure = NULL, quote = NULL, progress = NULL")

@@ -4,6 +4,11 @@ Any number of relays may run against one database: rows are claimed with
 ``FOR UPDATE SKIP LOCKED``. A message leaves the outbox only after the broker confirmed
 it (and, being mandatory, routed it to at least one queue); otherwise it stays and is
 retried, so a broker outage or a full queue turns into outbox backlog, never into loss.
+
+The relay sleeps until PostgreSQL notifies it of committed outbox rows (``LISTEN``, see
+:mod:`alexandrite.kit.messaging.wakeup`), with a slow safety poll (``idle_seconds``, seconds) for
+notifications that were lost (a failover or a restart of the listening connection). Its backlog
+gauges are refreshed every ``gauge_seconds``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from alexandrite.kit.db import Database
 from alexandrite.kit.loops import poll_until_stopped
 from alexandrite.kit.messaging.connection import connect
 from alexandrite.kit.messaging.tables import OUTBOX
+from alexandrite.kit.messaging.wakeup import OutboxWakeups
 from alexandrite.kit.tracing import SpanKind, message_span, trace_headers
 
 log = structlog.get_logger(__name__)
@@ -36,9 +42,11 @@ class OutboxRelay:
         *,
         service: str,
         batch_size: int = 200,
-        idle_seconds: float = 0.05,
+        idle_seconds: float = 3.0,
         publish_timeout: float = 10.0,
         breaker: CircuitBreaker | None = None,
+        listen: bool = True,
+        gauge_seconds: float = 15.0,
     ) -> None:
         self.breaker = breaker or CircuitBreaker(f"rabbitmq-publish:{service}")
         self.db = db
@@ -47,9 +55,14 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.idle_seconds = idle_seconds
         self.publish_timeout = publish_timeout
+        self.gauge_seconds = gauge_seconds
+        self.wakeups = OutboxWakeups(db.url, socket_dir=db.socket_dir) if listen else None
+        # Without a listening connection (not yet, or lost): poll at this pace until it is back.
+        self.unheard_seconds = min(idle_seconds, 0.5)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._exchanges: dict[str, AbstractExchange] = {}
+        self._idle_now = idle_seconds
 
     async def _ensure_channel(self) -> AbstractChannel:
         if self._connection is None or self._connection.is_closed:
@@ -156,16 +169,34 @@ class OutboxRelay:
         metrics.OUTBOX_BACKLOG.labels(self.service).set(count)
         metrics.OUTBOX_OLDEST_AGE.labels(self.service).set(age)
 
+    async def _publish_when_woken(self) -> int:
+        # (Re)establishes the LISTEN connection first; the poll waits less while it is missing.
+        if self.wakeups is not None and not await self.wakeups.ensure():
+            self._idle_now = self.unheard_seconds
+        else:
+            self._idle_now = self.idle_seconds
+        return await self.publish_once()
+
     async def run(self, stop: asyncio.Event) -> None:
         # Broker or database away: the rows stay in the outbox, the connection is rebuilt; the backlog
         # gauges are refreshed also while publishing fails, which is when a growing backlog must show.
-        await poll_until_stopped(stop, self.publish_once, idle_seconds=self.idle_seconds,
-                                 error_event="outbox_relay_error", gauges=self._export_backlog, on_error=self._reset)
+        if self.wakeups is None:
+            await poll_until_stopped(stop, self.publish_once, idle_seconds=self.idle_seconds,
+                                     error_event="outbox_relay_error", gauges=self._export_backlog,
+                                     gauge_every=self.gauge_seconds, on_error=self._reset)
+        else:
+            await poll_until_stopped(stop, self._publish_when_woken, idle_seconds=self.idle_seconds,
+                                     idle_for=lambda: self._idle_now, wake=self.wakeups.event,
+                                     error_event="outbox_relay_error", gauges=self._export_backlog,
+                                     gauge_every=self.gauge_seconds, on_error=self._reset)
+            await self.wakeups.close()
         await self.close()
 
     async def _reset(self) -> None:
         with contextlib.suppress(Exception):
             await self.close()
+        if self.wakeups is not None and not self.wakeups.alive():
+            await self.wakeups.close()
 
     async def close(self) -> None:
         if self._connection is not None and not self._connection.is_closed:

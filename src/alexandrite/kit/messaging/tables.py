@@ -58,6 +58,10 @@ def define_inbox(metadata: MetaData) -> Table:
     return table
 
 
+# Every statement that writes outbox rows also notifies this channel (delivered at commit, to listeners
+# of the same database): the relays wake up on it instead of polling fast (kit.messaging.wakeup).
+OUTBOX_CHANNEL = "alexandrite_outbox"
+
 # Lightweight handles for DML from shared code (no metadata of any one service needed).
 _shared = MetaData()
 OUTBOX = define_outbox(_shared)
