@@ -45,8 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from alexandrite.devtools.seed_orders import Plan, load_service  # noqa: E402
 from alexandrite.kit.migrations import create_databases, drop_databases, plain_dsn, upgrade  # noqa: E402
 from alexandrite.kit.redis_clients import redis_client  # noqa: E402
-from alexandrite.kit.security import Principal, issue_token  # noqa: E402
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings  # noqa: E402
+from alexandrite.kit.tokens import issue_token  # noqa: E402
 
 PATH = "/api/v1/production/orders"
 DEEP_PAGE = 40
@@ -224,7 +225,7 @@ def run_size(orders: int, requests: int, naive_requests: int) -> list[dict[str, 
         timings = asyncio.run(prepare(settings, orders, role))
         print(f"# {orders:,} orders: seeded in {timings['seed']:.0f} s, naive copy in {timings['naive copy']:.0f} s",
               flush=True)
-        bearer = issue_token(settings.auth.secret_key, Principal(role="operator", subject="bench", name="bench"), 3600)
+        bearer = issue_token(settings, Principal(role="operator", subject="bench", name="bench"), 3600)
         variants = [
             ("naive", False, f"postgresql+asyncpg://{role}@127.0.0.1:5432", naive_requests),
             ("partitioned", False, settings.db.dsn, requests),

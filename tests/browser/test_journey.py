@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 from alexandrite.models3d.rings import ring
 from alexandrite.models3d.writers import to_binary_stl
 from tests.e2e.processes import Platform
@@ -125,7 +126,7 @@ async def shoot(page: object, name: str, *, audit: bool = True) -> None:
 
 
 def staff(settings: Settings, role: str, name: str) -> str:
-    return issue_token(settings.auth.secret_key, Principal(role=role, subject=name, name=name), 3600)
+    return issue_token(settings, Principal(role=role, subject=name, name=name), 3600)
 
 
 async def staff_page(browser: object, url: str, token: str, viewport: dict[str, int] | None = None) -> object:

@@ -18,8 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 from alexandrite.ops.loadbalancer import haproxy_binary
 from tests.e2e.processes import free_port
 
@@ -82,7 +83,7 @@ async def steady_load(running: Running, settings: Settings, stop: asyncio.Event
     """Clients that keep creating and reading orders on shop and reading crm and mes, counting every answer."""
     outcomes: Counter[str] = Counter()
     created: list[str] = []
-    staff = {role: issue_token(settings.auth.secret_key, Principal(role=role, subject=f"lb-{role}", name=role), 3600)
+    staff = {role: issue_token(settings, Principal(role=role, subject=f"lb-{role}", name=role), 3600)
              for role in ("seller", "operator")}
     async with httpx.AsyncClient(timeout=30) as client:
         email = f"lb-{uuid.uuid4().hex[:8]}@example.com"

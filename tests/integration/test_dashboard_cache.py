@@ -22,8 +22,9 @@ from alexandrite.contracts.events import StatusChanged, status_envelope
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.cache import PageCache
 from alexandrite.kit.db import Database
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 from alexandrite.mes.app import create_app
 from alexandrite.mes.dashboard import CACHE_NAME
 from alexandrite.mes.schemas import OrderPage
@@ -40,7 +41,7 @@ def closed_port() -> int:
 
 
 def bearer(settings: Settings, name: str = "vera", role: str = "operator") -> dict[str, str]:
-    token = issue_token(settings.auth.secret_key, Principal(role=role, subject=name, name=name), 600)
+    token = issue_token(settings, Principal(role=role, subject=name, name=name), 600)
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -22,8 +22,9 @@ from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.crm.app import create_app as create_crm
 from alexandrite.crm.consumers import handle_event as crm_handle_event
 from alexandrite.kit.messaging.consumer import Delivery
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 from alexandrite.mes.app import create_app as create_mes
 from alexandrite.shop.app import create_app as create_shop
 
@@ -40,7 +41,7 @@ async def app_client(factory: Callable[[Settings], Any], settings: Settings) -> 
 
 
 def staff(settings: Settings, role: str) -> dict[str, str]:
-    token = issue_token(settings.auth.secret_key, Principal(role=role, subject="kim", name="kim"), 600)
+    token = issue_token(settings, Principal(role=role, subject="kim", name="kim"), 600)
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -19,8 +19,9 @@ from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.db import Database
 from alexandrite.kit.messaging.tables import OUTBOX
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 from alexandrite.mes.pricing import jobs
 from alexandrite.mes.tables import order_history, pricing_jobs, production_orders
 
@@ -29,7 +30,7 @@ BASE = "/api/v1/production"
 
 
 def bearer(settings: Settings, role: str, name: str) -> dict[str, str]:
-    token = issue_token(settings.auth.secret_key, Principal(role=role, subject=name, name=name), 600)
+    token = issue_token(settings, Principal(role=role, subject=name, name=name), 600)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -134,10 +135,12 @@ async def test_operator_endpoints_need_an_operator(client: httpx.AsyncClient, db
                          ("POST", f"{BASE}/orders/{order_id}/take"), ("POST", f"{BASE}/orders/{order_id}/package")):
         assert (await client.request(method, path)).status_code == 401
         assert (await client.request(method, path, headers={"Authorization": "Bearer nonsense"})).status_code == 401
-        for headers in (seller, customer, service):
+        for headers in (seller, service):
             response = await client.request(method, path, headers=headers)
             assert response.status_code == 403, (method, path, response.text)
             assert response.json()["error"]["code"] == "forbidden"
+        # a customer's token names only the shop in its audience
+        assert (await client.request(method, path, headers=customer)).status_code == 401
     assert await status_of(db, order_id) == "MANUFACTURING_APPROVED"
     admin = bearer(settings, "admin", "root")
     assert (await client.get(f"{BASE}/orders/{order_id}", headers=admin)).status_code == 200

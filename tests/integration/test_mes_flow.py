@@ -24,9 +24,10 @@ from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope, StatusChange
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.db import Database
 from alexandrite.kit.messaging.tables import OUTBOX
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.storage import LocalStorage
+from alexandrite.kit.tokens import issue_token
 from alexandrite.mes.app import create_app
 from alexandrite.mes.worker import run_worker
 from alexandrite.models3d.rings import ring
@@ -96,8 +97,7 @@ async def test_an_order_flows_from_submission_to_shipping(settings: Settings, br
     ]
     envelopes = [status_envelope(producer="shop", order_id=order_id, seq=seq, change=change)
                  for seq, change in enumerate(shop_steps, start=1)]
-    operator = {"Authorization": "Bearer " + issue_token(
-        settings.auth.secret_key, Principal(role="operator", subject="ivan", name="ivan"), 600)}
+    operator = {"Authorization": "Bearer " + issue_token(settings, Principal(role="operator", subject="ivan", name="ivan"), 600)}
     url = f"/api/v1/production/orders/{order_id}"
 
     app = create_app(settings)

@@ -21,8 +21,9 @@ from alexandrite.devtools.seed_orders import Plan, load_service
 from alexandrite.kit.db import Database
 from alexandrite.kit.migrations import create_databases, drop_databases, upgrade
 from alexandrite.kit.pagination import encode_cursor
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 from alexandrite.mes import partitions, repository
 from alexandrite.mes.dashboard import IN_WORK_STATUSES
 from alexandrite.mes.tables import production_orders
@@ -32,7 +33,7 @@ BASE = "/api/v1/production"
 
 @pytest.fixture(scope="module")
 def operator(settings: Settings) -> dict[str, str]:
-    token = issue_token(settings.auth.secret_key, Principal(role="operator", subject="pia", name="pia"), 600)
+    token = issue_token(settings, Principal(role="operator", subject="pia", name="pia"), 600)
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -27,9 +27,10 @@ from alexandrite.kit.db import Database
 from alexandrite.kit.messaging.consumer import Delivery
 from alexandrite.kit.messaging.tables import OUTBOX
 from alexandrite.kit.messaging.topology import PRICING_QUEUE
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.storage import LocalStorage
+from alexandrite.kit.tokens import issue_token
 from alexandrite.mes import domain
 from alexandrite.mes.consumers import handle_event as mes_handle
 from alexandrite.mes.pricing.quote import load_pricing
@@ -309,7 +310,7 @@ async def test_pages_show_ring_stones_walls_and_the_confirm_button(
         answer = await http.post(f"/orders/{big['id']}/submit", data={"csrf_token": csrf.group(1), "confirm": "scale"})
         assert answer.status_code == 303 and "error" not in answer.headers["location"]
         assert (await http.get(f"/api/v1/orders/{big['id']}", headers=bearer)).json()["status"] == "SUBMITTED"
-    seller = issue_token(settings.auth.secret_key, Principal(role="seller", subject="sam", name="Sam"), 600)
+    seller = issue_token(settings, Principal(role="seller", subject="sam", name="Sam"), 600)
     async with client(crm, "crm.test") as staff:
         staff.cookies.set("alex_crm_session", seller)
         crm_page = (await staff.get(f"/orders/{with_stones['id']}")).text

@@ -19,8 +19,9 @@ from mes_orders import approved_order
 from sqlalchemy import text
 
 from alexandrite.kit.db import Database, UnitOfWork
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 from alexandrite.mes.app import create_app
 
 BASE = "/api/v1/production"
@@ -61,7 +62,7 @@ async def replica(settings: Settings) -> AsyncIterator[tuple[str, uuid.UUID]]:
 
 
 def operator(settings: Settings) -> dict[str, str]:
-    token = issue_token(settings.auth.secret_key, Principal(role="operator", subject="rita", name="rita"), 600)
+    token = issue_token(settings, Principal(role="operator", subject="rita", name="rita"), 600)
     return {"Authorization": f"Bearer {token}"}
 
 

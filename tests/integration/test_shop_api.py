@@ -250,9 +250,10 @@ async def test_bad_requests(shop: httpx.AsyncClient, settings: Settings) -> None
 
 
 def _staff_token(settings: Settings, role: str) -> str:
-    from alexandrite.kit.security import Principal, issue_token
+    from alexandrite.kit.security import Principal
+    from alexandrite.kit.tokens import issue_token
 
-    return issue_token(settings.auth.secret_key, Principal(role=role, subject="s", name="s"), 60)
+    return issue_token(settings, Principal(role=role, subject="s", name="s"), 60)
 
 
 async def test_a_retried_upload_of_the_same_file_changes_nothing(shop: httpx.AsyncClient) -> None:

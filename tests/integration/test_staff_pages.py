@@ -15,8 +15,9 @@ from mes_orders import approved_order
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.crm.app import create_app as create_crm
 from alexandrite.kit.db import Database
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 from alexandrite.mes.app import create_app as create_mes
 from tests.integration.test_crm_api import closed_port, seed
 
@@ -24,7 +25,7 @@ S = OrderStatus
 
 
 def staff_token(settings: Settings, role: str, name: str) -> str:
-    return issue_token(settings.auth.secret_key, Principal(role=role, subject=name, name=name), 600)
+    return issue_token(settings, Principal(role=role, subject=name, name=name), 600)
 
 
 def csrf_of(html: str) -> str:

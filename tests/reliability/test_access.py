@@ -17,8 +17,9 @@ from fastapi import FastAPI
 from alexandrite.crm.app import create_app as create_crm
 from alexandrite.kit.auth import api_routes, guarded_by, unguarded_routes
 from alexandrite.kit.db import Database
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import KeyRing, issue_token
 from alexandrite.mes.app import create_app as create_mes
 from alexandrite.models3d.rings import ring
 from alexandrite.models3d.writers import to_binary_stl
@@ -49,7 +50,7 @@ async def clients(settings: Settings) -> AsyncIterator[dict[str, httpx.AsyncClie
 
 def bearer(settings: Settings, role: str, subject: str | None = None) -> dict[str, str]:
     subject = subject or f"{role}-{uuid.uuid4().hex[:6]}"
-    token = issue_token(settings.auth.secret_key, Principal(role=role, subject=subject, name=subject), 600)
+    token = issue_token(settings, Principal(role=role, subject=subject, name=subject), 600)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -136,11 +137,12 @@ async def test_roles_are_enforced_across_services(clients: dict[str, httpx.Async
     assert (await mes.post(f"/api/v1/production/orders/{oid}/take", headers=seller)).status_code == 403
     assert (await mes.get("/api/v1/production/orders", headers=seller)).status_code == 403
     assert (await crm.post(f"/api/v1/crm/orders/{oid}/approve", headers=operator)).status_code == 403
-    # Customers and partners reach neither staff service nor the internal peer API.
+    # Customers and partners reach neither staff service (their tokens name only the shop: 401 there)
+    # nor the internal peer API (403 at the shop).
     for headers in (cust, bearer(settings, "partner")):
-        assert (await crm.get("/api/v1/crm/orders", headers=headers)).status_code == 403
-        assert (await mes.get("/api/v1/production/orders", headers=headers)).status_code == 403
-        assert (await mes.get(f"/internal/v1/orders/{oid}/progress", headers=headers)).status_code == 403
+        assert (await crm.get("/api/v1/crm/orders", headers=headers)).status_code == 401
+        assert (await mes.get("/api/v1/production/orders", headers=headers)).status_code == 401
+        assert (await mes.get(f"/internal/v1/orders/{oid}/progress", headers=headers)).status_code == 401
         assert (await shop.post(f"/internal/v1/orders/{oid}/cancel", headers=headers,
                                 json={"requested_by": "crm", "actor": "x"})).status_code == 403
     # Staff do not own shop orders: a clear 403, not a server error.
@@ -148,7 +150,7 @@ async def test_roles_are_enforced_across_services(clients: dict[str, httpx.Async
     assert (await shop.post("/api/v1/orders", headers=bearer(settings, "admin"),
                             json={"alloy": "gold_585"})).status_code == 403
     # No credentials, forged tokens: 401.
-    forged = issue_token("not-the-secret", Principal(role="admin", subject="x"), 600)
+    forged = issue_token(KeyRing("k1", {"k1": "not-the-secret-but-long-enough-for-hs256"}), Principal(role="admin", subject="x"), 600)
     for client, path in ((shop, "/api/v1/orders"), (crm, "/api/v1/crm/orders"), (mes, "/api/v1/production/orders")):
         assert (await client.get(path)).status_code == 401
         assert (await client.get(path, headers={"Authorization": f"Bearer {forged}"})).status_code == 401

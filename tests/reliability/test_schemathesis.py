@@ -14,8 +14,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 from tests.e2e.processes import Platform
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +45,7 @@ def _credentials(platform: Platform) -> dict[str, dict[str, str]]:
     partner_key = _partner_key(platform)
 
     def staff(role: str) -> dict[str, str]:
-        return {"Authorization": "Bearer " + issue_token(settings.auth.secret_key, Principal(role=role, subject=f"fuzz-{role}",
+        return {"Authorization": "Bearer " + issue_token(settings, Principal(role=role, subject=f"fuzz-{role}",
                                                                                        name=f"fuzz-{role}"), 3600)}
 
     return {"customer": {"Authorization": f"Bearer {token['access_token']}"}, "partner": {"X-API-Key": partner_key},

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from alexandrite.devtools.simulate import simulate
-from alexandrite.kit.security import read_token
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import read_token
 from tests.e2e.processes import Platform
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +85,7 @@ async def test_api_sigterm_turns_readiness_off_first_and_finishes_in_flight_requ
     # A request sent on an idle keep-alive connection just as the listener closes is never read
     # (ReadError); what must not happen is an order created whose answer was lost.
     assert set(outcomes) <= {"201", "refused", "ReadError", "RemoteProtocolError"}, set(outcomes)
-    customer_id = read_token(platform.settings.auth.secret_key, auth["Authorization"].split()[1]).subject
+    customer_id = read_token(platform.settings, auth["Authorization"].split()[1]).subject
     conn = await asyncpg.connect(platform.settings.database_url("shop").replace("+asyncpg", ""))
     try:
         created = await conn.fetchval("SELECT count(*) FROM orders WHERE owner_id = $1", uuid.UUID(customer_id))

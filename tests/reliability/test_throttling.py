@@ -11,8 +11,9 @@ from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
 
 from alexandrite.kit.db import Database
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 from alexandrite.shop.app import create_app
 from alexandrite.shop.handlers import create_partner
 
@@ -32,7 +33,7 @@ async def shop(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def _bearer(settings: Settings, role: str, subject: str) -> dict[str, str]:
-    token = issue_token(settings.auth.secret_key, Principal(role=role, subject=subject, name=subject), 600)
+    token = issue_token(settings, Principal(role=role, subject=subject, name=subject), 600)
     return {"Authorization": f"Bearer {token}"}
 
 

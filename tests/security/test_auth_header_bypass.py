@@ -9,12 +9,13 @@ from contextlib import asynccontextmanager
 import httpx
 from asgi_lifespan import LifespanManager
 
+from alexandrite.kit.auth_failures import MAX_FAILURES
 from alexandrite.kit.settings import Settings
 from alexandrite.shop.app import create_app
 
 
 def _settings(settings: Settings, **overrides: object) -> Settings:
-    base = {"run_relay": False, "run_consumer": False, "run_webhooks": False,
+    base = {"run_relay": False, "run_consumer": False, "run_webhooks": False, "failed_auth_limit": MAX_FAILURES,
             "redis_prefix": f"{settings.redis.prefix}:sec-{uuid.uuid4().hex[:6]}"}
     return settings.replace(**{**base, **overrides})
 

@@ -20,8 +20,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from alexandrite.crm.app import create_app as create_crm
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 from alexandrite.kit.web.csp import PAGE_POLICY
 from alexandrite.mes.app import create_app as create_mes
 from alexandrite.models3d.rings import ring
@@ -129,7 +130,7 @@ async def test_every_staff_page_carries_the_policy(clients: dict[str, httpx.Asyn
                               ("mes", "operator", ("/production/dashboard", f"/production/orders/{uuid.uuid4()}"))):
         client = clients[name]
         check_page(await client.get("/signin"))
-        token = issue_token(settings.auth.secret_key, Principal(role=role, subject=role, name=role), 600)
+        token = issue_token(settings, Principal(role=role, subject=role, name=role), 600)
         await client.post("/signin", data={"token": token, "next": paths[0]})
         for path in paths:
             check_page(await client.get(path))

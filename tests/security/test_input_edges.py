@@ -13,8 +13,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from alexandrite.crm.app import create_app as create_crm
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 from alexandrite.mes.app import create_app as create_mes
 from alexandrite.shop.app import create_app as create_shop
 
@@ -36,8 +37,7 @@ async def clients(settings: Settings) -> AsyncIterator[dict[str, httpx.AsyncClie
 
 def bearer(settings: Settings, role: str) -> dict[str, str]:
     name = str(uuid.uuid4()) if role == "customer" else f"{role}-{uuid.uuid4().hex[:6]}"  # customers: account ids
-    return {"Authorization": "Bearer " + issue_token(settings.auth.secret_key,
-                                                     Principal(role=role, subject=name, name=name), 600)}
+    return {"Authorization": "Bearer " + issue_token(settings, Principal(role=role, subject=name, name=name), 600)}
 
 
 def cursor(created: str, ident: str = "00000000-0000-4000-8000-000000000001") -> str:
@@ -79,7 +79,7 @@ async def test_cursors_at_the_edges_of_time_never_fail_with_500(clients: dict[st
 async def test_the_dashboard_page_refuses_an_edge_cursor_in_words(clients: dict[str, httpx.AsyncClient],
                                                                    settings: Settings) -> None:
     mes = clients["mes"]
-    token = issue_token(settings.auth.secret_key, Principal(role="operator", subject="o", name="o"), 600)
+    token = issue_token(settings, Principal(role="operator", subject="o", name="o"), 600)
     signin = await mes.post("/signin", data={"token": token, "next": "/production/dashboard"})
     assert signin.status_code in (200, 303)
     response = await mes.get("/production/dashboard", params={"cursor": cursor("0001-01-01T00:00:00+14:00")})
@@ -123,7 +123,7 @@ async def test_staff_pages_show_no_attacker_chosen_text(clients: dict[str, httpx
                                    ("mes", "/production/dashboard", "/production/dashboard")):
         client = clients[name]
         role = "seller" if name == "crm" else "operator"
-        token = issue_token(settings.auth.secret_key, Principal(role=role, subject=role, name=role), 600)
+        token = issue_token(settings, Principal(role=role, subject=role, name=role), 600)
         await client.post("/signin", data={"token": token, "next": signin_next})
         for query in ({"error": ATTACKER_TEXT}, {"notice": ATTACKER_TEXT}):
             page = await client.get(url, params=query)

@@ -87,11 +87,11 @@ async def test_internal_routes_are_not_in_the_public_openapi(apps: dict[str, Any
 async def test_internal_routes_refuse_everyone_but_the_service_token(
         apps: dict[str, Any], settings: Settings, service: str) -> None:
     from alexandrite.kit.auth import api_routes
-    from alexandrite.kit.security import Principal, issue_token
+    from alexandrite.kit.security import Principal
+    from alexandrite.kit.tokens import issue_token
 
     app, client = apps[service]
-    staff = {role: {"Authorization": "Bearer " + issue_token(settings.auth.secret_key,
-                                                             Principal(role=role, subject=role, name=role), 600)}
+    staff = {role: {"Authorization": "Bearer " + issue_token(settings, Principal(role=role, subject=role, name=role), 600)}
              for role in ("customer", "seller", "operator")}
     checked = 0
     for path, route, _ in api_routes(app.routes):

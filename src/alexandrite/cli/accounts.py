@@ -46,11 +46,73 @@ def cmd_partner_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
-    from alexandrite.kit.security import Principal, issue_token
+    from alexandrite.kit.security import Principal
+    from alexandrite.kit.tokens import issue_token
 
-    print(issue_token(settings.auth.secret_key, Principal(role=args.role, subject=args.name, name=args.name),
-                      args.ttl))
+    if args.name == "revoke":
+        return cmd_token_revoke(settings, args)
+    if args.target is not None:
+        return fail("usage: alexandrite token --role ROLE NAME | alexandrite token revoke JTI|--user EMAIL|NAME")
+    if args.role is None:
+        return fail("--role is required to issue a token")
+    ttl = args.ttl if args.ttl is not None else 12 * 3600
+    if not 0 < ttl <= settings.auth.max_token_ttl_seconds:
+        return fail(f"--ttl must be between 1 and {settings.auth.max_token_ttl_seconds} seconds")
+    print(issue_token(settings, Principal(role=args.role, subject=args.name, name=args.name), ttl))
     return 0
+
+
+def cmd_token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    """``token revoke JTI`` (one token) or ``token revoke --user EMAIL|STAFF_NAME`` (all of them so far)."""
+    from alexandrite.kit.redis_clients import redis_client
+    from alexandrite.kit.revocation import revoke_subject, revoke_token
+
+    if (args.target is None) == (args.user is None):
+        return fail("give either a token id (jti) or --user EMAIL|STAFF_NAME")
+
+    async def _run() -> str:
+        redis = redis_client(settings)
+        try:
+            if args.target is not None:
+                # unknown expiry: kept as long as any token can live
+                import time
+
+                await revoke_token(redis, settings.redis.prefix, args.target,
+                                   time.time() + settings.auth.max_token_ttl_seconds)
+                return f"token {args.target} revoked"
+            subjects = await _subjects_of(settings, args.user)
+            for role, subject in subjects:
+                await revoke_subject(redis, settings.redis.prefix, role, subject, settings.auth.max_token_ttl_seconds)
+            return f"every token of {args.user} issued until now revoked"
+        finally:
+            await redis.aclose()
+
+    try:
+        print(asyncio.run(_run()))
+    except LookupError as error:
+        return fail(str(error), 1)
+    return 0
+
+
+async def _subjects_of(settings: Settings, user: str) -> list[tuple[str, str]]:
+    """(role, subject) pairs a user's tokens carry: a customer by e-mail, staff by name (every staff role)."""
+    if "@" not in user:
+        from alexandrite.kit.security import STAFF_ROLES
+
+        return [(role, user) for role in STAFF_ROLES]
+    from alexandrite.kit.db import Database
+    from alexandrite.shop import repository
+    from alexandrite.shop.domain import normalise_email
+
+    db = Database(settings.database_url("shop"), pool_size=1)
+    try:
+        async with db.sessions() as session:
+            row = await repository.customer_by_email(session, normalise_email(user))
+    finally:
+        await db.dispose()
+    if row is None:
+        raise LookupError(f"no customer with the e-mail {user}")
+    return [("customer", str(row.id))]
 
 
 def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
@@ -80,10 +142,11 @@ def cmd_seed(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_token_pair(settings: Settings) -> int:
-    from alexandrite.kit.security import Principal, issue_token
+    from alexandrite.kit.security import Principal
+    from alexandrite.kit.tokens import issue_token
 
     for role in ("seller", "operator"):
-        token = issue_token(settings.auth.secret_key, Principal(role=role, subject=f"demo-{role}", name=f"demo-{role}"),
+        token = issue_token(settings, Principal(role=role, subject=f"demo-{role}", name=f"demo-{role}"),
                             settings.auth.token_ttl_seconds)
         print(f"{role} token: {token}")
     return 0
@@ -102,8 +165,13 @@ def register(sub: Subparsers) -> None:
     create.add_argument("--webhook-url")
     create.set_defaults(func=cmd_partner_create)
 
-    token = sub.add_parser("token", help="issue a bearer token for a staff member")
-    token.add_argument("name")
-    token.add_argument("--role", choices=("seller", "operator", "admin"), required=True)
-    token.add_argument("--ttl", type=int, default=12 * 3600)
+    token = sub.add_parser(
+        "token", help="issue a staff bearer token (token --role ROLE NAME) or revoke tokens "
+                      "(token revoke JTI | token revoke --user EMAIL|STAFF_NAME)")
+    token.add_argument("name", help="the staff member's name, or 'revoke'")
+    token.add_argument("target", nargs="?", help="with 'revoke': the token id (jti) to revoke")
+    token.add_argument("--role", choices=("seller", "operator", "admin"))
+    token.add_argument("--user", help="with 'revoke': every token of this customer e-mail or staff name so far")
+    token.add_argument("--ttl", type=int, default=None,
+                       help="seconds (default 12 h, at most ALEX_MAX_TOKEN_TTL_SECONDS)")
     token.set_defaults(func=cmd_token)

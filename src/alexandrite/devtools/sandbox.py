@@ -41,6 +41,7 @@ def sandbox_settings(root: Path, token: str | None = None, **overrides: object) 
         "rate_limit_per_ip": 1_000_000,
         "rate_limit_per_customer": 1_000_000,
         "rate_limit_per_staff": 1_000_000,
+        "failed_auth_limit": 1_000_000,
         "shutdown_drain_seconds": 0.5,
     }
     values.update(overrides)
@@ -67,6 +68,7 @@ def sandbox_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
             "ALEX_RATE_LIMIT_PER_IP": str(settings.throttle.per_ip),
             "ALEX_RATE_LIMIT_PER_CUSTOMER": str(settings.throttle.per_customer),
             "ALEX_RATE_LIMIT_PER_STAFF": str(settings.throttle.per_staff),
+            "ALEX_FAILED_AUTH_LIMIT": str(settings.throttle.failed_auth_limit),
             "ALEX_RATE_LIMIT_PLANS": json.dumps(settings.throttle.plans),
             "ALEX_SHUTDOWN_DRAIN_SECONDS": str(settings.shutdown.drain_seconds),
         }

@@ -17,8 +17,9 @@ from typing import Any
 import httpx
 
 from alexandrite.contracts.alloys import ALLOY_NAMES
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 
 PRICED = {"PRICE_CALCULATED", "PRICE_CALCULATION_FAILED"}
 
@@ -230,7 +231,7 @@ async def simulate(settings: Settings, orders: int, *, concurrency: int = 16, cl
         auth = {"Authorization": f"Bearer {token}"}
         staff = {
             role: {"Authorization": "Bearer " + issue_token(
-                settings.auth.secret_key, Principal(role=role, subject=f"sim-{role}", name=f"sim-{role}"), 3600)}
+                settings, Principal(role=role, subject=f"sim-{role}", name=f"sim-{role}"), 3600)}
             for role in ("seller", "operator")
         }
         models = [ring_model(rng) for _ in range(min(orders, 24))]

@@ -1,4 +1,9 @@
-"""Authentication dependencies: bearer tokens (people), service token (peers). Default deny."""
+"""Authentication dependencies: bearer tokens (people), service token (peers). Default deny.
+
+A bearer token must verify (kit/tokens.py), name this service in its audience and not be revoked
+(kit/revocation.py: one Redis round trip). Every failed bearer token or ``X-API-Key`` counts in the
+failed-authentication limit (kit/auth_failures.py); past it the answer is ``429`` instead of ``401``.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from alexandrite.kit import auth_failures
 from alexandrite.kit.errors import ApiError
-from alexandrite.kit.security import InvalidToken, Principal, read_token
+from alexandrite.kit.revocation import is_revoked
+from alexandrite.kit.security import Principal
+from alexandrite.kit.tokens import InvalidToken, principal_of, read_claims
 
 # A service may register an extra authenticator (shop: partner API keys).
 ExtraAuth = Callable[[Request], Awaitable[Principal | None]]
@@ -19,22 +27,60 @@ def _unauthorized(message: str = "Sign in first: send 'Authorization: Bearer <to
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def _failed(request: Request, kind: str, account: str, error: ApiError) -> ApiError:
+    """Count a failed credential; the error to answer (429 once over the limit)."""
+    state = request.app.state
+    over = await auth_failures.count_failure(state.redis, state.settings.redis.prefix,
+                                             getattr(state, "service", ""), kind, client_address(request), account,
+                                             **auth_failures.limits_of(state.settings))
+    return over or error
+
+
+async def bearer_principal(request: Request, token: str) -> Principal:
+    """The principal of a bearer token for this service, or 401 (429 after too many failures)."""
+    state = request.app.state
+    service = getattr(state, "service", None)
+    try:
+        claims = read_claims(state.settings, token, service)
+    except InvalidToken as error:
+        raise await _failed(request, "bearer", "bearer", _unauthorized(
+            f"The token is not valid ({error}); sign in again.")) from error
+    if await is_revoked(state.redis, state.settings.redis.prefix, claims, service or ""):
+        raise await _failed(request, "bearer", f"{claims['role']}:{claims['sub']}",
+                            _unauthorized("The token has been revoked; sign in again."))
+    return principal_of(claims)
+
+
+# Scope key: a failure already counted earlier in this request (the shop's hot paths) is answered again as is.
+AUTH_FAILED = "alexandrite.auth_failed"
+
+
 async def authenticate(request: Request) -> Principal:
+    counted = request.scope.get(AUTH_FAILED)
+    if isinstance(counted, ApiError):
+        raise counted
     settings = request.app.state.settings
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
     if scheme.lower() == "bearer" and credentials:
-        try:
-            return read_token(settings.auth.secret_key, credentials.strip())
-        except InvalidToken as error:
-            raise _unauthorized(f"The token is not valid ({error}); sign in again.") from error
+        return await bearer_principal(request, credentials.strip())
     if scheme.lower() == "service" and credentials:
-        if hmac.compare_digest(credentials.strip(), settings.auth.service_token):
+        if hmac.compare_digest(credentials.strip().encode(), settings.auth.service_token.encode()):
             return Principal(role="service", subject="service", name="service")
-        raise _unauthorized("Bad service token.")
+        raise await _failed(request, "service", "service", _unauthorized("Bad service token."))
     extra: ExtraAuth | None = getattr(request.app.state, "extra_auth", None)
     if extra is not None:
-        principal = await extra(request)
+        try:
+            principal = await extra(request)
+        except ApiError as error:
+            if error.status != 401:
+                raise
+            key = request.headers.get("x-api-key", "")
+            raise await _failed(request, "api_key", "key:" + key[:10], error) from error
         if principal is not None:
             return principal
     raise _unauthorized()

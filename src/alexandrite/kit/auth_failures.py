@@ -1,6 +1,11 @@
-"""A tight limit on FAILED sign-ins, per client address and per account, shared by replicas in Redis.
+"""A tight limit on FAILED authentication, per client address and per account, shared by replicas in Redis.
 
-Successes never count. Over the limit the answer is the same ``429`` whether the account exists or not.
+Sign-ins (API and pages: passwords, pasted staff tokens) check the limit before the credential, so
+past it even the right password answers ``429``. Bearer tokens, the service token and ``X-API-Key``
+values count only when they fail, in the same round trip as the count (:func:`count_failure`): a
+failing one answers ``429`` past the limit, while a valid token or key (which no one guesses) still
+works from a crowded address. Successes never count. Over the limit the answer is the same ``429``
+whether the account exists or not.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ AUTH_FAILURES = Counter("alexandrite_auth_failures_total", "Failed authenticatio
 AUTH_LOCKED = Counter("alexandrite_auth_locked_total", "Attempts refused 429 after too many failures",
                       ["service", "kind"])
 
+# Defaults of ALEX_FAILED_AUTH_LIMIT / ALEX_FAILED_AUTH_WINDOW_SECONDS.
 MAX_FAILURES = 10
 WINDOW_SECONDS = 300
 
@@ -25,20 +31,54 @@ def _keys(prefix: str, client: str, account: str) -> list[str]:
     return [f"{prefix}:authfail:ip:{client}", f"{prefix}:authfail:acct:{digest}"]
 
 
-async def refuse_if_locked(redis: Any, prefix: str, service: str, kind: str, client: str, account: str) -> None:
+def _too_many(ttl: int) -> ApiError:
+    return ApiError(429, "too_many_failures", f"Too many failed attempts; retry in {ttl} s.",
+                    headers={"Retry-After": str(ttl)})
+
+
+async def count_failure(redis: Any, prefix: str, service: str, kind: str, client: str, account: str, *,
+                        limit: int = MAX_FAILURES, window: int = WINDOW_SECONDS) -> ApiError | None:
+    """Count one failure (one round trip); the ``429`` to answer when over the limit, else None.
+
+    If Redis cannot answer, nothing is counted and the caller answers its own error."""
+    AUTH_FAILURES.labels(service, kind).inc()
+    keys = _keys(prefix, client, account)
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            for key in keys:
+                pipe.incr(key)
+                pipe.expire(key, window, nx=True)
+                pipe.ttl(key)
+            results = await pipe.execute()
+    except Exception:  # noqa: BLE001 - the general limiter and its breaker cover Redis outages
+        return None
+    counts, ttls = results[0::3], results[2::3]
+    if any(int(count) > limit for count in counts):
+        AUTH_LOCKED.labels(service, kind).inc()
+        return _too_many(max([int(t) for t in ttls] + [1]))
+    return None
+
+
+async def refuse_if_locked(redis: Any, prefix: str, service: str, kind: str, client: str, account: str, *,
+                           limit: int = MAX_FAILURES, window: int = WINDOW_SECONDS) -> None:
     keys = _keys(prefix, client, account)
     counts = await redis.mget(keys)
-    if any(int(count or 0) >= MAX_FAILURES for count in counts):
+    if any(int(count or 0) >= limit for count in counts):
         ttl = max([await redis.ttl(key) for key in keys] + [1])
         AUTH_LOCKED.labels(service, kind).inc()
-        raise ApiError(429, "too_many_failures", f"Too many failed attempts; retry in {ttl} s.",
-                       headers={"Retry-After": str(ttl)})
+        raise _too_many(ttl)
 
 
-async def record_failure(redis: Any, prefix: str, service: str, kind: str, client: str, account: str) -> None:
+async def record_failure(redis: Any, prefix: str, service: str, kind: str, client: str, account: str, *,
+                         limit: int = MAX_FAILURES, window: int = WINDOW_SECONDS) -> None:
     AUTH_FAILURES.labels(service, kind).inc()
     async with redis.pipeline(transaction=True) as pipe:
         for key in _keys(prefix, client, account):
             pipe.incr(key)
-            pipe.expire(key, WINDOW_SECONDS, nx=True)
+            pipe.expire(key, window, nx=True)
         await pipe.execute()
+
+
+def limits_of(settings: Any) -> dict[str, int]:
+    """The ``limit``/``window`` keywords from the settings."""
+    return {"limit": settings.throttle.failed_auth_limit, "window": settings.throttle.failed_auth_window_seconds}

@@ -88,7 +88,14 @@ class AuthSettings(Group):
     secret_key: str = Field(default=DEFAULT_SECRET, alias="secret_key")
     service_token: str = Field(default=DEFAULT_SERVICE_TOKEN, alias="service_token")
     carrier_webhook_secret: str = Field(default=DEFAULT_CARRIER_SECRET, alias="carrier_webhook_secret")
-    token_ttl_seconds: int = Field(default=12 * 3600, alias="token_ttl_seconds")
+    # Access tokens are JWTs (kit/tokens.py) signed with ``secret_key`` under the key id ``secret_key_id``;
+    # ``previous_secret_keys`` ({"kid": "secret"}, JSON) still verify, so a rotation signs nobody out.
+    secret_key_id: str = Field(default="k1", min_length=1, max_length=40, alias="secret_key_id")
+    previous_secret_keys: dict[str, str] = Field(default_factory=dict, alias="previous_secret_keys")
+    # Short-lived access tokens (sign-in, page sessions); sign-out and password change revoke sooner.
+    token_ttl_seconds: int = Field(default=3600, gt=0, le=7 * 86400, alias="token_ttl_seconds")
+    # The longest a token may live (``alexandrite token --ttl``): "revoke everything of a user" is kept this long.
+    max_token_ttl_seconds: int = Field(default=7 * 86400, gt=0, alias="max_token_ttl_seconds")
     # A partner API key found valid is trusted this long without asking the database again; a key
     # revoked (partners.active = false) keeps working at most this long in each process. 0: no cache.
     partner_key_cache_seconds: float = Field(default=5.0, ge=0, le=300, alias="partner_key_cache_seconds")
@@ -148,6 +155,9 @@ class ThrottleSettings(Group):
     per_ip: int = Field(default=1200, ge=1, alias="rate_limit_per_ip")
     per_customer: int = Field(default=600, ge=1, alias="rate_limit_per_customer")
     per_staff: int = Field(default=3000, ge=1, alias="rate_limit_per_staff")
+    # Failed authentication (passwords, tokens, API keys) per client address and per account / key prefix.
+    failed_auth_limit: int = Field(default=10, ge=1, alias="failed_auth_limit")
+    failed_auth_window_seconds: int = Field(default=300, ge=1, alias="failed_auth_window_seconds")
     plans: dict[str, int] = Field(
         default_factory=lambda: {"standard": 600, "premium": 3000, "enterprise": 12000}, alias="rate_limit_plans")
     # Redis away: True lets requests through (counted), False answers 503.

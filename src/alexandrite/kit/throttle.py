@@ -23,8 +23,8 @@ from prometheus_client import Counter
 
 from alexandrite.kit.breaker import BreakerOpen, CircuitBreaker
 from alexandrite.kit.errors import error_body
-from alexandrite.kit.security import InvalidToken, read_token
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import InvalidToken, read_token
 
 log = structlog.get_logger(__name__)
 
@@ -146,7 +146,7 @@ def buckets_for(scope: dict[str, Any], settings: Settings, plan: str | None, key
         result.append((f"key:{key_hash[:32]}", limit))
     elif scheme.lower() == "bearer" and credentials:
         try:
-            principal = read_token(settings.auth.secret_key, credentials.strip())
+            principal = read_token(settings, credentials.strip())
         except InvalidToken:
             return result
         limit = settings.throttle.per_customer if principal.role in ("customer", "partner") \

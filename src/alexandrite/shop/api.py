@@ -10,15 +10,16 @@ from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from alexandrite.contracts.order_status import OrderStatus
-from alexandrite.kit import auth_failures
-from alexandrite.kit.auth import CurrentService, public, require
+from alexandrite.kit.auth import CurrentService, client_address, public, require
 from alexandrite.kit.errors import ApiError, not_found
 from alexandrite.kit.pagination import page
+from alexandrite.kit.revocation import revoke_token
 from alexandrite.kit.security import Principal
 from alexandrite.shop import handlers, order_reads, order_writes, repository, views
 from alexandrite.shop.domain import Owner
 from alexandrite.shop.schemas import (
     CancelOrder,
+    ChangePassword,
     CreateOrder,
     CustomerOut,
     InternalCancel,
@@ -75,16 +76,25 @@ async def sign_up(body: SignUp, request: Request) -> dict[str, Any]:
 
 @router.post("/auth/token", response_model=TokenOut, dependencies=[public("signing in needs no token")])
 async def sign_in(body: SignIn, request: Request) -> dict[str, Any]:
-    state = request.app.state
-    where = (state.redis, state.settings.redis.prefix, "shop", "signin",
-             request.client.host if request.client else "unknown", body.email.strip().lower())
-    await auth_failures.refuse_if_locked(*where)
-    try:
-        return await handlers.sign_in(state.db, state.settings, body.email, body.password)
-    except ApiError as error:
-        if error.status == 401:
-            await auth_failures.record_failure(*where)
-        raise
+    return await handlers.guarded_sign_in(request.app.state, client_address(request), body.email, body.password,
+                                          "signin")
+
+
+@router.post("/auth/signout", status_code=204, responses={401: {"description": "No valid token"}})
+async def sign_out(request: Request, principal: Annotated[Principal, Depends(require("customer"))]) -> Response:
+    """Revoke the token this request carries (it stops working on every replica at once)."""
+    if principal.token_id:
+        await revoke_token(request.app.state.redis, request.app.state.settings.redis.prefix, principal.token_id,
+                           principal.expires_at)
+    return Response(status_code=204)
+
+
+@router.post("/auth/password", status_code=204)
+async def change_password(body: ChangePassword, request: Request,
+                          principal: Annotated[Principal, Depends(require("customer"))]) -> Response:
+    """Change the password; every token of the account issued so far is revoked (sign in again)."""
+    await handlers.change_password(request.app.state, principal, body.current_password, body.new_password)
+    return Response(status_code=204)
 
 
 @router.post("/orders", response_model=OrderOut, status_code=201)

@@ -12,12 +12,22 @@ from sqlalchemy.exc import IntegrityError
 
 from alexandrite.contracts.events import ModelRef, StatusChanged, status_envelope
 from alexandrite.contracts.order_status import CANCELLABLE, IllegalTransition, OrderStatus, owner_of
+from alexandrite.kit import auth_failures
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
 from alexandrite.kit.peers import Peers
-from alexandrite.kit.security import Principal, hash_api_key, hash_password, issue_token, new_api_key, verify_password
+from alexandrite.kit.revocation import revoke_subject
+from alexandrite.kit.security import (
+    Principal,
+    hash_api_key,
+    hash_password,
+    needs_rehash,
+    new_api_key,
+    verify_password,
+)
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.storage import LocalStorage
+from alexandrite.kit.tokens import issue_token
 from alexandrite.models3d.formats import ModelFormatError
 from alexandrite.orders.records import ensure_may_cancel, order_in_transit, record_transition
 from alexandrite.shop import order_reads, order_writes, repository, webhooks
@@ -67,9 +77,45 @@ async def sign_in(db: Database, settings: Settings, email: str, password: str) -
     ok = await asyncio.to_thread(verify_password, password, stored) and row is not None
     if not ok:
         raise ApiError(401, "invalid_credentials", "The e-mail or the password is wrong.")
+    if needs_rehash(stored):  # scrypt (or weaker argon2) hashes become argon2id on a successful sign-in
+        await _store_password(db, row.id, password)
     principal = Principal(role="customer", subject=str(row.id), name=row.name)
-    token = issue_token(settings.auth.secret_key, principal, settings.auth.token_ttl_seconds)
+    token = issue_token(settings, principal, settings.auth.token_ttl_seconds, audience=(SERVICE,))
     return {"access_token": token, "token_type": "bearer", "expires_in": settings.auth.token_ttl_seconds}
+
+
+async def guarded_sign_in(state: Any, client: str, email: str, password: str, kind: str) -> dict[str, Any]:
+    """Sign-in behind the failed-authentication limit (API and page alike): 429 past it, even for the
+    right password; only failures count."""
+    where = (state.redis, state.settings.redis.prefix, SERVICE, kind, client, email.strip().lower())
+    limits = auth_failures.limits_of(state.settings)
+    await auth_failures.refuse_if_locked(*where, **limits)
+    try:
+        return await sign_in(state.db, state.settings, email, password)
+    except ApiError as error:
+        if error.status == 401:
+            await auth_failures.record_failure(*where, **limits)
+        raise
+
+
+async def _store_password(db: Database, customer_id: uuid.UUID, password: str) -> None:
+    password_hash = await asyncio.to_thread(hash_password, password)
+    async with UnitOfWork(db) as uow:
+        await uow.session.execute(
+            customers.update().where(customers.c.id == customer_id).values(password_hash=password_hash))
+        await uow.commit()
+
+
+async def change_password(state: Any, principal: Principal, current: str, new: str) -> None:
+    """New password; every token of the customer issued so far stops working (sign in again)."""
+    async with state.db.sessions() as session:
+        row = (await session.execute(customers.select().where(customers.c.id == uuid.UUID(principal.subject)))).first()
+    if row is None or not await asyncio.to_thread(verify_password, current, row.password_hash):
+        raise ApiError(401, "invalid_credentials", "The current password is wrong.")
+    await _store_password(state.db, row.id, new)
+    settings = state.settings
+    await revoke_subject(state.redis, settings.redis.prefix, "customer", principal.subject,
+                         settings.auth.max_token_ttl_seconds)
 
 
 async def create_partner(db: Database, name: str, *, plan: str = "standard", webhook_url: str | None = None) -> str:

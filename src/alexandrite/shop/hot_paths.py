@@ -29,7 +29,7 @@ import orjson
 from starlette.requests import Request
 
 from alexandrite.contracts.alloys import AlloyName
-from alexandrite.kit.auth import api_routes, authenticate
+from alexandrite.kit.auth import AUTH_FAILED, api_routes, authenticate
 from alexandrite.kit.errors import ApiError, not_found
 from alexandrite.shop import order_reads, order_writes
 from alexandrite.shop.domain import Owner
@@ -151,6 +151,7 @@ class OrderHotPaths:
         try:
             principal = await authenticate(request)
         except ApiError as error:
+            request.scope[AUTH_FAILED] = error  # FastAPI answers it without counting the failure twice
             raise _PassOn from error
         if principal.role not in OWNER_ROLES:
             raise _PassOn

@@ -42,7 +42,7 @@ pages.env.filters["who"] = _who
 
 
 async def customer(request: Request) -> Principal:
-    principal = session.current_principal(request, SERVICE, CUSTOMER)
+    principal = await session.current_principal(request, SERVICE, CUSTOMER)
     if principal.role != "customer":
         raise session.SignInRequired(SERVICE, "customer_account")
     return principal
@@ -61,7 +61,7 @@ Csrf = Depends(csrf_checked)
 
 
 def render(request: Request, template: str, principal: Principal | None = None, status: int = 200,
-            **context: Any) -> Response:
+           **context: Any) -> Response:
     return pages.render(request, template, {"principal": principal, "brand": "shop", **context}, status=status)
 
 

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from alexandrite.contracts.alloys import ALLOYS
 from alexandrite.contracts.order_status import CANCELLABLE, TERMINAL, IllegalTransition, OrderStatus
+from alexandrite.kit.auth import client_address
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.pagination import page
 from alexandrite.kit.security import Principal
@@ -70,13 +71,16 @@ async def signin(request: Request, email: Annotated[str, Form()] = "", password:
     target = safe_next(next, "/orders")
     try:
         body = SignIn(email=email, password=password or "")
-        token = await handlers.sign_in(request.app.state.db, request.app.state.settings, body.email, body.password)
+        token = await handlers.guarded_sign_in(request.app.state, client_address(request), body.email,
+                                               body.password, "signin_page")
     except ValidationError:
         return render(request, "signin.html", status=422, title="Sign in", next=target, email=email,
                        error="Enter your e-mail address and your password.")
     except ApiError as error:
-        return render(request, "signin.html", status=error.status, title="Sign in", next=target, email=email,
-                       error=plain_error(error))
+        answer = render(request, "signin.html", status=error.status, title="Sign in", next=target, email=email,
+                        error=plain_error(error))
+        answer.headers.update(error.headers)  # Retry-After past the failed sign-in limit
+        return answer
     response = redirect(target)
     session.set_session(response, request.app.state.settings, SERVICE, token["access_token"])
     return response
@@ -108,7 +112,8 @@ async def signup(request: Request, name: Annotated[str, Form()] = "", email: Ann
 
 
 @router.post("/signout", dependencies=[OPEN, Csrf])
-async def signout() -> Response:
+async def signout(request: Request) -> Response:
+    await session.end_session(request, SERVICE)
     response = redirect("/")
     session.clear_session(response, SERVICE)
     return response

@@ -30,6 +30,11 @@ class SignIn(Strict):
     password: str = Field(min_length=1, max_length=256)
 
 
+class ChangePassword(Strict):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=8, max_length=256)
+
+
 class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"

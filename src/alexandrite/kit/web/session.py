@@ -1,4 +1,4 @@
-"""Page sign-in: the HMAC bearer token in an HttpOnly, SameSite=Lax cookie; CSRF for form posts.
+"""Page sign-in: the signed bearer token (JWT) in an HttpOnly, SameSite=Lax cookie; CSRF for form posts.
 
 - The cookie holds the same signed token the API accepts; it is named per service (cookies are
   shared between ports of one host), HttpOnly, SameSite=Lax and Secure in production.
@@ -17,8 +17,10 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from alexandrite.kit.security import InvalidToken, Principal, issue_token, read_token
+from alexandrite.kit.revocation import is_revoked
+from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import InvalidToken, issue_token, principal_of, read_claims
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
@@ -71,26 +73,34 @@ def session_token(request: Request, service: str) -> str | None:
     return request.cookies.get(cookie_name(service)) or None
 
 
-def current_principal(request: Request, service: str, roles: frozenset[str]) -> Principal:
+async def current_principal(request: Request, service: str, roles: frozenset[str]) -> Principal:
     """The signed-in principal with one of ``roles`` (admin always passes), else SignInRequired."""
     token = session_token(request, service)
     if not token:
         raise SignInRequired(service)
+    state = request.app.state
     try:
-        principal = read_token(request.app.state.settings.auth.secret_key, token)
+        claims = read_claims(state.settings, token, service)
     except InvalidToken as error:
         raise SignInRequired(service, "session_ended") from error
+    if await is_revoked(state.redis, state.settings.redis.prefix, claims, service):
+        raise SignInRequired(service, "session_ended")
+    principal = principal_of(claims)
     if principal.role not in roles | {"admin"}:
         raise SignInRequired(service, "other_account")
     return principal
 
 
-def staff_token(settings: Settings, pasted: str, roles: frozenset[str]) -> Principal:
+async def staff_token(request: Request, service: str, pasted: str, roles: frozenset[str]) -> Principal:
     """Check a staff token pasted into a sign-in form; ValueError with a plain message if unusable."""
+    state = request.app.state
     try:
-        principal = read_token(settings.auth.secret_key, pasted.strip())
+        claims = read_claims(state.settings, pasted.strip(), service)
     except InvalidToken as error:
         raise ValueError(f"That token is not valid ({error}). Ask for a new one.") from error
+    if await is_revoked(state.redis, state.settings.redis.prefix, claims, service):
+        raise ValueError("That token has been revoked. Ask for a new one.")
+    principal = principal_of(claims)
     if principal.role not in roles | {"admin"}:
         raise ValueError(f"That token is for the role '{principal.role}'; this page needs "
                          f"{' or '.join(sorted(roles))}.")
@@ -98,7 +108,25 @@ def staff_token(settings: Settings, pasted: str, roles: frozenset[str]) -> Princ
 
 
 def new_token(settings: Settings, principal: Principal) -> str:
-    return issue_token(settings.auth.secret_key, principal, settings.auth.token_ttl_seconds)
+    return issue_token(settings, principal, settings.auth.token_ttl_seconds)
+
+
+async def end_session(request: Request, service: str) -> None:
+    """Revoke the page session's token (sign-out), whatever state it is in."""
+    token = session_token(request, service)
+    if token:
+        await revoke_bearer(request, token, service)
+
+
+async def revoke_bearer(request: Request, token: str, service: str | None) -> None:
+    from alexandrite.kit.revocation import revoke_token
+
+    state = request.app.state
+    try:
+        claims = read_claims(state.settings, token, service)
+    except InvalidToken:
+        return  # nothing valid to revoke
+    await revoke_token(state.redis, state.settings.redis.prefix, str(claims["jti"]), float(claims["exp"]))
 
 
 def csrf_token(settings: Settings, service: str, token: str | None) -> str:

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import RedirectResponse, Response
 
-from alexandrite.kit.auth import public
+from alexandrite.kit import auth_failures
+from alexandrite.kit.auth import client_address, public
+from alexandrite.kit.errors import ApiError
 from alexandrite.kit.security import Principal
 from alexandrite.kit.web import session
 from alexandrite.kit.web.render import Pages, safe_next
@@ -23,18 +25,19 @@ def staff_pages(pages: Pages, roles: frozenset[str], home: str, brand: str
     sign_in_page = public("the staff sign-in pages come before any session")
 
     async def staff(request: Request) -> Principal:
-        return session.current_principal(request, service, roles)
+        return await session.current_principal(request, service, roles)
 
     staff.roles = roles | {"admin"}  # type: ignore[attr-defined]  # seen by kit.auth's default deny
 
     async def csrf_checked(request: Request) -> None:
         await session.check_csrf(request, service)
 
-    def render_signin(request: Request, next_url: str, error: str | None, status: int = 200) -> Response:
+    def render_signin(request: Request, next_url: str, error: str | None, status: int = 200,
+                      headers: dict[str, str] | None = None) -> Response:
         return pages.render(request, "staff_signin.html", {
             "title": f"Sign in ({role_words})", "brand": brand, "role": sorted(roles)[0],
             "next": safe_next(next_url, home), "error": error,
-        }, status=status)
+        }, status=status, headers=headers)
 
     @router.get("/", dependencies=[sign_in_page])
     async def start(request: Request) -> Response:
@@ -47,10 +50,16 @@ def staff_pages(pages: Pages, roles: frozenset[str], home: str, brand: str
     @router.post("/signin", dependencies=[sign_in_page, Depends(csrf_checked)])
     async def signin(request: Request, token: Annotated[str, Form(max_length=4000)] = "",
                      next: Annotated[str, Form()] = home) -> Response:  # noqa: A002
-        settings = request.app.state.settings
+        settings, state = request.app.state.settings, request.app.state
+        where = (state.redis, settings.redis.prefix, service, "staff_signin", client_address(request), "staff")
         try:
-            principal = session.staff_token(settings, token, roles)
+            await auth_failures.refuse_if_locked(*where, **auth_failures.limits_of(settings))
+        except ApiError as error:
+            return render_signin(request, next, error.message, status=429, headers=error.headers)
+        try:
+            principal = await session.staff_token(request, service, token, roles)
         except ValueError as error:
+            await auth_failures.record_failure(*where, **auth_failures.limits_of(settings))
             return render_signin(request, next, str(error), status=401)
         response = RedirectResponse(safe_next(next, home), status_code=303)
         # A fresh token for the cookie: the pasted one may be long-lived or shared.
@@ -58,7 +67,8 @@ def staff_pages(pages: Pages, roles: frozenset[str], home: str, brand: str
         return response
 
     @router.post("/signout", dependencies=[sign_in_page, Depends(csrf_checked)])
-    async def signout() -> Response:
+    async def signout(request: Request) -> Response:
+        await session.end_session(request, service)
         response = RedirectResponse("/signin", status_code=303)
         session.clear_session(response, service)
         return response
