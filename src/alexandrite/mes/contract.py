@@ -10,8 +10,9 @@ _TRANSITION = ("illegal_transition", "not_owner", "order_in_transit", "conflict"
 MES_CONTRACT = ContractSpec(
     description="Production: orders in work for operators (take, complete, package, ship) and the pricing "
                 "queue. Errors answer `{\"error\": {\"code\", \"message\", \"details\"}}`.",
+    error_codes=("invalid_sort",),
     routes={
-        ("GET", "/api/v1/production/orders"): RouteContract(errors={422: ("invalid_cursor",)}),
+        ("GET", "/api/v1/production/orders"): RouteContract(errors={422: ("invalid_cursor", "invalid_sort")}),
         **{("POST", f"{ONE}/{step}"): RouteContract(errors={409: _TRANSITION})
            for step in ("take", "complete", "package", "ship")},
     },
