@@ -30,7 +30,8 @@ def test_due_and_sla_lookup() -> None:
 
 @pytest.mark.parametrize(("seconds", "words"), [
     (0, "0 s"), (45, "45 s"), (60, "1 min"), (12 * 60 + 59, "12 min"), (3 * 3600, "3 h"),
-    (3 * 3600 + 20 * 60, "3 h 20 min"), (2 * 86400, "2 d"), (2 * 86400 + 4 * 3600 + 59, "2 d 4 h"), (-5, "0 s"),
+    (3 * 3600 + 20 * 60, "3 h 20 min"), (2 * 86400, "2 d"), (2 * 86400 + 4 * 3600 + 59, "2 d 4 h"),
+    (2 * 86400 + 40 * 60, "2 d 40 min"), (-5, "0 s"),
 ])
 def test_duration_words(seconds: float, words: str) -> None:
     assert duration_words(seconds) == words

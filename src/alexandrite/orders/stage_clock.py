@@ -42,7 +42,9 @@ def duration_words(seconds: float) -> str:
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
+        if hours:
+            return f"{days} d {hours} h"
+        return f"{days} d {minutes} min" if minutes else f"{days} d"
     if hours:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     if minutes:
