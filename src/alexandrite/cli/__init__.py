@@ -8,17 +8,29 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from alexandrite.cli import accounts, data, ha, messaging, observability, operations, run, simulate, webhooks
+from alexandrite.cli import (
+    accounts,
+    contract,
+    data,
+    ha,
+    messaging,
+    observability,
+    operations,
+    run,
+    simulate,
+    webhooks,
+)
 from alexandrite.cli.common import fail
 from alexandrite.kit.settings import get_settings
 
-COMMAND_MODULES = (run, accounts, data, messaging, webhooks, simulate, observability, operations, ha)
+COMMAND_MODULES = (run, accounts, data, messaging, webhooks, simulate, observability, operations, ha, contract)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alexandrite",
-        description="The alexandrite command line: run, migrate, seed, partners, tokens, dead letters, simulate.")
+        description="The alexandrite command line: run, migrate, seed, partners, tokens, dead letters, simulate, "
+                    "contract.")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.register(sub)

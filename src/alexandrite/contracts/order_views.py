@@ -32,13 +32,13 @@ class ModelFacts(AsStored):
     """The uploaded 3D model as stored: where, what format, how big."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
-        "key": "models/3f/3fa1c2e4b5d6.stl", "filename": "ring.stl", "format": "stl", "triangles": 2304,
+        "key": "models/3f/3fa1c2e4b5d6.stl", "filename": "ring.stl", "format": "stl_binary", "triangles": 2304,
         "bytes": 115284, "sha256": "3fa1c2e4b5d6" + "0" * 52, "size_mm": [21.6, 21.6, 4.0],
         "volume_mm3": 512.4, "watertight": True}]})
 
     key: str = Field(description="Storage key of the file (content-addressed)")
     filename: str | None = None
-    format: str = Field(description="stl, obj or 3mf")
+    format: str = Field(description="stl_binary, stl_ascii, obj or 3mf")
     triangles: int
     bytes: int
     sha256: str

@@ -262,6 +262,15 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any], guard
         add(403)
     elif isinstance(guard, str):
         operation["security"] = []
+    body = operation.get("requestBody")
+    if body is not None and not body.get("required"):
+        # An optional body is described as the object, not "object or null": a client sends it or sends nothing
+        # (generators otherwise send their "unset" marker as JSON).
+        for media in body.get("content", {}).values():
+            variants = media.get("schema", {}).get("anyOf", [])
+            kept = [v for v in variants if v != {"type": "null"}]
+            if len(kept) == 1 and len(variants) == 2:
+                media["schema"] = kept[0]
     has_input = bool(operation.get("parameters")) or "requestBody" in operation
     if "{" in path:
         add(404)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.middleware import Middleware
 
 from alexandrite.kit.app import create_service_app
+from alexandrite.kit.auth import public
 from alexandrite.kit.errors import ApiError, error_body
 from alexandrite.kit.openapi import install_contract
 from alexandrite.kit.security import Principal
@@ -17,6 +20,7 @@ from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.kit.throttle import PlanCache
 from alexandrite.shop import pages
 from alexandrite.shop.api import internal, router
+from alexandrite.shop.asyncapi import build_asyncapi
 from alexandrite.shop.backpressure import PricingBacklog
 from alexandrite.shop.consumers import event_handler
 from alexandrite.shop.contract import SHOP_CONTRACT
@@ -68,6 +72,16 @@ async def _not_an_owner(_: Request, exc: PermissionError) -> JSONResponse:
                                    "staff read them in the CRM and MES."), 403)
 
 
+@functools.cache
+def _asyncapi() -> dict[str, Any]:
+    return build_asyncapi()
+
+
+async def asyncapi_document() -> JSONResponse:
+    """The order events (bus and partner webhooks) as AsyncAPI 3.0; built once per process."""
+    return JSONResponse(_asyncapi())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     app_settings = settings or get_settings()
     app = create_service_app(
@@ -78,5 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if app_settings.net.fast_paths:  # innermost: throttling, shedding and metrics stay in front of it
         app.user_middleware.append(Middleware(OrderHotPaths))
     pages.install(app)
+    app.add_api_route("/asyncapi.json", asyncapi_document, methods=["GET"], include_in_schema=False,
+                      dependencies=[public("the event contract is public, like /openapi.json")])
     install_contract(app, SHOP_CONTRACT)
     return app

@@ -81,7 +81,7 @@ _ORDER_EXAMPLE: dict[str, Any] = {
     "history": [{"status": "INITIATED", "at": "2026-12-01T10:00:00Z", "by": "partner:acme"},
                 {"status": "PRICE_CALCULATED", "at": "2026-12-01T10:01:05Z", "by": "mes"}],
     "progress": None, "quote": {"total": 412.85, "currency": "EUR"}, "failure": None,
-    "model": {"key": "models/3f/3fa1c2e4b5d6.stl", "filename": "ring.stl", "format": "stl", "triangles": 2304,
+    "model": {"key": "models/3f/3fa1c2e4b5d6.stl", "filename": "ring.stl", "format": "stl_binary", "triangles": 2304,
               "bytes": 115284, "sha256": "3fa1c2e4b5d6" + "0" * 52},
     "tracking_number": None, "carrier": None, "delay": None,
 }
