@@ -138,6 +138,9 @@ class PricingSettings(Group):
     stage_sla_seconds: float = Field(default=900.0, gt=0, alias="pricing_stage_sla_seconds")
     backpressure_mode: Literal["reject", "accept_with_eta", "off"] = Field(default="reject", alias="backpressure_mode")
     backpressure_cache_seconds: float = Field(default=2.0, ge=0, alias="backpressure_cache_seconds")
+    # Jobs a pricing worker holds at once: their database steps overlap, their pricing never does
+    # (one model at a time per worker, so a worker's memory and CPU stay one model's).
+    worker_prefetch: int = Field(default=4, ge=1, le=64, alias="pricing_worker_prefetch")
 
 
 class ThrottleSettings(Group):
