@@ -192,7 +192,9 @@ class WebhookSettings(Group):
     concurrency: int = Field(default=16, ge=1, alias="webhook_concurrency")
     per_endpoint_concurrency: int = Field(default=2, ge=1, alias="webhook_per_endpoint_concurrency")
     batch_size: int = Field(default=100, ge=1, alias="webhook_batch_size")
-    idle_seconds: float = Field(default=0.2, gt=0, alias="webhook_idle_seconds")
+    # The dispatcher wakes on notifications of queued deliveries; this poll finds retries as they fall due.
+    idle_seconds: float = Field(default=2.0, gt=0, alias="webhook_idle_seconds")
+    gauge_seconds: float = Field(default=15.0, gt=0, alias="webhook_gauge_seconds")
     breaker_failures: int = Field(default=5, ge=1, alias="webhook_breaker_failures")
     breaker_reset_seconds: float = Field(default=30.0, gt=0, alias="webhook_breaker_reset_seconds")
     # Development only (refused in production): webhook URLs may use http and reach loopback/private
@@ -244,7 +246,7 @@ class MailSettings(Group):
     """Delay notices: the shop's notification outbox is sent by SMTP (a local sink in development)."""
 
     run_notifier: bool = Field(default=True, alias="run_notifier")
-    notifier_interval_seconds: float = Field(default=2.0, gt=0, alias="notifier_interval_seconds")
+    notifier_interval_seconds: float = Field(default=5.0, gt=0, alias="notifier_interval_seconds")
     smtp_host: str = Field(default="127.0.0.1", alias="smtp_host")
     smtp_port: int = Field(default=8025, alias="smtp_port")
     smtp_sender: str = Field(default="Alexandrite <orders@alexandrite.local>", alias="smtp_sender")
