@@ -24,7 +24,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "bench_api.py": ("endpoint", "req/s", "p50 ms", "p99 ms", "anchor req/s", "anchor p99", "ratio"),
     "bench_capacity.py": ("server", "orders/s", "create p50", "upload p50", "submit p50", "cpu %", "ratio"),
     "bench_dashboard.py": ("orders", "page", "variant", "p50 ms", "p95 ms", "naive/p95"),
-    "bench_idle.py": ("process", "cpu s", "% of a core", "x anchor", "database", "xact/s"),
+    "bench_idle.py": ("process", "variant", "cpu s", "% of a core", "x anchor", "database", "xact/s"),
     "bench_pipeline.py": ("model", "workers", "orders/s", "p50 ms", "bare ms/msg", "overhead x", "scaling"),
     "bench_pricing.py": ("triangles", "placed", "plain s", "checks s", "checks/plain", "trimesh s", "trimesh/plain"),
     "bench_3mf.py": ("file", "tool", "peak RSS MB", "extra MB", "triangles", "outcome"),

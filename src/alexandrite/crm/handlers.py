@@ -222,10 +222,7 @@ async def apply_event(uow: UnitOfWork, envelope: Envelope, change: StatusChanged
             by=change.actor, seq=envelope.seq, at=change.at, values=creation_values(change),
         )
         return
-    row = await repository.get_order(uow.session, envelope.order_id, for_update=True)
-    if row is None:
-        raise LookupError(f"order {envelope.order_id} is unknown")
-    await record_transition(
+    await record_transition(  # locks the order's row; LookupError when the order is unknown
         uow, orders, order_history, service=SERVICE, order_id=envelope.order_id, target=change.status,
         by=change.actor, requested_by=envelope.producer, seq=envelope.seq, at=change.at,
         values=projection_values(change),

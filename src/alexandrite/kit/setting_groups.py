@@ -145,6 +145,9 @@ class PricingSettings(Group):
     stage_sla_seconds: float = Field(default=900.0, gt=0, alias="pricing_stage_sla_seconds")
     backpressure_mode: Literal["reject", "accept_with_eta", "off"] = Field(default="reject", alias="backpressure_mode")
     backpressure_cache_seconds: float = Field(default=2.0, ge=0, alias="backpressure_cache_seconds")
+    # Jobs a pricing worker holds at once: their database steps overlap, their pricing never does
+    # (one model at a time per worker, so a worker's memory and CPU stay one model's).
+    worker_prefetch: int = Field(default=4, ge=1, le=64, alias="pricing_worker_prefetch")
 
 
 class ThrottleSettings(Group):
@@ -199,7 +202,9 @@ class WebhookSettings(Group):
     concurrency: int = Field(default=16, ge=1, alias="webhook_concurrency")
     per_endpoint_concurrency: int = Field(default=2, ge=1, alias="webhook_per_endpoint_concurrency")
     batch_size: int = Field(default=100, ge=1, alias="webhook_batch_size")
-    idle_seconds: float = Field(default=0.2, gt=0, alias="webhook_idle_seconds")
+    # The dispatcher wakes on notifications of queued deliveries; this poll finds retries as they fall due.
+    idle_seconds: float = Field(default=2.0, gt=0, alias="webhook_idle_seconds")
+    gauge_seconds: float = Field(default=15.0, gt=0, alias="webhook_gauge_seconds")
     breaker_failures: int = Field(default=5, ge=1, alias="webhook_breaker_failures")
     breaker_reset_seconds: float = Field(default=30.0, gt=0, alias="webhook_breaker_reset_seconds")
     # Development only (refused in production): webhook URLs may use http and reach loopback/private
@@ -251,7 +256,7 @@ class MailSettings(Group):
     """Delay notices: the shop's notification outbox is sent by SMTP (a local sink in development)."""
 
     run_notifier: bool = Field(default=True, alias="run_notifier")
-    notifier_interval_seconds: float = Field(default=2.0, gt=0, alias="notifier_interval_seconds")
+    notifier_interval_seconds: float = Field(default=5.0, gt=0, alias="notifier_interval_seconds")
     smtp_host: str = Field(default="127.0.0.1", alias="smtp_host")
     smtp_port: int = Field(default=8025, alias="smtp_port")
     smtp_sender: str = Field(default="Alexandrite <orders@alexandrite.local>", alias="smtp_sender")

@@ -1,6 +1,8 @@
 """The pricing worker: a separate process consuming the pricing queue, one model at a time.
 
-Any number of workers compete for the quorum queue (prefetch 1). A job is acknowledged only
+Any number of workers compete for the quorum queue. A worker holds a few jobs at once
+(``ALEX_PRICING_WORKER_PREFETCH``) so that one job's database steps overlap another's pricing,
+but it prices one model at a time. A job is acknowledged only
 after its result was committed, so a worker killed mid-job loses nothing: the job returns to
 the queue and another worker prices it; the job's final state makes a second completion a
 no-op, so every order is priced once.
@@ -17,7 +19,7 @@ import os
 import signal
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -60,6 +62,8 @@ class PricingWorker:
     pricing: PricingConfig
     name: str
     limits: ModelLimits
+    # One model priced at a time per worker, however many jobs it holds.
+    pricing_slot: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
 
     async def handle(self, delivery: Delivery) -> str:
         try:
@@ -81,9 +85,10 @@ class PricingWorker:
         busy = metrics.PRICING_WORKER_BUSY
         busy.inc()
         try:
-            clock = time.perf_counter()
-            quote, failure = await self._price(job)
-            elapsed = time.perf_counter() - clock
+            async with self.pricing_slot:  # the job's turn among those this worker holds
+                clock = time.perf_counter()
+                quote, failure = await self._price(job)
+                elapsed = time.perf_counter() - clock
             outcome = await jobs.finish_job(
                 self.db, job, worker=self.name, duration_ms=int(round(elapsed * 1000)), quote=quote,
                 failure=failure,
@@ -152,7 +157,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, *, m
     storage = LocalStorage(settings.uploads.storage_dir, breaker=breaker_from_settings(
         "storage", settings, timeout=settings.uploads.storage_timeout_seconds))
     worker = PricingWorker(db=db, storage=storage, pricing=pricing, name=name, limits=settings.uploads.limits)
-    consumer = Consumer(settings.broker.url, PRICING_QUEUE, worker.handle, prefetch=1,
+    consumer = Consumer(settings.broker.url, PRICING_QUEUE, worker.handle, prefetch=settings.pricing.worker_prefetch,
                         retry_delays_ms=settings.broker.retry_delays_ms)
     side: SidePortServer | None = None
     try:

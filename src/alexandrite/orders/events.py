@@ -105,8 +105,11 @@ async def consume_order_event(
         async def _apply(env: Envelope) -> None:
             try:
                 check_single_writer(env, status.get(env.order_id))
-                async with uow.session.begin_nested():
+                if env.event_id == envelope.event_id:  # failing, it takes the whole transaction back
                     await apply(uow, env, parse_status_change(env))
+                else:  # a parked event must not take its innocent predecessor down with it
+                    async with uow.session.begin_nested():
+                        await apply(uow, env, parse_status_change(env))
             except cannot_apply as error:
                 reason = f"{env.type} seq {env.seq} of order {env.order_id} cannot apply: {error}"
                 if env.event_id == envelope.event_id:

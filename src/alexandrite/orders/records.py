@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    literal,
     select,
     update,
 )
@@ -120,19 +121,24 @@ async def record_transition(
         )
     ).first()
     if row is None:
-        raise LookupError(order_id)
+        raise LookupError(f"order {order_id} is unknown")
     previous = OrderStatus(row.status)
     check_transition(previous, target, requested_by)
     at = at or utcnow()
     new_seq = seq if seq is not None else row.seq + 1
-    await uow.session.execute(
+    # The row and its history line in one statement (one round trip).
+    updated = (
         update(orders)
         .where(orders.c.id == order_id)
         .values(status=target.value, seq=new_seq, status_since=at, updated_at=utcnow(), **(values or {}))
+        .returning(orders.c.id)
+        .cte("updated")
     )
     await uow.session.execute(
-        history.insert().values(
-            order_id=order_id, seq=new_seq, status=target.value, previous_status=previous.value, at=at, by=by
+        history.insert().from_select(
+            ["order_id", "seq", "status", "previous_status", "at", "by"],
+            select(updated.c.id, literal(new_seq, Integer), literal(target.value, Text),
+                   literal(previous.value, Text), literal(at, DateTime(timezone=True)), literal(by, Text)),
         )
     )
     spent = max((at - row.status_since).total_seconds(), 0.0) if row.status_since else None

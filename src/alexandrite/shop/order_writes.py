@@ -32,6 +32,7 @@ from alexandrite.kit.messaging.tables import OUTBOX_CHANNEL
 from alexandrite.kit.security import Principal
 from alexandrite.shop.domain import Owner, request_fingerprint
 from alexandrite.shop.order_reads import ORDER_SQL, fetch_order, owned, view_of
+from alexandrite.shop.webhooks.deliveries import WEBHOOK_CHANNEL
 
 SERVICE = "shop"
 S = OrderStatus
@@ -54,8 +55,10 @@ _CREATE_REST = """
     SELECT $13::uuid, p.id, o.id, $10::text, $14::jsonb
       FROM o JOIN partners p ON o.owner_kind = 'partner' AND p.id = o.owner_id
      WHERE p.webhook_url IS NOT NULL AND p.active
+    RETURNING 1
 )
-SELECT id, (SELECT pg_notify('""" + OUTBOX_CHANNEL + """', '') FROM x) AS relay_woken FROM o
+SELECT id, (SELECT pg_notify('""" + OUTBOX_CHANNEL + """', '') FROM x) AS relay_woken,
+       (SELECT pg_notify('""" + WEBHOOK_CHANNEL + """', '') FROM w) AS dispatcher_woken FROM o
 """
 _ORDER_VALUES = """
     INSERT INTO orders (id, owner_kind, owner_id, owner_name, alloy, status, seq, created_at, updated_at,
@@ -101,8 +104,10 @@ WITH u AS (
     SELECT $12::uuid, p.id, u.id, $9::text, $13::jsonb
       FROM u JOIN partners p ON u.owner_kind = 'partner' AND p.id = u.owner_id
      WHERE p.webhook_url IS NOT NULL AND p.active
+    RETURNING 1
 )
-SELECT id, (SELECT pg_notify('""" + OUTBOX_CHANNEL + """', '') FROM x) AS relay_woken FROM u
+SELECT id, (SELECT pg_notify('""" + OUTBOX_CHANNEL + """', '') FROM x) AS relay_woken,
+       (SELECT pg_notify('""" + WEBHOOK_CHANNEL + """', '') FROM w) AS dispatcher_woken FROM u
 """
 SUBMIT_SQL = _TRANSITION.format(extra="")
 UPLOAD_SQL = _TRANSITION.format(extra=", model = $14::jsonb, failure = NULL, quote = NULL, progress = NULL")

@@ -27,8 +27,8 @@ from alexandrite.kit.breaker import CircuitBreaker
 from alexandrite.kit.db import Database
 from alexandrite.kit.loops import poll_until_stopped
 from alexandrite.kit.messaging.connection import connect
-from alexandrite.kit.messaging.tables import OUTBOX
-from alexandrite.kit.messaging.wakeup import OutboxWakeups
+from alexandrite.kit.messaging.tables import OUTBOX, OUTBOX_CHANNEL
+from alexandrite.kit.messaging.wakeup import ChannelWakeups
 from alexandrite.kit.tracing import SpanKind, message_span, trace_headers
 
 log = structlog.get_logger(__name__)
@@ -56,7 +56,7 @@ class OutboxRelay:
         self.idle_seconds = idle_seconds
         self.publish_timeout = publish_timeout
         self.gauge_seconds = gauge_seconds
-        self.wakeups = OutboxWakeups(db.url, socket_dir=db.socket_dir) if listen else None
+        self.wakeups = ChannelWakeups(db.url, channel=OUTBOX_CHANNEL, socket_dir=db.socket_dir) if listen else None
         # Without a listening connection (not yet, or lost): poll at this pace until it is back.
         self.unheard_seconds = min(idle_seconds, 0.5)
         self._connection: AbstractRobustConnection | None = None

@@ -1,4 +1,5 @@
-"""Wake-ups for the outbox relay: PostgreSQL ``LISTEN`` on the outbox channel.
+"""Wake-ups for loops that drain a table: PostgreSQL ``LISTEN`` on a channel (the outbox relay's, the
+webhook dispatcher's).
 
 Every statement that writes outbox rows also runs ``pg_notify(OUTBOX_CHANNEL, '')`` (see
 :func:`alexandrite.kit.db.outbox_insert` and the shop's one-statement writes); PostgreSQL delivers the
@@ -21,17 +22,15 @@ import asyncpg
 import structlog
 
 from alexandrite.kit.db import plain_dsn
-from alexandrite.kit.messaging.tables import OUTBOX_CHANNEL
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["OUTBOX_CHANNEL", "OutboxWakeups"]
 
 
-class OutboxWakeups:
-    """A dedicated connection listening on :data:`OUTBOX_CHANNEL`; sets :attr:`event` on every notice."""
+class ChannelWakeups:
+    """A dedicated connection listening on ``channel``; sets :attr:`event` on every notice."""
 
-    def __init__(self, url: str, *, socket_dir: str | None = None, channel: str = OUTBOX_CHANNEL,
+    def __init__(self, url: str, *, channel: str, socket_dir: str | None = None,
                  timeout: float = 10.0) -> None:
         self.url = url
         self.socket_dir = socket_dir
@@ -58,16 +57,16 @@ class OutboxWakeups:
         try:
             connection = await asyncpg.connect(
                 plain_dsn(self.url), timeout=self.timeout, command_timeout=self.timeout,
-                server_settings={"application_name": "alexandrite-relay-listen"},
+                server_settings={"application_name": f"alexandrite-listen-{self.channel}"[:63]},
                 **({"host": self.socket_dir} if self.socket_dir else {}))
         except Exception as error:  # database away: the poll covers it, the next round tries again
-            log.debug("outbox_listen_unavailable", error=repr(error)[:200])
+            log.debug("listen_unavailable", channel=self.channel, error=repr(error)[:200])
             return False
         try:
             connection.add_termination_listener(self._terminated)
             await connection.add_listener(self.channel, self._notified)
         except Exception as error:
-            log.debug("outbox_listen_failed", error=repr(error)[:200])
+            log.debug("listen_failed", channel=self.channel, error=repr(error)[:200])
             with contextlib.suppress(Exception):
                 connection.terminate()
             return False

@@ -17,6 +17,9 @@ STATES = ("pending", "delivered", "dead")
 UNREACHABLE = "unreachable"
 NO_ENDPOINT = "no_endpoint"
 _ERROR_WORDS = frozenset({UNREACHABLE, NO_ENDPOINT})
+# Every statement that queues deliveries notifies this channel (delivered at commit): the dispatcher
+# wakes on it instead of polling fast; its slow poll still finds retries as they fall due.
+WEBHOOK_CHANNEL = "alexandrite_webhooks"
 
 
 def error_word(stored: str | None) -> str | None:
@@ -35,9 +38,13 @@ async def enqueue(uow: UnitOfWork, order_id: uuid.UUID, event_type: str, payload
                                                 partners.c.id == orders.c.owner_id)))
         .where(orders.c.id == order_id, partners.c.webhook_url.is_not(None), partners.c.active.is_(True))
     )
-    await uow.session.execute(
-        webhook_deliveries.insert().from_select(
-            ["delivery_id", "partner_id", "order_id", "event_type", "payload"], source))
+    queued = (
+        webhook_deliveries.insert()
+        .from_select(["delivery_id", "partner_id", "order_id", "event_type", "payload"], source)
+        .returning(webhook_deliveries.c.delivery_id)
+        .cte("queued")
+    )
+    await uow.session.execute(select(func.pg_notify(WEBHOOK_CHANNEL, "")).select_from(queued))
 
 
 def status_payload(order_id: uuid.UUID, seq: int, change: Any) -> dict[str, Any]:

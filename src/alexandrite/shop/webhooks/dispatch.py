@@ -35,10 +35,11 @@ from alexandrite.kit.breaker import SharedBreakers
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.egress import EgressPolicy, PinnedTransport, Resolver, blocked
 from alexandrite.kit.loops import poll_until_stopped
+from alexandrite.kit.messaging.wakeup import ChannelWakeups
 from alexandrite.kit.metrics import LATENCY_BUCKETS
 from alexandrite.kit.settings import Settings
 from alexandrite.shop.tables import partners, webhook_deliveries
-from alexandrite.shop.webhooks.deliveries import NO_ENDPOINT, UNREACHABLE
+from alexandrite.shop.webhooks.deliveries import NO_ENDPOINT, UNREACHABLE, WEBHOOK_CHANNEL
 from alexandrite.shop.webhooks.signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 log = structlog.get_logger(__name__)
@@ -97,6 +98,8 @@ class WebhookDispatcher:
         self.in_flight: dict[uuid.UUID, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.lease = timedelta(seconds=settings.webhooks.timeout_seconds * 2 + 5)
+        self.wakeups = ChannelWakeups(db.url, channel=WEBHOOK_CHANNEL, socket_dir=db.socket_dir)
+        self._idle_now = settings.webhooks.idle_seconds
 
     async def claim(self) -> list[Claimed]:
         free = self.settings.webhooks.concurrency - len(self.tasks)
@@ -207,9 +210,23 @@ class WebhookDispatcher:
     async def _gauges(self) -> None:
         PENDING.set(await self.pending())
 
+    async def _run_when_woken(self) -> int:
+        # Listening (again) first; while that fails, the poll waits no longer than a second.
+        listening = await self.wakeups.ensure()
+        self._idle_now = self.settings.webhooks.idle_seconds if listening else min(
+            self.settings.webhooks.idle_seconds, 1.0)
+        return await self.run_once()
+
     async def run(self, stop: asyncio.Event) -> None:
-        await poll_until_stopped(stop, self.run_once, idle_seconds=self.settings.webhooks.idle_seconds,
-                                 busy_seconds=0.01, error_event="webhook_dispatcher_error", gauges=self._gauges)
+        """Deliveries queued by a commit wake the dispatcher (LISTEN); the poll every ``idle_seconds``
+        finds retries as they fall due and covers notifications lost while not listening."""
+        try:
+            await poll_until_stopped(stop, self._run_when_woken, idle_seconds=self.settings.webhooks.idle_seconds,
+                                     idle_for=lambda: self._idle_now, wake=self.wakeups.event, busy_seconds=0.01,
+                                     error_event="webhook_dispatcher_error", gauges=self._gauges,
+                                     gauge_every=self.settings.webhooks.gauge_seconds)
+        finally:
+            await self.wakeups.close()
         if self.tasks:  # in-flight requests end within their timeout; unfinished leases expire
             await asyncio.wait(set(self.tasks), timeout=self.settings.webhooks.timeout_seconds + 1)
         await self.client.aclose()
