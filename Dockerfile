@@ -19,8 +19,9 @@ FROM python:3.11-slim-bookworm AS runtime
 RUN groupadd --system --gid 10001 alexandrite \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin alexandrite \
- && mkdir -p /var/lib/alexandrite/storage \
- && chown 10001:10001 /var/lib/alexandrite/storage
+ && mkdir -p /var/lib/alexandrite/storage /var/lib/alexandrite/secrets \
+ && chown 10001:10001 /var/lib/alexandrite/storage /var/lib/alexandrite/secrets \
+ && chmod 0711 /var/lib/alexandrite/secrets
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from alexandrite.kit.messaging.topology import declare_consumer_queue
+from alexandrite.kit.setting_groups import DEFAULT_SECRET
 from alexandrite.kit.settings import Settings
 from tests.e2e.processes import free_port
 
@@ -46,7 +47,8 @@ def test_bad_command_lines_fail_with_a_message(test_env: dict[str, str]) -> None
         result = cli(test_env, *args)
         assert result.returncode != 0, args
         assert expected in result.stderr, (args, result.stderr)
-    production = cli({**test_env, "ALEX_ENVIRONMENT": "production"}, "migrate")
+    # the published development secret (a test run's own generated ones would pass)
+    production = cli({**test_env, "ALEX_ENVIRONMENT": "production", "ALEX_SECRET_KEY": DEFAULT_SECRET}, "migrate")
     assert production.returncode == 2 and "refusing to start in production" in production.stderr
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from alexandrite.cli.common import Subparsers, fail
 from alexandrite.cli.ha import add_up_arguments as add_ha_arguments
+from alexandrite.kit.local_secrets import secret_environment
 from alexandrite.kit.settings import SERVICES, Settings
 
 
@@ -85,6 +86,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
         return run_replicas(settings, args.replicas, args.workers)
     env = dict(os.environ)
+    env.update(secret_environment(settings))  # every process of this run: the same (generated) secrets
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     for service in SERVICES:
         processes.append((f"{service} api", _spawn(["serve", service], env)))

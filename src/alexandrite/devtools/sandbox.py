@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shutil
 import subprocess
 import uuid
@@ -43,6 +44,11 @@ def sandbox_settings(root: Path, token: str | None = None, **overrides: object) 
         "rate_limit_per_staff": 1_000_000,
         "failed_auth_limit": 1_000_000,
         "shutdown_drain_seconds": 0.5,
+        # Each run its own secrets (never the published defaults); children get them through sandbox_env.
+        "secret_key": secrets.token_urlsafe(48),
+        "service_token": secrets.token_urlsafe(48),
+        "carrier_webhook_secret": secrets.token_urlsafe(48),
+        "metrics_token": secrets.token_urlsafe(48),
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type, call-arg]

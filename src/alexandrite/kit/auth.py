@@ -36,7 +36,7 @@ async def _failed(request: Request, kind: str, account: str, error: ApiError) ->
     state = request.app.state
     over = await auth_failures.count_failure(state.redis, state.settings.redis.prefix,
                                              getattr(state, "service", ""), kind, client_address(request), account,
-                                             **auth_failures.limits_of(state.settings))
+                                             limits=auth_failures.limits_of(state.settings))
     return over or error
 
 

@@ -11,7 +11,7 @@ whether the account exists or not.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import Counter
 
@@ -26,6 +26,15 @@ MAX_FAILURES = 10
 WINDOW_SECONDS = 300
 
 
+class Limits(NamedTuple):
+    limit: int = MAX_FAILURES
+    window: int = WINDOW_SECONDS
+
+
+def limits_of(settings: Any) -> Limits:
+    return Limits(settings.throttle.failed_auth_limit, settings.throttle.failed_auth_window_seconds)
+
+
 def _keys(prefix: str, client: str, account: str) -> list[str]:
     digest = hashlib.sha256(account.encode()).hexdigest()[:32]
     return [f"{prefix}:authfail:ip:{client}", f"{prefix}:authfail:acct:{digest}"]
@@ -36,8 +45,8 @@ def _too_many(ttl: int) -> ApiError:
                     headers={"Retry-After": str(ttl)})
 
 
-async def count_failure(redis: Any, prefix: str, service: str, kind: str, client: str, account: str, *,
-                        limit: int = MAX_FAILURES, window: int = WINDOW_SECONDS) -> ApiError | None:
+async def count_failure(redis: Any, prefix: str, service: str, kind: str, client: str, account: str,
+                        limits: Limits = Limits()) -> ApiError | None:
     """Count one failure (one round trip); the ``429`` to answer when over the limit, else None.
 
     If Redis cannot answer, nothing is counted and the caller answers its own error."""
@@ -47,38 +56,34 @@ async def count_failure(redis: Any, prefix: str, service: str, kind: str, client
         async with redis.pipeline(transaction=True) as pipe:
             for key in keys:
                 pipe.incr(key)
-                pipe.expire(key, window, nx=True)
+                pipe.expire(key, limits.window, nx=True)
                 pipe.ttl(key)
             results = await pipe.execute()
     except Exception:  # noqa: BLE001 - the general limiter and its breaker cover Redis outages
         return None
     counts, ttls = results[0::3], results[2::3]
-    if any(int(count) > limit for count in counts):
+    if any(int(count) > limits.limit for count in counts):
         AUTH_LOCKED.labels(service, kind).inc()
         return _too_many(max([int(t) for t in ttls] + [1]))
     return None
 
 
-async def refuse_if_locked(redis: Any, prefix: str, service: str, kind: str, client: str, account: str, *,
-                           limit: int = MAX_FAILURES, window: int = WINDOW_SECONDS) -> None:
+async def refuse_if_locked(redis: Any, prefix: str, service: str, kind: str, client: str, account: str,
+                           limits: Limits = Limits()) -> None:
     keys = _keys(prefix, client, account)
     counts = await redis.mget(keys)
-    if any(int(count or 0) >= limit for count in counts):
+    if any(int(count or 0) >= limits.limit for count in counts):
         ttl = max([await redis.ttl(key) for key in keys] + [1])
         AUTH_LOCKED.labels(service, kind).inc()
         raise _too_many(ttl)
 
 
-async def record_failure(redis: Any, prefix: str, service: str, kind: str, client: str, account: str, *,
-                         limit: int = MAX_FAILURES, window: int = WINDOW_SECONDS) -> None:
+async def record_failure(redis: Any, prefix: str, service: str, kind: str, client: str, account: str,
+                         limits: Limits = Limits()) -> None:
     AUTH_FAILURES.labels(service, kind).inc()
     async with redis.pipeline(transaction=True) as pipe:
         for key in _keys(prefix, client, account):
             pipe.incr(key)
-            pipe.expire(key, window, nx=True)
+            pipe.expire(key, limits.window, nx=True)
         await pipe.execute()
 
-
-def limits_of(settings: Any) -> dict[str, int]:
-    """The ``limit``/``window`` keywords from the settings."""
-    return {"limit": settings.throttle.failed_auth_limit, "window": settings.throttle.failed_auth_window_seconds}

@@ -92,6 +92,8 @@ class AuthSettings(Group):
     # ``previous_secret_keys`` ({"kid": "secret"}, JSON) still verify, so a rotation signs nobody out.
     secret_key_id: str = Field(default="k1", min_length=1, max_length=40, alias="secret_key_id")
     previous_secret_keys: dict[str, str] = Field(default_factory=dict, alias="previous_secret_keys")
+    # Not production: secrets left at their published defaults are generated into (and read from) this file.
+    local_secrets_file: Path = Field(default=Path(".alexandrite/secrets.env"), alias="local_secrets_file")
     # Short-lived access tokens (sign-in, page sessions); sign-out and password change revoke sooner.
     token_ttl_seconds: int = Field(default=3600, gt=0, le=7 * 86400, alias="token_ttl_seconds")
     # The longest a token may live (``alexandrite token --ttl``): "revoke everything of a user" is kept this long.

@@ -179,7 +179,8 @@ class Settings(BaseSettings):
                     ("ALEX_METRICS_TOKEN", self.obs.metrics_token, DEFAULT_METRICS_TOKEN),
                 )
                 if value == default or len(value) < 32
-            ]
+            ] + [f"ALEX_PREVIOUS_SECRET_KEYS[{kid}]" for kid, value in self.auth.previous_secret_keys.items()
+                 if value == DEFAULT_SECRET or len(value) < 32]
             if bad:
                 raise ValueError(
                     "refusing to start in production with default or short secrets: " + ", ".join(bad)
@@ -230,4 +231,7 @@ Settings.FLAT = _flat_names(Settings)
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings; outside production, published default secrets are swapped for generated ones."""
+    from alexandrite.kit.local_secrets import with_local_secrets
+
+    return with_local_secrets(Settings())

@@ -89,12 +89,12 @@ async def guarded_sign_in(state: Any, client: str, email: str, password: str, ki
     right password; only failures count."""
     where = (state.redis, state.settings.redis.prefix, SERVICE, kind, client, email.strip().lower())
     limits = auth_failures.limits_of(state.settings)
-    await auth_failures.refuse_if_locked(*where, **limits)
+    await auth_failures.refuse_if_locked(*where, limits=limits)
     try:
         return await sign_in(state.db, state.settings, email, password)
     except ApiError as error:
         if error.status == 401:
-            await auth_failures.record_failure(*where, **limits)
+            await auth_failures.record_failure(*where, limits=limits)
         raise
 
 

@@ -53,13 +53,13 @@ def staff_pages(pages: Pages, roles: frozenset[str], home: str, brand: str
         settings, state = request.app.state.settings, request.app.state
         where = (state.redis, settings.redis.prefix, service, "staff_signin", client_address(request), "staff")
         try:
-            await auth_failures.refuse_if_locked(*where, **auth_failures.limits_of(settings))
+            await auth_failures.refuse_if_locked(*where, limits=auth_failures.limits_of(settings))
         except ApiError as error:
             return render_signin(request, next, error.message, status=429, headers=error.headers)
         try:
             principal = await session.staff_token(request, service, token, roles)
         except ValueError as error:
-            await auth_failures.record_failure(*where, **auth_failures.limits_of(settings))
+            await auth_failures.record_failure(*where, limits=auth_failures.limits_of(settings))
             return render_signin(request, next, str(error), status=401)
         response = RedirectResponse(safe_next(next, home), status_code=303)
         # A fresh token for the cookie: the pasted one may be long-lived or shared.
