@@ -14,7 +14,8 @@ from sqlalchemy import update
 
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.db import Database
-from alexandrite.kit.security import Principal, issue_token
+from alexandrite.kit.security import Principal
+from alexandrite.kit.tokens import issue_token
 from alexandrite.kit.settings import Settings
 from alexandrite.mes.schemas import OrderPage
 from alexandrite.mes.tables import production_orders
@@ -25,7 +26,7 @@ HOUR = 3600
 
 
 def bearer(settings: Settings) -> dict[str, str]:
-    token = issue_token(settings.auth.secret_key, Principal(role="operator", subject="ida", name="ida"), 600)
+    token = issue_token(settings, Principal(role="operator", subject="ida", name="ida"), 600)
     return {"Authorization": f"Bearer {token}"}
 
 
