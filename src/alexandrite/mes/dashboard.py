@@ -111,7 +111,7 @@ async def cached_counts(db: Database, cache: PageCache | None) -> dict[str, int]
 
 async def _late_counts(db: Database, fresh: bool, slas: Mapping[str, float], now: datetime) -> bytes:
     async with _sessions(db, fresh)() as session:
-        counts, until = await repository.count_late(session, IN_WORK_STATUSES, dict(slas), now)
+        counts, until = await repository.count_late(session, IN_WORK_STATUSES, dict(slas))
     return json.dumps({"late": counts, "until": until.isoformat() if until else None}).encode()
 
 
