@@ -137,7 +137,8 @@ async def test_by_stage_and_keyset_pages(client: httpx.AsyncClient, app: Any, db
 async def test_bad_parameters_are_422_with_the_error_body(client: httpx.AsyncClient, settings: Settings) -> None:
     newest_cursor = (await board(client, settings, limit=1))["next_cursor"]
     for params in ({"late": "maybe"}, {"sort": "oldest"}, {"sort": "late", "cursor": "bm90LWEtY3Vyc29y"},
-                   {"sort": "stage", "cursor": newest_cursor}, {"sort": "late", "cursor": "late.9.xyz"}):
+                   {"sort": "stage", "cursor": newest_cursor}, {"sort": "late", "cursor": "late.9.xyz"},
+                   {"late": "true", "status": "SHIPPED"}):
         response = await client.get(BASE, headers=bearer(settings), params=params)
         assert response.status_code == 422, (params, response.text)
         error = response.json()["error"]

@@ -111,7 +111,7 @@ async def cached_counts(db: Database, cache: PageCache | None) -> dict[str, int]
 
 async def _late_counts(db: Database, fresh: bool, slas: Mapping[str, float], now: datetime) -> bytes:
     async with _sessions(db, fresh)() as session:
-        counts, until = await repository.count_late(session, IN_WORK_STATUSES, dict(slas), now)
+        counts, until = await repository.count_late(session, IN_WORK_STATUSES, dict(slas))
     return json.dumps({"late": counts, "until": until.isoformat() if until else None}).encode()
 
 
@@ -172,6 +172,9 @@ async def dashboard_payload(db: Database, cache: PageCache | None, statuses: Ite
     board = replace(board or Board(slas={}), limit=limit).checked()
     now = now or utcnow()
     wanted = wanted_statuses(statuses)
+    if board.sort != "newest" and not set(wanted) <= set(IN_WORK_STATUSES):
+        raise ApiError(422, "invalid_filter", "Late first, by stage and the late filter list orders in work only.",
+                       details={"status": [s for s in wanted if s not in IN_WORK_STATUSES]})
     late_counts = await cached_late_counts(db, cache, board.slas, now)
     if board.sort != "newest":
         return _with_clock(await _clock_payload(db, cache, wanted, board, cursor, now), board.slas, late_counts, now)

@@ -73,7 +73,7 @@ async def dashboard(request: Request, principal: Operator, status: Annotated[str
     on time); an htmx request (the page's poll) gets just the board."""
     choices = {"status": status, "sort": sort, "late": late}
     context: dict[str, Any] = {"title": "Production dashboard", "chosen": status, "cursor": cursor,
-                               "sort": sort or "newest", "late": late, "sort_words": SORT_WORDS,
+                               "sort": sort or ("late" if late else "newest"), "late": late, "sort_words": SORT_WORDS,
                                "late_words": LATE_WORDS, "board_url": board_url(**choices, cursor=cursor),
                                "url": lambda **changes: board_url(**{**choices, **changes}),
                                "refresh_seconds": REFRESH_SECONDS, "actions": NEXT_ACTION, "in_work": IN_WORK,

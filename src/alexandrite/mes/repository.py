@@ -244,10 +244,12 @@ def stage_clock_query(statuses: tuple[str, ...], slas: dict[str, float], *, orde
             (orders.c.status_since + _interval(sla)).label("due_at"),
             literal_column(str(rank)).label("stage_rank"),
         ).where(orders.c.status == literal_column(f"'{OrderStatus(status).value}'"))
+        # The database's clock, not a parameter: the statement's text stays the same, so it is planned
+        # once per connection (planning the branches over every month costs more than running them).
         if late is True:
-            branch = branch.where(orders.c.status_since < bindparam(f"late_{rank}", now - timedelta(seconds=sla)))
+            branch = branch.where(orders.c.status_since < func.now() - _interval(sla))
         elif late is False:
-            branch = branch.where(orders.c.status_since >= bindparam(f"late_{rank}", now - timedelta(seconds=sla)))
+            branch = branch.where(orders.c.status_since >= func.now() - _interval(sla))
         if after is not None:
             after_rank, position, after_id = after
             if order == "late":
@@ -267,16 +269,16 @@ def stage_clock_query(statuses: tuple[str, ...], slas: dict[str, float], *, orde
     return select(merged).order_by(*keys).limit(literal_column(str(page_limit)))
 
 
-async def count_late(session: AsyncSession, statuses: tuple[str, ...], slas: dict[str, float],
-                     now: datetime) -> tuple[dict[str, int], datetime | None]:
-    """Late orders per status at ``now`` (index-only range counts), and when the next on-time one
-    turns late (None if none will): the counts hold until then or until a status change. One statement."""
+async def count_late(session: AsyncSession, statuses: tuple[str, ...],
+                     slas: dict[str, float]) -> tuple[dict[str, int], datetime | None]:
+    """Late orders per status now (index-only range counts), and when the next on-time one turns late
+    (None if none will): the counts hold until then or until a status change. One statement."""
     parts = []
-    for rank, status in enumerate(statuses):
+    for status in statuses:
         sla = slas.get(status)
         if not sla:
             continue
-        bound: Any = bindparam(f"b_{rank}", now - timedelta(seconds=sla))
+        bound: Any = func.now() - _interval(sla)  # no parameter: planned once per connection
         is_status = orders.c.status == literal_column(f"'{OrderStatus(status).value}'")
         late = select(func.count()).select_from(orders).where(is_status, orders.c.status_since < bound)
         upcoming = (select(orders.c.status_since + _interval(sla)).where(is_status, orders.c.status_since >= bound)
