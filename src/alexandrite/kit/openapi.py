@@ -57,7 +57,7 @@ RETRY_AFTER: dict[str, Any] = {"description": "Seconds to wait before retrying",
 
 # What each status means here, and the kit's codes that answer it on any route that can give it.
 _STATUS_TEXT = {
-    400: ("Bad request", ("duplicate_authorization",)),
+    400: ("The request cannot be read (a body that does not parse, two Authorization headers)", ("bad_request",)),
     401: ("Missing or invalid credentials", ("unauthorized",)),
     403: ("The caller's role may not do this", ("forbidden",)),
     404: ("No such resource (or not the caller's)", ("not_found",)),
@@ -259,6 +259,7 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any], guard
         add(401)
         if by_key:
             add(401, "invalid_api_key")
+        add(400, "duplicate_authorization")
         add(403)
     elif isinstance(guard, str):
         operation["security"] = []
@@ -278,6 +279,7 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any], guard
         add(422)
     if "requestBody" in operation:
         add(413)
+        add(400, "bad_request")  # a body that does not parse (FastAPI answers before validation)
     limited = path.startswith(spec.limited_prefixes)
     if limited:
         add(429)
