@@ -224,6 +224,10 @@ def complete(document: dict[str, Any], app: FastAPI, spec: ContractSpec) -> dict
     for path in [p for p in doc.get("paths", {}) if p.startswith(spec.hidden_prefixes)]:
         del doc["paths"][path]
     named = {name: sorted(values) for name, values in spec.named_enums.items()}
+    described = {(m.upper(), p) for p, item in doc.get("paths", {}).items() for m in item if m in METHODS}
+    unknown = sorted(f"{m} {p}" for m, p in spec.routes if (m, p) not in described)
+    if unknown:  # the service's contract names a route it does not serve (renamed or removed)
+        raise ValueError(f"contract for routes that do not exist: {', '.join(unknown)}")
     for path, item in doc.get("paths", {}).items():
         for method in METHODS:
             operation = item.get(method)
@@ -326,8 +330,3 @@ def install_contract(app: FastAPI, spec: ContractSpec) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def document_of(app: FastAPI) -> dict[str, Any]:
-    """The app's public description, as served."""
-    return app.openapi()
