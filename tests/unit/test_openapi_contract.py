@@ -139,3 +139,19 @@ def test_failure_codes_are_every_code_pricing_can_fail_with() -> None:
     pricing = _codes_raised(r'PricingRejected\(\s*"([a-z_]+)"') | _codes_raised(r'"code": "(unknown_alloy)"')
     assert file_codes == set(MODEL_FILE_CODES)
     assert pricing == set(PRICING_CHECK_CODES)
+
+
+def test_a_contract_for_a_route_that_does_not_exist_fails_loudly() -> None:
+    from fastapi import FastAPI
+
+    from alexandrite.kit.openapi import ContractSpec, RouteContract, install_contract
+
+    app = FastAPI()
+
+    @app.get("/api/v1/things")
+    async def things() -> dict[str, str]:
+        return {}
+
+    install_contract(app, ContractSpec(routes={("GET", "/api/v1/thing"): RouteContract(errors={409: ("conflict",)})}))
+    with pytest.raises(ValueError, match="GET /api/v1/thing"):
+        app.openapi()

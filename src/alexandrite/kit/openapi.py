@@ -57,7 +57,7 @@ RETRY_AFTER: dict[str, Any] = {"description": "Seconds to wait before retrying",
 
 # What each status means here, and the kit's codes that answer it on any route that can give it.
 _STATUS_TEXT = {
-    400: ("Bad request", ("duplicate_authorization",)),
+    400: ("The request cannot be read (a body that does not parse, two Authorization headers)", ("bad_request",)),
     401: ("Missing or invalid credentials", ("unauthorized",)),
     403: ("The caller's role may not do this", ("forbidden",)),
     404: ("No such resource (or not the caller's)", ("not_found",)),
@@ -224,6 +224,10 @@ def complete(document: dict[str, Any], app: FastAPI, spec: ContractSpec) -> dict
     for path in [p for p in doc.get("paths", {}) if p.startswith(spec.hidden_prefixes)]:
         del doc["paths"][path]
     named = {name: sorted(values) for name, values in spec.named_enums.items()}
+    described = {(m.upper(), p) for p, item in doc.get("paths", {}).items() for m in item if m in METHODS}
+    unknown = sorted(f"{m} {p}" for m, p in spec.routes if (m, p) not in described)
+    if unknown:  # the service's contract names a route it does not serve (renamed or removed)
+        raise ValueError(f"contract for routes that do not exist: {', '.join(unknown)}")
     for path, item in doc.get("paths", {}).items():
         for method in METHODS:
             operation = item.get(method)
@@ -259,6 +263,7 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any], guard
         add(401)
         if by_key:
             add(401, "invalid_api_key")
+        add(400, "duplicate_authorization")
         add(403)
     elif isinstance(guard, str):
         operation["security"] = []
@@ -278,6 +283,7 @@ def _complete_operation(path: str, method: str, operation: dict[str, Any], guard
         add(422)
     if "requestBody" in operation:
         add(413)
+        add(400, "bad_request")  # a body that does not parse (FastAPI answers before validation)
     limited = path.startswith(spec.limited_prefixes)
     if limited:
         add(429)
@@ -324,8 +330,3 @@ def install_contract(app: FastAPI, spec: ContractSpec) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def document_of(app: FastAPI) -> dict[str, Any]:
-    """The app's public description, as served."""
-    return app.openapi()

@@ -48,11 +48,15 @@ class CustomerOut(BaseModel):
 
 
 class CreateOrder(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"alloy": "gold_585"}]})
+
     alloy: Alloy
 
 
 class SubmitOrder(Strict):
     """Optional body of ``POST /orders/{id}/submit``: measurements the customer confirms are right."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"confirm": ["scale"]}]})
 
     confirm: list[Literal["scale"]] = Field(default_factory=list, max_length=5, description=(
         "'scale': the model's size or weight is unusual for its kind of piece (a pricing failure "
@@ -60,6 +64,9 @@ class SubmitOrder(Strict):
 
 
 class CancelOrder(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "The customer changed "
+                                                                                        "their mind."}]})
+
     reason: str | None = Field(default=None, max_length=500)
 
 
@@ -123,6 +130,8 @@ class OrderPage(BaseModel):
 # --- partner webhooks ---------------------------------------------------------------------------
 
 class WebhookIn(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"url": "https://partner.example/alexandrite"}]})
+
     url: str = Field(min_length=8, max_length=2000, description="http(s) URL that receives order events")
 
 
