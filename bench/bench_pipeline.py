@@ -20,7 +20,10 @@ The anchor (bench/anchors/bare_amqp.py) runs right before and right after each c
 messages each, added up), with the workers' queue empty and the APIs idle: persistent
 messages published with confirms (100 in flight) to a quorum queue and consumed with manual acks, in a
 vhost of its own. overhead x = (ms per order) / (ms per bare message); scaling = orders/s relative to
-1 worker with the same model. Everything the run made is dropped at the end.
+1 worker with the same model. cpu ms/order: user + system CPU of the three APIs ("apis") and the
+workers ("workers cpu") during the configuration, per order: on a shared machine a steadier figure than
+the rate, which depends on how much CPU the other tenants leave. Everything the run made is dropped at
+the end.
 """
 
 from __future__ import annotations
@@ -46,8 +49,13 @@ from tests.e2e.processes import Platform  # noqa: E402
 
 PRICED = ["PRICE_CALCULATED", "PRICE_CALCULATION_FAILED"]
 HEADER = ("model", "triangles", "workers", "orders", "orders/s", "p50 ms", "p95 ms", "ms/order", "bare ms/msg",
-          "bare msg/s", "overhead x", "scaling")
-WIDTHS = (-6, 9, 7, 6, 9, 8, 8, 9, 11, 10, 10, 7)
+          "bare msg/s", "overhead x", "scaling", "cpu ms/order", "apis", "workers cpu")
+WIDTHS = (-6, 9, 7, 6, 9, 8, 8, 9, 11, 10, 10, 7, 12, 6, 11)
+
+
+def cpu_of(platform: Platform, names: list[str]) -> dict[str, float]:
+    """CPU seconds so far of each named process (all threads)."""
+    return {name: support.cpu_seconds(platform.processes[name].pid) for name in names}
 
 
 async def _retrying(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -206,12 +214,18 @@ def run(args: argparse.Namespace) -> int:
                         bare_messages = max(args.bare_messages, args.orders) // 2
                         bare_before = bare_amqp.measure(bare_messages)
                         ids = batches[(kind, workers)]
+                        measured = ["shop", "crm", "mes", *names]
+                        cpu_before = cpu_of(platform, measured)
                         try:
                             elapsed = asyncio.run(submit_and_wait(platform.settings, shop, auth, ids, args.concurrency,
                                                                   args.timeout))
+                            cpu_after = cpu_of(platform, measured)
                         finally:
                             for name in names:
                                 platform.kill(name, 15)
+                        spent = {n: (cpu_after[n] - cpu_before[n]) * 1000 / len(ids) for n in measured}
+                        apis_ms = spent["shop"] + spent["crm"] + spent["mes"]
+                        workers_ms = sum(spent[n] for n in names)
                         lat = asyncio.run(latencies(platform.settings, ids))
                         bare_after = bare_amqp.measure(bare_messages)
                         bare = bare_amqp.BareResult(bare_before.messages + bare_after.messages,
@@ -222,9 +236,10 @@ def run(args: argparse.Namespace) -> int:
                         rows.append((kind, support.stl_triangles(models[kind]), workers, len(ids), rate,
                                      support.percentile(lat, 50) * 1000, support.percentile(lat, 95) * 1000,
                                      per_order_ms, bare.per_message_ms, bare.rate, per_order_ms / bare.per_message_ms,
-                                     f"{rate / base_rate:.2f}x"))
+                                     f"{rate / base_rate:.2f}x", apis_ms + workers_ms, apis_ms, workers_ms))
                         print(f"# {kind} x{workers}: {rate:.1f} orders/s, load {load_before:.1f} -> "
-                              f"{support.loadavg():.1f}", flush=True)
+                              f"{support.loadavg():.1f}; cpu ms per order: "
+                              + ", ".join(f"{n} {v:.1f}" for n, v in spent.items()), flush=True)
             finally:
                 platform.stop_all()
         print()

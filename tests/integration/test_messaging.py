@@ -173,6 +173,10 @@ async def test_unroutable_message_stays_in_the_outbox(db: Database, settings: Se
             await relay.publish_once()
     await relay.close()
     assert await outbox_count(db, order_id) == 1
+    async with db.sessions() as session:  # the failed attempt is recorded on the row, with its error
+        attempts, last_error = (await session.execute(
+            select(OUTBOX.c.attempts, OUTBOX.c.last_error).where(OUTBOX.c.order_id == order_id))).one()
+    assert attempts >= 1 and last_error
     async with UnitOfWork(db) as uow:  # clean up so other tests' relays are not blocked
         await uow.session.execute(OUTBOX.delete().where(OUTBOX.c.order_id == order_id))
         await uow.commit()

@@ -94,7 +94,9 @@ def create_service_app(
             tasks.append(asyncio.create_task(relay.run(stop), name=f"{service}-relay"))
         if settings.broker.run_consumer and event_handler is not None:
             consumer = Consumer(settings.broker.url, events_queue(service), event_handler(app),
-                                prefetch=settings.broker.consumer_prefetch,
+                                # No more events in hand than the pool has connections: past that, every
+                                # event would open (and close) an overflow connection of its own.
+                                prefetch=min(settings.broker.consumer_prefetch, settings.db.pool_size),
                                 retry_delays_ms=settings.broker.retry_delays_ms)
             app.state.consumer = consumer
             tasks.append(asyncio.create_task(consumer.run(stop), name=f"{service}-consumer"))

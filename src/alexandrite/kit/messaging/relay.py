@@ -20,7 +20,7 @@ from typing import Any
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 
 from alexandrite.kit import metrics
 from alexandrite.kit.breaker import CircuitBreaker
@@ -129,11 +129,12 @@ class OutboxRelay:
             failed = [(r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
             if done:
                 await session.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(done)))
-            for row, error in failed:
+            if failed:  # every failed row marked in one statement, each with its own error
                 await session.execute(
                     update(OUTBOX)
-                    .where(OUTBOX.c.id == row.id)
-                    .values(attempts=OUTBOX.c.attempts + 1, last_error=repr(error)[:500])
+                    .where(OUTBOX.c.id.in_([row.id for row, _ in failed]))
+                    .values(attempts=OUTBOX.c.attempts + 1,
+                            last_error=case({row.id: repr(error)[:500] for row, error in failed}, value=OUTBOX.c.id))
                 )
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(done))
         self.breaker.record_success() if done else self.breaker.record_failure()
