@@ -107,3 +107,17 @@ async def test_staff_signin_page_token_guessing_gets_429(settings: Settings) -> 
             statuses = [(await client.post("/signin", data={"token": f"guess-{n}"})).status_code
                         for n in range(MAX_FAILURES + 1)]
     _assert_locked_after_the_limit(statuses, 1)
+
+
+async def test_expired_and_revoked_tokens_are_not_counted_as_guesses(settings: Settings) -> None:
+    """Many clients whose (genuine) tokens expired keep getting 401 'sign in again', never 429."""
+    from alexandrite.kit.security import Principal
+    from alexandrite.kit.tokens import issue_token
+
+    local = _settings(settings)
+    expired = [issue_token(local, Principal(role="customer", subject=str(uuid.uuid4())), -60, audience=("shop",))
+               for _ in range(MAX_FAILURES + 3)]
+    async with shop(local) as client:
+        statuses = [(await client.get("/api/v1/orders", headers={"Authorization": f"Bearer {token}"})).status_code
+                    for token in expired]
+    assert statuses == [401] * len(expired)

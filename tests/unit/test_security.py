@@ -118,3 +118,23 @@ def test_api_keys_are_random_and_stored_hashed() -> None:
     a, b = new_api_key(), new_api_key()
     assert a != b and a.startswith("alx_") and len(a) > 40
     assert hash_api_key(a) != a and len(hash_api_key(a)) == 64
+
+
+def test_a_remembered_token_still_expires_and_keeps_its_audience(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from alexandrite.kit import tokens
+
+    ring = KeyRing("k", {"k": "r" * 40})
+    token = issue_token(ring, Principal(role="customer", subject="c"), 60, audience=("shop",))
+    assert read_claims(ring, token, "shop")["sub"] == "c"
+    assert read_claims(ring, token, "shop")["sub"] == "c"  # remembered
+    with pytest.raises(InvalidToken, match="not for this service"):
+        read_claims(ring, token, "crm")
+    later = time.time() + 120
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    with pytest.raises(InvalidToken, match="expired"):
+        read_claims(ring, token, "shop")
+    other_ring = KeyRing("k", {"k": "z" * 40})
+    with pytest.raises(InvalidToken):
+        read_claims(other_ring, token, "shop")

@@ -1,8 +1,10 @@
 """Authentication dependencies: bearer tokens (people), service token (peers). Default deny.
 
 A bearer token must verify (kit/tokens.py), name this service in its audience and not be revoked
-(kit/revocation.py: one Redis round trip). Every failed bearer token or ``X-API-Key`` counts in the
-failed-authentication limit (kit/auth_failures.py); past it the answer is ``429`` instead of ``401``.
+(kit/revocation.py: one Redis round trip). Every forged or unreadable bearer token, wrong service token and
+unknown ``X-API-Key`` counts in the failed-authentication limit (kit/auth_failures.py); past it the answer is
+``429`` instead of ``401``. Tokens we signed that are expired, revoked or for another service are ordinary
+clients, not guesses: they answer ``401`` and are not counted.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hmac
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Annotated, Any
 
+import jwt
 from fastapi import Depends, Request
 
 from alexandrite.kit import auth_failures
@@ -47,12 +50,26 @@ async def bearer_principal(request: Request, token: str) -> Principal:
     try:
         claims = read_claims(state.settings, token, service)
     except InvalidToken as error:
-        raise await _failed(request, "bearer", "bearer", _unauthorized(
-            f"The token is not valid ({error}); sign in again.")) from error
+        refusal = _unauthorized(f"The token is not valid ({error}); sign in again.")
+        if str(error) in NOT_GUESSES:
+            raise refusal from error
+        raise await _failed(request, "bearer", "bearer:" + claimed_subject(token), refusal) from error
     if await is_revoked(state.redis, state.settings.redis.prefix, claims, service or ""):
-        raise await _failed(request, "bearer", f"{claims['role']}:{claims['sub']}",
-                            _unauthorized("The token has been revoked; sign in again."))
+        raise _unauthorized("The token has been revoked; sign in again.")  # ours: not a guess, not counted
     return principal_of(claims)
+
+
+# Tokens we signed ourselves (expired, or for another service): ordinary clients, not guesses; never counted.
+NOT_GUESSES = frozenset({"token expired", "token not for this service"})
+
+
+def claimed_subject(token: str) -> str:
+    """The subject a (failed) token claims, unverified: the per-account bucket of forgery attempts."""
+    try:
+        payload = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return "unreadable"
+    return f"{payload.get('role', '')}:{payload.get('sub', '')}"[:200]
 
 
 # Scope key: a failure already counted earlier in this request (the shop's hot paths) is answered again as is.

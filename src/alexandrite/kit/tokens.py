@@ -7,6 +7,10 @@
   the key signs nobody out.
 - ``jti`` names the token for revocation (kit/revocation.py); ``iat`` carries milliseconds so that
   "every token of this user issued before now" is exact.
+
+A token string that verified once is remembered per process (bounded, emptied when full) with its claims,
+so the rate limiter and authentication of one request, and a client's next requests, do not parse and
+verify it again; expiry is still checked on every use, and revocation is never cached (kit/revocation.py).
 """
 
 from __future__ import annotations
@@ -49,8 +53,24 @@ class KeyRing:
         return self.keys[self.current_id]
 
 
+_RINGS: dict[int, tuple[Any, KeyRing]] = {}
+# (id of the ring, token, audience) -> (the ring itself, so a reused id never matches, claims)
+_VERIFIED: dict[tuple[int, str, str | None], tuple[KeyRing, dict[str, Any]]] = {}
+VERIFIED_MAX = 10_000
+LEEWAY_SECONDS = 5
+
+
 def _ring(source: Any) -> KeyRing:
-    return source if isinstance(source, KeyRing) else KeyRing.from_settings(source)
+    if isinstance(source, KeyRing):
+        return source
+    auth = source.auth
+    known = _RINGS.get(id(auth))
+    if known is None or known[0] is not auth:
+        if len(_RINGS) >= 64:
+            _RINGS.clear()
+        known = (auth, KeyRing.from_settings(source))
+        _RINGS[id(auth)] = known
+    return known[1]
 
 
 def issue_token(source: Any, principal: Principal, ttl_seconds: int | None = None,
@@ -70,6 +90,22 @@ def issue_token(source: Any, principal: Principal, ttl_seconds: int | None = Non
 def read_claims(source: Any, token: str, audience: str | None) -> dict[str, Any]:
     """The verified claims; ``audience`` None checks everything but the audience (rate-limit buckets)."""
     ring = _ring(source)
+    remembered = (id(ring), token, audience)
+    hit = _VERIFIED.get(remembered)
+    if hit is not None and hit[0] is ring:
+        claims = hit[1]
+        if claims["exp"] + LEEWAY_SECONDS <= time.time():
+            _VERIFIED.pop(remembered, None)
+            raise InvalidToken("token expired")
+        return claims
+    claims = _verify(ring, token, audience)
+    if len(_VERIFIED) >= VERIFIED_MAX:
+        _VERIFIED.clear()  # bounded: a flood of distinct valid tokens only empties it
+    _VERIFIED[remembered] = (ring, claims)
+    return claims
+
+
+def _verify(ring: KeyRing, token: str, audience: str | None) -> dict[str, Any]:
     try:
         kid = jwt.get_unverified_header(token).get("kid")
     except jwt.PyJWTError as error:
@@ -80,7 +116,7 @@ def read_claims(source: Any, token: str, audience: str | None) -> dict[str, Any]
     try:
         claims: dict[str, Any] = jwt.decode(
             token, key, algorithms=[ALGORITHM], issuer=ISSUER, audience=audience,
-            options={"require": _REQUIRED, "verify_aud": audience is not None}, leeway=5)
+            options={"require": _REQUIRED, "verify_aud": audience is not None}, leeway=LEEWAY_SECONDS)
     except jwt.ExpiredSignatureError as error:
         raise InvalidToken("token expired") from error
     except jwt.InvalidAudienceError as error:
