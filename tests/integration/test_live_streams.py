@@ -217,3 +217,26 @@ async def test_streams_end_cleanly_when_the_process_drains_and_new_ones_are_refu
             assert refused.headers["retry-after"] == "1"
         finally:
             shutdown._DRAINING.clear()
+
+
+async def test_the_board_hears_production_orders_move_and_the_page_carries_its_stream(settings: Settings) -> None:
+    from alexandrite.mes.app import create_app as create_mes
+    from tests.integration.mes_orders import approved_order
+    from tests.integration.test_staff_pages import sign_in, staff_token
+
+    app = create_mes(settings.replace(**{"run_relay": False, "run_consumer": False, "run_watchdog": False}))
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=10, headers={"Origin": url}) as client:
+        await sign_in(client, staff_token(settings, "operator", "olga"), "/production/dashboard")
+        page = await client.get("/production/dashboard")
+        assert 'data-live="/production/dashboard/stream"' in page.text and 'src="/static/live.js"' in page.text
+        assert (await client.get("/static/live.js")).status_code == 200
+        async with client.stream("GET", "/production/dashboard/stream") as response:
+            assert response.status_code == 200
+            events = EventReader(response)
+            order_id = await approved_order(app.state.db)
+            seen = await events.until("change")
+            while seen.data["order_id"] != str(order_id) or seen.data["status"] != "MANUFACTURING_APPROVED":
+                seen = await events.until("change")
+            assert seen.id
+        anonymous = await httpx.AsyncClient(base_url=url).get("/production/dashboard/stream")
+        assert anonymous.status_code in (303, 401)

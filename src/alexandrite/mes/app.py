@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from alexandrite.kit.app import create_service_app
 from alexandrite.kit.settings import Settings, get_settings
-from alexandrite.mes import pages
+from alexandrite.mes import board_stream, pages
 from alexandrite.mes.api import internal, router
 from alexandrite.mes.consumers import event_handler
 from alexandrite.mes.dashboard import attach_cache, make_cache
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_startup=_start_cache, loops=(status_gauge, sla_watchdog),
     )
     app.state.dashboard_cache = None
+    app.include_router(board_stream.router)  # before the pages: /orders/{id} must not take it
     pages.install(app)
     # Workers on the pricing queue, for ETAs: connects lazily, closed when the app stops.
     probe = QueueProbe(settings.broker.url)

@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
+from alexandrite.kit.errors import ApiError
 from alexandrite.kit.live.hub import Entry, LiveHub, Subscriber, id_key
 
 Frame = tuple[str, Any]  # (event name, data): one SSE event
@@ -92,3 +93,19 @@ def event_response(request: Request, hub: LiveHub, *, topics: Iterable[str], cli
     body = _events(hub, subscriber, render, last_event_id(request), settings.heartbeat_seconds,
                    settings.retry_ms, opening)
     return StreamingResponse(body, media_type="text/event-stream", headers=HEADERS)
+
+
+async def _change_render(entry: Entry, subscriber: Subscriber) -> Sequence[Frame]:
+    if entry.data.get("kind") != "status":
+        return []
+    return [("change", {k: entry.data[k] for k in ("order_id", "status", "previous") if k in entry.data})]
+
+
+def staff_change_stream(request: Request, principal: Any) -> StreamingResponse:
+    """Every status change of the service's orders as a ``change`` event (``order_id``, ``status``,
+    ``previous``): what a staff list or board needs to know that its rows or counts moved."""
+    live = getattr(request.app.state, "live", None)
+    if live is None:
+        raise ApiError(503, "live_disabled", "Live updates are switched off here; the page polls instead.")
+    return event_response(request, live.hub, topics=("*",), client=client_of(request, principal),
+                          render=_change_render)
