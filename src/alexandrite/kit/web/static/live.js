@@ -15,6 +15,7 @@
   let opened = false;
   let fetching = false;
   let again = false;
+  let pause = 5000;
 
   async function swap() {
     const current = document.getElementById(swapId);
@@ -52,6 +53,7 @@
     const stream = new EventSource(url);
     stream.addEventListener("open", () => {
       open = true;
+      pause = 5000;
       document.body.dataset.live = "open";
       if (opened) refresh(); // back after a break: catch up even if nothing was replayed
       opened = true;
@@ -60,9 +62,10 @@
       open = false;
       document.body.dataset.live = "reconnecting";
       if (stream.readyState === EventSource.CLOSED) {
-        // refused (429/503) or not a stream: poll, and try the stream again later
+        // refused (429/503: a full or restarting server) or not a stream: poll, try the stream again later
         document.body.dataset.live = "polling";
-        setTimeout(connect, 30000);
+        setTimeout(connect, pause);
+        pause = Math.min(pause * 2, 60000);
       }
     });
     for (const name of CHANGES) stream.addEventListener(name, refresh);
