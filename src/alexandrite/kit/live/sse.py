@@ -16,7 +16,7 @@ from alexandrite.kit.live.hub import Entry, LiveHub, Subscriber, id_key
 Frame = tuple[str, Any]  # (event name, data): one SSE event
 # What a subscriber's page is told of an entry (nothing when it does not concern it); may read state.
 Render = Callable[[Entry, Subscriber], Awaitable[Sequence[Frame]]]
-HEADERS = {"X-Accel-Buffering": "no", "Connection": "keep-alive"}
+HEADERS = {"X-Accel-Buffering": "no"}  # proxies (nginx) pass each event on at once
 
 
 def frame(event: str, data: Any, event_id: str | None = None) -> bytes:

@@ -16,6 +16,7 @@
   let fetching = false;
   let again = false;
   let pause = 5000;
+  let lastId = "";
 
   async function swap() {
     const current = document.getElementById(swapId);
@@ -50,7 +51,8 @@
   }
 
   function connect() {
-    const stream = new EventSource(url);
+    // A new EventSource forgets the last id its predecessor saw: hand it over in the address.
+    const stream = new EventSource(lastId ? `${url}?last_event_id=${encodeURIComponent(lastId)}` : url);
     stream.addEventListener("open", () => {
       open = true;
       pause = 5000;
@@ -68,7 +70,12 @@
         pause = Math.min(pause * 2, 60000);
       }
     });
-    for (const name of CHANGES) stream.addEventListener(name, refresh);
+    for (const name of CHANGES) {
+      stream.addEventListener(name, (event) => {
+        if (event.lastEventId) lastId = event.lastEventId;
+        refresh();
+      });
+    }
     stream.addEventListener("reset", () => window.location.reload());
   }
 
