@@ -58,3 +58,39 @@ async def test_the_order_page_hears_its_price_across_a_shop_restart(platform: Pl
     assert await page.evaluate("document.body.dataset.live") == "open"
     await shoot(page, "20-shop-price-pushed-live")  # fails on any Content-Security-Policy violation
     await context.close()  # type: ignore[attr-defined]
+
+
+async def test_the_board_moves_a_row_when_another_operator_takes_it(platform: Platform,  # noqa: F811
+                                                                     browser: object) -> None:  # noqa: F811
+    import httpx
+
+    from alexandrite.kit.db import Database
+    from alexandrite.kit.live.announce import Announcer, stream_key
+    from alexandrite.kit.redis_clients import redis_client
+    from alexandrite.mes.dashboard import attach_cache, make_cache
+    from tests.browser.test_journey import staff, staff_page
+    from tests.integration.mes_orders import approved_order
+
+    settings = platform.settings
+    mes = settings.service_url("mes")  # type: ignore[arg-type]
+    # An approved order arrives the way the mes consumer applies the CRM's event (announced after commit).
+    db = Database(settings.database_url("mes"), pool_size=2)
+    redis = redis_client(settings)
+    db.order_listeners.append(Announcer(redis, stream_key(settings.redis.prefix, "mes"), 10000))
+    attach_cache(db, make_cache(settings))  # and drops the cached board pages, as the mes process would
+    try:
+        page = await staff_page(browser, mes, staff(settings, "operator", "olga"))
+        await page.wait_for_url("**/production/dashboard")  # type: ignore[attr-defined]
+        await page.locator("body[data-live='open']").wait_for()  # type: ignore[attr-defined]
+        order_id = await approved_order(db)
+        row = page.locator("#board tr", has_text=str(order_id)[:8])  # type: ignore[attr-defined]
+        await row.filter(has_text="Approved for making").wait_for()  # appeared without a reload or a poll
+        async with httpx.AsyncClient(base_url=mes, timeout=30) as client:  # another operator takes it
+            taken = await client.post(f"/api/v1/production/orders/{order_id}/take",
+                                      headers={"Authorization": f"Bearer {staff(settings, 'operator', 'ivan')}"})
+            assert taken.status_code == 200, taken.text
+        await row.filter(has_text="Being made").wait_for()
+        await shoot(page, "21-mes-board-row-moved-live")
+    finally:
+        await db.dispose()
+        await redis.aclose()
