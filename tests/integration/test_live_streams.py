@@ -240,3 +240,39 @@ async def test_the_board_hears_production_orders_move_and_the_page_carries_its_s
             assert seen.id
         anonymous = await httpx.AsyncClient(base_url=url).get("/production/dashboard/stream")
         assert anonymous.status_code in (303, 401)
+
+
+async def test_the_sellers_list_hears_orders_arrive_and_move(settings: Settings) -> None:
+    from alexandrite.crm.app import create_app as create_crm
+    from tests.integration.test_crm_events import feed, pipeline
+    from tests.integration.test_staff_pages import sign_in, staff_token
+
+    app = create_crm(settings.replace(**{"run_relay": False, "run_consumer": False}))
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=10, headers={"Origin": url}) as client:
+        await sign_in(client, staff_token(settings, "seller", "sam"), "/orders")
+        page = await client.get("/orders")
+        assert 'data-live="/orders/live/stream"' in page.text
+        async with client.stream("GET", "/orders/live/stream") as response:
+            assert response.status_code == 200
+            events = EventReader(response)
+            order_id = uuid.uuid4()
+            for envelope in pipeline(order_id):
+                assert await feed(app.state.db, envelope) == "ok"
+            statuses = []
+            while len(statuses) < 5:
+                change = await events.until("change")
+                if change.data["order_id"] == str(order_id):
+                    statuses.append(change.data["status"])
+            assert statuses == ["INITIATED", "FILE_UPLOADED", "SUBMITTED", "PRICE_CALCULATING", "PRICE_CALCULATED"]
+
+
+async def test_open_streams_do_not_count_as_requests_in_flight(settings: Settings) -> None:
+    app = create_app(shop_settings(settings, max_in_flight_requests=1))
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=10) as client:
+        headers, order_id = await partner_order(app, client)
+        path = f"/api/v1/orders/{order_id}/events"
+        async with client.stream("GET", path, headers=headers) as first, \
+                client.stream("GET", path, headers=headers) as second:
+            assert first.status_code == second.status_code == 200
+            # Both streams are open and plain requests are still served: load shedding counts requests only.
+            assert (await client.get(f"/api/v1/orders/{order_id}", headers=headers)).status_code == 200
