@@ -276,3 +276,41 @@ async def test_open_streams_do_not_count_as_requests_in_flight(settings: Setting
             assert first.status_code == second.status_code == 200
             # Both streams are open and plain requests are still served: load shedding counts requests only.
             assert (await client.get(f"/api/v1/orders/{order_id}", headers=headers)).status_code == 200
+
+
+async def test_the_customers_page_hears_its_status_and_its_place_in_the_pricing_queue(
+        shop: tuple[Any, str]) -> None:
+    from tests.integration.test_shop_pages import signed_up
+
+    app, url = shop
+    async with httpx.AsyncClient(base_url=url, timeout=10, headers={"Origin": url}) as client:
+        token = await signed_up(client)
+        answer = await client.post("/orders/new", data={"alloy": "gold_585", "csrf_token": token},
+                                   files={"file": ("ring.stl", RING, "model/stl")})
+        assert answer.status_code == 303
+        order_url = answer.headers["location"]
+        order_id = order_url.rsplit("/", 1)[-1]
+        page = await client.get(order_url)
+        assert f'data-live="/orders/{order_id}/stream"' in page.text
+        assert (await client.post(order_url + "/submit", data={"csrf_token": token})).status_code == 303
+        partner_headers, ahead = await partner_order(app, client)  # someone else's order, priced first
+        await production_moves(app.state.db, ahead, 4, S.PRICE_CALCULATING, S.SUBMITTED,
+                               progress={"queue_position": 1, "eta_seconds": 5})
+        async with client.stream("GET", order_url + "/stream") as response:
+            assert response.status_code == 200
+            events = EventReader(response)
+            await production_moves(app.state.db, order_id, 4, S.PRICE_CALCULATING, S.SUBMITTED,
+                                   progress={"queue_position": 2, "eta_seconds": 10})
+            mine = await events.until("status")
+            assert mine.data == {"order_id": order_id, "status": "PRICE_CALCULATING", "previous": "SUBMITTED",
+                                 "seq": 4}
+            await production_moves(app.state.db, ahead, 5, S.PRICE_CALCULATED, S.PRICE_CALCULATING, quote=QUOTE)
+            moved = await events.next()
+            assert moved is not None and moved.event == "queue" and moved.id  # the page asks for its new place
+            await production_moves(app.state.db, order_id, 5, S.PRICE_CALCULATED, S.PRICE_CALCULATING, quote=QUOTE)
+            priced = await events.until("status")
+            assert priced.data["status"] == "PRICE_CALCULATED"
+        stranger = httpx.AsyncClient(base_url=url, timeout=10, headers={"Origin": url})
+        async with stranger:
+            await signed_up(stranger)
+            assert (await stranger.get(order_url + "/stream")).status_code == 404
