@@ -314,3 +314,14 @@ async def test_the_customers_page_hears_its_status_and_its_place_in_the_pricing_
         async with stranger:
             await signed_up(stranger)
             assert (await stranger.get(order_url + "/stream")).status_code == 404
+
+
+async def test_a_quiet_stream_carries_heartbeats(shop: tuple[Any, str]) -> None:
+    app, url = shop  # heartbeats every 0.5 s here (15 s by default)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        headers, order_id = await partner_order(app, client)
+        async with client.stream("GET", f"/api/v1/orders/{order_id}/events", headers=headers) as response:
+            lines = response.aiter_lines()
+            seen = [await asyncio.wait_for(anext(lines), 10) for _ in range(8)]
+            assert seen[0] == "retry: 2000"
+            assert ": ping" in seen  # a comment line: browsers ignore it, proxies see traffic
