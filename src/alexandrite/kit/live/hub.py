@@ -141,6 +141,7 @@ class LiveHub:
     def publish(self, entry: Entry) -> None:
         """Hands ``entry`` to every subscriber of its topics (at most once each)."""
         seen: set[Subscriber] = set()
+        behind: list[Subscriber] = []
         for topic in topics_of(entry.data):
             for subscriber in self._by_topic.get(topic, ()):
                 if subscriber in seen or subscriber.closed:
@@ -150,8 +151,11 @@ class LiveHub:
                     subscriber.queue.put_nowait(entry)
                     self.delivered += 1
                 except asyncio.QueueFull:
-                    SUBSCRIBERS_DROPPED.labels(self.service).inc()
-                    subscriber.close("behind")
+                    behind.append(subscriber)
+        for subscriber in behind:  # its place is free at once; its stream ends with "bye"
+            SUBSCRIBERS_DROPPED.labels(self.service).inc()
+            subscriber.reason = "behind"
+            self.unsubscribe(subscriber)
 
     # --- the stream -------------------------------------------------------------------------------
 
