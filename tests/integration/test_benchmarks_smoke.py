@@ -29,6 +29,7 @@ TABLES: dict[str, tuple[str, ...]] = {
                           "cpu ms/order"),
     "bench_pricing.py": ("triangles", "placed", "plain s", "checks s", "checks/plain", "trimesh s", "trimesh/plain"),
     "bench_3mf.py": ("file", "tool", "peak RSS MB", "extra MB", "triangles", "outcome"),
+    "bench_sse.py": ("variant", "watchers", "changes", "cpu s", "MB/watcher", "p50 ms", "p95 ms", "polling/sse cpu"),
     "bench_tracing.py": ("variant", "min", "median", "min/none"),
     "profile_layers.py": ("what", "create", "upload", "submit", "get", "whole app", "solve_dependencies", "how", "cpu µs"),
     "profile_statements.py": ("request", "round trips", "statements", "transactions", "process", "per order"),

@@ -98,7 +98,7 @@ async def test_upload_shows_server_facts_preview_and_submit(app: object) -> None
         assert submitted.status_code == 303 and "notice=" in submitted.headers["location"]
         changed = await client.get(order_url + "/live?shown=FILE_UPLOADED")
         assert changed.status_code == 200 and changed.headers["HX-Retarget"] == "#order-main"
-        assert changed.text.lstrip().startswith('<div id="order-main">') and "Submitted" in changed.text
+        assert changed.text.lstrip().startswith('<div id="order-main" data-live=') and "Submitted" in changed.text
         page = await client.get(order_url)
         assert "Submitted" in page.text and 'hx-trigger="every 2s"' in page.text
         again = await client.post(order_url + "/model", data={"csrf_token": token},

@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import FastAPI
 
-from alexandrite.crm import pages
+from alexandrite.crm import list_stream, pages
 from alexandrite.crm.api import internal, router, webhooks
 from alexandrite.crm.consumers import event_handler
 from alexandrite.crm.contract import CRM_CONTRACT
@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "crm", settings or get_settings(), [router, webhooks, internal], event_handler=event_handler,
         title="Alexandrite CRM API", loops=(status_gauge,),
     )
+    app.include_router(list_stream.router)  # before the pages: /orders/{id} must not take it
     pages.install(app)
     install_contract(app, CRM_CONTRACT)
     return app

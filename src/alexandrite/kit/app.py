@@ -19,6 +19,7 @@ from alexandrite.kit.db import Database
 from alexandrite.kit.errors import install_error_handlers
 from alexandrite.kit.graphite import run_graphite_push
 from alexandrite.kit.http import ObservabilityMiddleware
+from alexandrite.kit.live.wiring import Live
 from alexandrite.kit.logs import configure_logging
 from alexandrite.kit.messaging.consumer import Consumer, Delivery
 from alexandrite.kit.messaging.relay import OutboxRelay
@@ -100,6 +101,10 @@ def create_service_app(
                                 retry_delays_ms=settings.broker.retry_delays_ms)
             app.state.consumer = consumer
             tasks.append(asyncio.create_task(consumer.run(stop), name=f"{service}-consumer"))
+        app.state.live = None
+        if settings.live.enabled:
+            app.state.live = Live(settings, service, app.state.db, app.state.redis)
+            tasks.append(asyncio.create_task(app.state.live.run(stop), name=f"{service}-live"))
         for loop in loops:
             tasks.append(asyncio.create_task(loop(app, stop), name=f"{service}-{getattr(loop, '__name__', 'loop')}"))
         if settings.obs.graphite_address:

@@ -85,6 +85,21 @@ async def _json_codecs(connection: asyncpg.Connection) -> None:
 StatusListener = Callable[[str | None, str], Awaitable[None] | None]
 
 
+@dataclass(frozen=True)
+class OrderChange:
+    """One committed change of an order, as :attr:`Database.order_listeners` hear of it: a status change
+    (``previous`` None for a new order) or a notice about the order (``kind`` other than "status")."""
+
+    order_id: uuid.UUID
+    status: str
+    previous: str | None = None
+    seq: int | None = None
+    kind: str = "status"
+
+
+OrderListener = Callable[[OrderChange], Awaitable[None] | None]
+
+
 class Database:
     """A service's primary engine and, when configured, a read replica for lag-tolerant reads.
 
@@ -108,6 +123,8 @@ class Database:
         read_engine = (self.replica_engine or self.engine).execution_options(isolation_level="AUTOCOMMIT")
         self.read_sessions = async_sessionmaker(read_engine, expire_on_commit=False)
         self.status_listeners: list[StatusListener] = []
+        # Called after the commit with the order's id too (kit/live announces changes to watchers).
+        self.order_listeners: list[OrderListener] = []
 
     async def raw(self) -> asyncpg.Pool:
         """A plain asyncpg pool on the primary, for hot paths that are one statement (see
@@ -229,6 +246,23 @@ class UnitOfWork:
         await self.session.rollback()
 
 
+def notify_after_commit(uow: Any, previous: str | None, status: str, order_id: uuid.UUID | None,
+                        seq: int | None) -> None:
+    """Registers the database's status listeners (and, given the order, its order listeners) on ``uow``:
+    they hear of the change once the unit committed, never before."""
+    db = uow.db
+    for listener in getattr(db, "status_listeners", ()):
+        uow.after_commit(functools.partial(listener, previous, status))
+    if order_id is not None:
+        notify_order(uow, OrderChange(order_id=order_id, status=status, previous=previous, seq=seq))
+
+
+def notify_order(uow: Any, change: OrderChange) -> None:
+    """The database's order listeners hear of ``change`` once ``uow`` committed."""
+    for listener in getattr(uow.db, "order_listeners", ()):
+        uow.after_commit(functools.partial(listener, change))
+
+
 async def run_after_commit(callbacks: list[Callable[[], Awaitable[None] | None]]) -> None:
     """Runs a committed unit's side effects in order; one failing is logged and never undoes the commit."""
     for callback in callbacks:
@@ -269,10 +303,10 @@ class StatementUnitOfWork:
     def after_commit(self, callback: Callable[[], Awaitable[None] | None]) -> None:
         self._after_commit.append(callback)
 
-    def notify_status(self, previous: str | None, status: str) -> None:
+    def notify_status(self, previous: str | None, status: str, order_id: uuid.UUID | None = None,
+                      seq: int | None = None) -> None:
         """The database's status listeners hear of the change once it is committed."""
-        for listener in self.db.status_listeners:
-            self.after_commit(functools.partial(listener, previous, status))
+        notify_after_commit(self, previous, status, order_id, seq)
 
     async def commit(self, sql: str, *args: Any) -> Any:
         """Run the unit's one statement (its commit); returns its first row, or None.

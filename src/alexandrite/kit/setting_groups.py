@@ -285,3 +285,17 @@ class OperationsSettings(Group):
     # the RabbitMQ cluster, Redis + Sentinel and their HAProxy; ports allocated from ha_base_port up.
     ha_dir: Path = Field(default=Path("var/ha"), alias="ha_dir")
     ha_base_port: int = Field(default=17000, ge=1024, le=60000, alias="ha_base_port")
+
+
+class LiveSettings(Group):
+    """Server-sent events of order changes (kit/live): one Redis stream per service, one reader per process."""
+
+    enabled: bool = Field(default=True, alias="live_enabled")
+    # Entries kept per service stream (trimmed approximately); a reconnect older than that gets "reset".
+    stream_maxlen: int = Field(default=10000, ge=100, alias="live_stream_maxlen")
+    max_streams: int = Field(default=5000, ge=1, alias="live_max_streams")  # per process: 503 past it
+    max_streams_per_client: int = Field(default=8, ge=1, alias="live_max_streams_per_client")  # 429 past it
+    heartbeat_seconds: float = Field(default=15.0, gt=0, alias="live_heartbeat_seconds")
+    queue_size: int = Field(default=256, ge=1, alias="live_queue_size")  # a subscriber this far behind is dropped
+    block_ms: int = Field(default=1000, ge=10, alias="live_block_ms")  # one XREAD waits at most this long
+    retry_ms: int = Field(default=2000, ge=100, alias="live_retry_ms")  # the browser's reconnect delay

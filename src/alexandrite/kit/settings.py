@@ -30,6 +30,7 @@ from alexandrite.kit.setting_groups import (
     CacheSettings,
     DatabaseSettings,
     Group,
+    LiveSettings,
     MailSettings,
     NetworkSettings,
     ObservabilitySettings,
@@ -120,6 +121,7 @@ class Settings(BaseSettings):
     sla: SlaSettings = Field(default_factory=SlaSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     ops: OperationsSettings = Field(default_factory=OperationsSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
 
     FLAT: ClassVar[dict[str, tuple[str, str]]]
 

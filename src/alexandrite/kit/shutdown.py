@@ -4,7 +4,9 @@ On SIGTERM (or SIGINT) the process keeps serving for ``drain_seconds`` while ``/
 answers 503, so load balancers stop sending new requests; then uvicorn stops accepting, lets
 in-flight requests finish (up to its graceful timeout) and runs the lifespan shutdown, which
 stops the relay and the consumer (in-flight messages finish or, unacknowledged, go back to
-the queue). A second signal skips the drain.
+the queue). A second signal skips the drain. Server-sent event streams (kit/live) end as soon as the
+drain starts (their clients reconnect to another replica, resuming with ``Last-Event-ID``), so they
+never hold the shutdown up.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if _DRAINING.is_set() or self.drain_seconds <= 0:
+            _DRAINING.set()  # long-lived responses (kit/live event streams) end on it, or uvicorn waits for them
             super().handle_exit(sig, frame)
             return
         _DRAINING.set()

@@ -23,6 +23,7 @@ from prometheus_client import Counter
 
 from alexandrite.kit.breaker import BreakerOpen, CircuitBreaker
 from alexandrite.kit.errors import error_body
+from alexandrite.kit.live import STREAM_SUFFIXES
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.tokens import InvalidToken, read_token
 
@@ -189,7 +190,9 @@ class LoadShedMiddleware:
         self.in_flight = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path", "").startswith(EXEMPT_PREFIXES):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if scope["type"] != "http" or path.startswith(EXEMPT_PREFIXES) or path.endswith(STREAM_SUFFIXES):
+            # event streams last for minutes: kit/live limits them per process and per client instead
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.max_in_flight:

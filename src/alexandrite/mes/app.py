@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from alexandrite.kit.app import create_service_app
 from alexandrite.kit.openapi import install_contract
 from alexandrite.kit.settings import Settings, get_settings
-from alexandrite.mes import pages
+from alexandrite.mes import board_stream, pages
 from alexandrite.mes.api import internal, router
 from alexandrite.mes.consumers import event_handler
 from alexandrite.mes.contract import MES_CONTRACT
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_startup=_start_cache, loops=(status_gauge, sla_watchdog),
     )
     app.state.dashboard_cache = None
+    app.include_router(board_stream.router)  # before the pages: /orders/{id} must not take it
     pages.install(app)
     install_contract(app, MES_CONTRACT)
     # Workers on the pricing queue, for ETAs: connects lazily, closed when the app stops.

@@ -9,7 +9,6 @@ counts the time the order spent in the status it leaves.
 
 from __future__ import annotations
 
-import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +34,7 @@ from sqlalchemy import (
 from alexandrite.contracts.events import utcnow
 from alexandrite.contracts.order_status import CANCELLABLE, TERMINAL, OrderStatus, check_transition, owner_of
 from alexandrite.kit import metrics
-from alexandrite.kit.db import UnitOfWork
+from alexandrite.kit.db import UnitOfWork, notify_after_commit
 from alexandrite.kit.errors import ApiError
 
 
@@ -82,10 +81,9 @@ class Transition:
     by: str
 
 
-def _notify(uow: UnitOfWork, previous: str | None, status: str) -> None:
-    """The database's status listeners hear of the change once it is committed."""
-    for listener in getattr(uow.db, "status_listeners", ()):
-        uow.after_commit(functools.partial(listener, previous, status))
+def _notify(uow: UnitOfWork, previous: str | None, status: str, order_id: uuid.UUID, seq: int) -> None:
+    """The database's status and order listeners hear of the change once it is committed."""
+    notify_after_commit(uow, previous, status, order_id, seq)
 
 
 async def current_state(uow: UnitOfWork, orders: Table, order_id: uuid.UUID) -> tuple[int, str | None]:
@@ -153,7 +151,7 @@ async def record_transition(
             metrics.ORDER_DURATION.labels(service, target.value).observe(lifetime)
 
     uow.after_commit(_observe)
-    _notify(uow, previous.value, target.value)
+    _notify(uow, previous.value, target.value, order_id, new_seq)
     return Transition(order_id, previous, target, new_seq, at, by)
 
 
@@ -182,7 +180,7 @@ async def record_creation(
                                 at=at, by=by)
     )
     uow.after_commit(lambda: metrics.ORDER_TRANSITIONS.labels(service, status.value).inc())
-    _notify(uow, None, status.value)
+    _notify(uow, None, status.value, order_id, seq)
     return Transition(order_id, None, status, seq, at, by)
 
 

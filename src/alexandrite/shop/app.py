@@ -18,7 +18,7 @@ from alexandrite.kit.openapi import install_contract
 from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings, get_settings
 from alexandrite.kit.throttle import PlanCache
-from alexandrite.shop import pages
+from alexandrite.shop import order_streams, pages
 from alexandrite.shop.api import internal, router
 from alexandrite.shop.asyncapi import build_asyncapi
 from alexandrite.shop.backpressure import PricingBacklog
@@ -85,7 +85,7 @@ async def asyncapi_document() -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     app_settings = settings or get_settings()
     app = create_service_app(
-        "shop", app_settings, [router, webhook_router, internal], event_handler=event_handler,
+        "shop", app_settings, [router, order_streams.api_router, webhook_router, internal], event_handler=event_handler,
         on_startup=_startup, title="Alexandrite shop API", loops=(notifier, webhook_dispatcher),
     )
     app.add_exception_handler(PermissionError, _not_an_owner)  # type: ignore[arg-type]  # Owner.of(staff)

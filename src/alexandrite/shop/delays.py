@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from alexandrite.contracts.events import DELIVERY_STAGE, ORDER_DELAYED_TYPE, Envelope, OrderDelayed
-from alexandrite.kit.db import Database, UnitOfWork
+from alexandrite.kit.db import Database, OrderChange, UnitOfWork, notify_order
 from alexandrite.kit.messaging.consumer import Delivery, PermanentError
 from alexandrite.shop import webhooks
 from alexandrite.shop.tables import customers, notifications, order_delays, orders
@@ -100,6 +100,7 @@ async def apply_delay(db: Database, order_id: uuid.UUID, delay: OrderDelayed) ->
                             recipient=customer.email, subject=subject, body=body)
                     .on_conflict_do_nothing()
                 )
+        notify_order(uow, OrderChange(order_id=order_id, status=delay.stage, kind="delay"))
         await uow.commit()
     log.info("order_delay_recorded", order_id=str(order_id), stage=delay.stage, owner_kind=order.owner_kind)
     return "ok"

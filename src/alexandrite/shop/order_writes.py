@@ -195,7 +195,7 @@ async def _transition(db: Database, row: dict[str, Any], target: OrderStatus, ch
             metrics.TIME_IN_STATUS.labels(SERVICE, previous).observe(spent)
 
     uow.after_commit(_observe)
-    uow.notify_status(previous, target.value)
+    uow.notify_status(previous, target.value, order_id, seq)
     done = await uow.commit(sql, order_id, target.value, seq, at, previous, change.actor, *_message_args(message),
                             uuid.uuid4(), webhook_payload(order_id, seq, envelope.payload), *extra_args)
     if done is None:

@@ -24,7 +24,7 @@ from alexandrite.kit.web import session
 from alexandrite.kit.web.preview import model_stl, model_walls, stl_response
 from alexandrite.kit.web.render import safe_next
 from alexandrite.orders.words import error_code, page_messages, plain_error, redirect_with, timeline
-from alexandrite.shop import handlers, repository, ring_pages, views
+from alexandrite.shop import handlers, order_streams, repository, ring_pages, views
 from alexandrite.shop.api import read_model_upload
 from alexandrite.shop.domain import Owner
 from alexandrite.shop.page_base import (
@@ -292,4 +292,5 @@ async def replace_model(request: Request, order_id: uuid.UUID, principal: Custom
 
 def install(app: Any) -> None:
     pages.install(app, router)
+    pages.install(app, order_streams.page_router)
     pages.install(app, ring_pages.router)

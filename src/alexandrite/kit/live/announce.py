@@ -1,0 +1,58 @@
+"""Writes committed order changes to the service's Redis stream (after the commit, never before)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+from redis.asyncio import Redis
+
+from alexandrite.kit.db import OrderChange
+
+log = structlog.get_logger(__name__)
+
+PAYLOAD = b"d"  # each entry has one field: the change as JSON
+# Statuses whose entries also go to the "queue" topic: a price worked out moves everyone behind it.
+QUEUE_TOPIC = "queue"
+QUEUE_STATUS = "PRICE_CALCULATING"
+
+
+def stream_key(prefix: str, service: str) -> str:
+    return f"{prefix}:live:{service}"
+
+
+def change_entry(change: OrderChange) -> dict[str, Any]:
+    entry: dict[str, Any] = {"order_id": str(change.order_id), "kind": change.kind, "status": change.status}
+    if change.previous is not None:
+        entry["previous"] = change.previous
+    if change.seq is not None:
+        entry["seq"] = change.seq
+    return entry
+
+
+def topics_of(entry: dict[str, Any]) -> tuple[str, ...]:
+    """Who hears of an entry: watchers of its order, of the pricing queue (when it moved), of everything."""
+    topics: tuple[str, ...] = (entry["order_id"], "*")
+    if entry.get("kind") == "status" and QUEUE_STATUS in (entry.get("status"), entry.get("previous")):
+        topics += (QUEUE_TOPIC,)
+    return topics
+
+
+class Announcer:
+    """An order listener (:attr:`Database.order_listeners`) that appends each change to the stream.
+
+    A failed write is logged and dropped: the change is committed, watchers see it on their next
+    event or reload, and the pages still poll when their stream is away."""
+
+    def __init__(self, redis: Redis, key: str, maxlen: int) -> None:
+        self.redis = redis
+        self.key = key
+        self.maxlen = maxlen
+
+    async def __call__(self, change: OrderChange) -> None:
+        try:
+            await self.redis.xadd(self.key, {PAYLOAD: orjson.dumps(change_entry(change))},
+                                  maxlen=self.maxlen, approximate=True)
+        except Exception as error:
+            log.warning("live_announce_failed", error=repr(error)[:200], order_id=str(change.order_id))
