@@ -15,8 +15,8 @@ from sqlalchemy import update
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.db import Database
 from alexandrite.kit.security import Principal
-from alexandrite.kit.tokens import issue_token
 from alexandrite.kit.settings import Settings
+from alexandrite.kit.tokens import issue_token
 from alexandrite.mes.schemas import OrderPage
 from alexandrite.mes.tables import production_orders
 
