@@ -31,7 +31,9 @@ FACTORIES = {"shop": create_shop, "crm": create_crm, "mes": create_mes}
 # Open on purpose, each for the reason its route states; everything else needs a role.
 PUBLIC = {"/api/v1/auth/signup", "/api/v1/auth/token", "/api/v1/crm/webhooks/carrier",
           # the pages' start and sign-in forms, before any session (their posts carry CSRF checks)
-          "/", "/signin", "/signup", "/signout"}
+          "/", "/signin", "/signup", "/signout",
+          # the event contract, public like /openapi.json
+          "/asyncapi.json"}
 
 
 @pytest.fixture(scope="module")
