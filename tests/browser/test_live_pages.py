@@ -42,6 +42,7 @@ async def test_the_order_page_hears_its_price_across_a_shop_restart(platform: Pl
         await page.get_by_role("button", name="Submit the order").click()
         await page.locator("body[data-live='open']").wait_for()
         await page.locator("#progress").filter(has_text="Calculating the price").wait_for()
+        polls.clear()  # the catch-up fetch when the stream opened is not polling
         await page.evaluate("window.stillThisPage = true")
         await page.wait_for_timeout(4500)  # two polling periods: the open stream stands in for them
         assert not polls, polls

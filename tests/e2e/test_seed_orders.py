@@ -72,7 +72,7 @@ def test_seed_orders_fills_every_service_consistently(seeded_env: tuple[Settings
     assert 60 <= int(mes["in_work"]) <= 200  # about the number asked for
     assert mes["history"] == mes["in_work"] == crm["history"]
     assert 725 <= float(mes["days"]) <= 731  # two years of history
-    assert mes["default_rows"] == 0 and int(mes["months"]) >= 25 and mes["indexes"] == 3
+    assert mes["default_rows"] == 0 and int(mes["months"]) >= 25 and mes["indexes"] == 4
 
 
 def test_seed_rejects_bad_numbers(seeded_env: tuple[Settings, dict[str, str]]) -> None:

@@ -40,7 +40,8 @@ async def test_longest_waiting_first_with_lateness_and_counts(app: FastAPI, crm:
 
     page = await waiting(crm, seller)
     ids = [i["id"] for i in page["items"]]
-    assert ids[0] == str(oldest) and ids.index(str(late)) < ids.index(str(fresh))
+    # (orders other tests left waiting in the shared database may sort anywhere around these three)
+    assert ids.index(str(oldest)) < ids.index(str(late)) < ids.index(str(fresh))
     assert str(approved) not in ids
     sinces = [i["status_since"] for i in page["items"]]
     assert sinces == sorted(sinces)

@@ -43,7 +43,7 @@ from alexandrite.shop.handlers import create_partner
 FACTORIES = {"shop": create_shop, "crm": create_crm, "mes": create_mes}
 MAX_PAGE = 500
 # List endpoints without a ``limit`` parameter: each serves a fixed page size (or a bounded summary).
-FIXED_PAGES = {("shop", "/orders"), ("crm", "/orders"), ("mes", "/production/dashboard"),
+FIXED_PAGES = {("shop", "/orders"), ("crm", "/orders"), ("crm", "/orders/waiting"), ("mes", "/production/dashboard"),
                ("mes", "/api/v1/production/pricing/queue"), ("shop", "/api/v1/webhook")}
 RING = to_binary_stl(ring(segments=64, profile_segments=8))
 

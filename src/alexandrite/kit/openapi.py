@@ -36,9 +36,10 @@ from alexandrite.kit.auth import api_routes, guarded_by
 KIT_ERROR_CODES: tuple[str, ...] = (
     "bad_request", "conflict", "database_busy", "database_unavailable", "dependency_unavailable",
     "duplicate_authorization", "error", "forbidden", "headers_too_large", "illegal_transition", "invalid_cursor",
-    "invalid_request", "method_not_allowed", "not_found", "not_owner", "order_in_transit", "overloaded",
-    "payload_too_large", "rate_limited", "rate_limiter_unavailable", "storage_unavailable", "too_many_failures",
-    "unauthorized", "unavailable", "unsupported_media_type",
+    "invalid_request", "live_disabled", "method_not_allowed", "not_found", "not_owner", "order_in_transit",
+    "overloaded", "payload_too_large", "rate_limited", "rate_limiter_unavailable", "shutting_down",
+    "storage_unavailable", "too_many_failures", "too_many_streams", "unauthorized", "unavailable",
+    "unsupported_media_type",
 )
 
 BEARER = "BearerAuth"

@@ -54,6 +54,9 @@ SHOP_CONTRACT = ContractSpec(
         ),
         ("POST", ONE + "/cancel"): RouteContract(errors={409: _TRANSITION, 503: ("dependency_unavailable",)},
                                                  operation_id="cancel_order"),
+        ("GET", ONE + "/events"): RouteContract(
+            errors={429: ("too_many_streams",), 503: ("too_many_streams", "shutting_down", "live_disabled")},
+            operation_id="watch_order"),
         ("PUT", WEBHOOK): RouteContract(errors={422: ("invalid_webhook_url",)}, operation_id="register_webhook"),
         ("GET", WEBHOOK): RouteContract(operation_id="get_webhook"),
         ("DELETE", WEBHOOK): RouteContract(operation_id="delete_webhook"),

@@ -84,7 +84,13 @@ def _partner_render(request: Request, owner: Owner) -> Any:
     return render
 
 
-@api_router.get("/orders/{order_id}/events")
+_EVENT_STREAM = {200: {"description": "A `text/event-stream`: `order` events (the order as `GET /orders/{id}` "
+                                       "answers it, JSON in `data`), `delay`, `reset`, `bye`; each with an `id` "
+                                       "to resume from with `Last-Event-ID`",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+
+
+@api_router.get("/orders/{order_id}/events", response_class=Response, responses=_EVENT_STREAM)  # type: ignore[arg-type]
 async def order_events(request: Request, order_id: uuid.UUID, principal: Buyer) -> Response:
     """Server-sent events of one order: ``order`` (the order as ``GET /orders/{id}`` shows it) on
     opening and after every status change, ``delay`` when a stage runs late. Reconnect with

@@ -12,7 +12,6 @@
   const swapId = holder.dataset.liveSwap;
   const CHANGES = ["status", "queue", "delay", "change", "order"];
   let open = false;
-  let opened = false;
   let fetching = false;
   let again = false;
   let pause = 5000;
@@ -57,8 +56,9 @@
       open = true;
       pause = 5000;
       document.body.dataset.live = "open";
-      if (opened) refresh(); // back after a break: catch up even if nothing was replayed
-      opened = true;
+      // Catch up once on every open: what changed between this page's render (or the break) and the
+      // subscription is in no event of this stream; from here on every change is.
+      refresh();
     });
     stream.addEventListener("error", () => {
       open = false;
