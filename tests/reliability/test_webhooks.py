@@ -118,6 +118,16 @@ async def test_every_status_change_is_delivered_signed(settings: Settings) -> No
         receiver.stop()
 
 
+async def partner_ids(settings: Settings, names: list[str]) -> dict[str, str]:
+    db = Database(settings.database_url("shop"), pool_size=1)
+    try:
+        async with db.sessions() as session:
+            rows = (await session.execute(select(partners.c.name, partners.c.id).where(partners.c.name.in_(names))))
+            return {name: str(partner_id) for name, partner_id in rows.all()}
+    finally:
+        await db.dispose()
+
+
 async def test_a_dispatcher_claims_no_more_than_a_partners_free_slots(settings: Settings) -> None:
     local = _settings(settings, run_webhooks=False, webhook_per_endpoint_concurrency=2, webhook_concurrency=8)
     receiver = Receiver().start()
@@ -182,9 +192,13 @@ async def test_hanging_and_failing_partners_do_not_slow_a_healthy_one(settings: 
             state = REGISTRY.get_sample_value("alexandrite_webhook_endpoint_breaker_state", {"partner": bad_name})
             assert state == 2
             redis = aioredis.Redis.from_url(local.redis.url)
-            keys = [k async for k in redis.scan_iter(match=f"{local.redis.prefix}:webhook:breaker:*")]
+            keys = {k.decode() async for k in redis.scan_iter(match=f"{local.redis.prefix}:webhook:breaker:*")}
             await redis.aclose()
-            assert len(keys) == 1  # shared state lives in Redis, for every replica
+            # Shared state lives in Redis, for every replica: one breaker among these three partners, the
+            # failing one's (partners other tests left in the shared database may have breakers of their own).
+            ids = await partner_ids(local, names)
+            assert {k for k in keys if k.rsplit(":", 1)[-1] in ids.values()} == {
+                f"{local.redis.prefix}:webhook:breaker:{ids[bad_name]}"}
             pending = (await client.get("/api/v1/webhook", headers=bad)).json()["deliveries"]
             assert pending["pending"] == 6 and pending["dead"] == 0  # waiting, not lost
             hanging.hang_seconds = 0
