@@ -40,26 +40,33 @@ UPLOADABLE = frozenset({S.INITIATED, S.FILE_UPLOADED, S.PRICE_CALCULATION_FAILED
 SUBMITTABLE = frozenset({S.FILE_UPLOADED, S.INITIATED, S.PRICE_CALCULATION_FAILED, S.CANCELLED})
 ATTEMPTS = 5
 
-# $1 id, $2 owner_kind, $3 owner_id, $4 owner_name, $5 alloy, $6 at, $7 by,
-# outbox $8 message_id, $9 exchange, $10 routing_key, $11 body, $12 headers, webhook $13 delivery_id, $14 payload
-_CREATE_REST = """
-), h AS (
+def _writes_of(row: str, history: str, outbox: int) -> str:
+    """The rest of a one-statement order write, after the CTE ``row`` that wrote the order (returning
+    ``id, owner_kind, owner_id``): its history line (``history``: seq, status, previous, at, by), its
+    outbox event and a partner's webhook delivery (parameters from ``$outbox``: message_id, exchange,
+    routing_key, body, headers, delivery_id, payload), and a wake-up for the relay and the dispatcher."""
+    message, exchange, routing, body, headers, delivery, payload = (f"${outbox + i}" for i in range(7))
+    return f"""), h AS (
     INSERT INTO order_history (order_id, seq, status, previous_status, at, by)
-    SELECT id, 1, 'INITIATED', NULL, $6, $7::text FROM o
+    SELECT id, {history} FROM {row}
 ), x AS (
     INSERT INTO outbox (message_id, exchange, routing_key, body, headers, order_id)
-    SELECT $8::uuid, $9::text, $10::text, $11::bytea, $12::jsonb, id FROM o
+    SELECT {message}::uuid, {exchange}::text, {routing}::text, {body}::bytea, {headers}::jsonb, id FROM {row}
     RETURNING 1
 ), w AS (
     INSERT INTO webhook_deliveries (delivery_id, partner_id, order_id, event_type, payload)
-    SELECT $13::uuid, p.id, o.id, $10::text, $14::jsonb
-      FROM o JOIN partners p ON o.owner_kind = 'partner' AND p.id = o.owner_id
+    SELECT {delivery}::uuid, p.id, {row}.id, {routing}::text, {payload}::jsonb
+      FROM {row} JOIN partners p ON {row}.owner_kind = 'partner' AND p.id = {row}.owner_id
      WHERE p.webhook_url IS NOT NULL AND p.active
     RETURNING 1
 )
-SELECT id, (SELECT pg_notify('""" + OUTBOX_CHANNEL + """', '') FROM x) AS relay_woken,
-       (SELECT pg_notify('""" + WEBHOOK_CHANNEL + """', '') FROM w) AS dispatcher_woken FROM o
+SELECT id, (SELECT pg_notify('{OUTBOX_CHANNEL}', '') FROM x) AS relay_woken,
+       (SELECT pg_notify('{WEBHOOK_CHANNEL}', '') FROM w) AS dispatcher_woken FROM {row}
 """
+
+
+# $1 id, $2 owner_kind, $3 owner_id, $4 owner_name, $5 alloy, $6 at, $7 by, then from $8 the event's writes
+_CREATE_REST = _writes_of("o", "1, 'INITIATED', NULL, $6, $7::text", 8)
 _ORDER_VALUES = """
     INSERT INTO orders (id, owner_kind, owner_id, owner_name, alloy, status, seq, created_at, updated_at,
                         status_since)
@@ -85,32 +92,19 @@ REPLAY_SQL = ORDER_SQL.replace(
     "  FROM idempotency_keys k JOIN orders o ON o.id = k.order_id\n"
     " WHERE k.owner_kind = $1 AND k.owner_id = $2 AND k.key = $3")
 
-# $1 id, $2 new status, $3 new seq, $4 at, $5 status left, $6 by, outbox $7..$11, webhook $12 delivery_id,
-# $13 payload; then the extra columns of the change.
-_TRANSITION = """
+def _transition_sql(extra: str) -> str:
+    """$1 id, $2 new status, $3 new seq, $4 at, $5 status left, $6 by, from $7 the event's writes; then
+    (from $14) the ``extra`` columns of the change."""
+    return ("""
 WITH u AS (
-    UPDATE orders SET status = $2::text, seq = $3::int, status_since = $4::timestamptz, updated_at = $4{extra}
+    UPDATE orders SET status = $2::text, seq = $3::int, status_since = $4::timestamptz, updated_at = $4""" + extra + """
      WHERE id = $1::uuid AND seq = $3::int - 1 AND status = $5::text
     RETURNING id, owner_kind, owner_id
-), h AS (
-    INSERT INTO order_history (order_id, seq, status, previous_status, at, by)
-    SELECT id, $3, $2, $5, $4, $6::text FROM u
-), x AS (
-    INSERT INTO outbox (message_id, exchange, routing_key, body, headers, order_id)
-    SELECT $7::uuid, $8::text, $9::text, $10::bytea, $11::jsonb, id FROM u
-    RETURNING 1
-), w AS (
-    INSERT INTO webhook_deliveries (delivery_id, partner_id, order_id, event_type, payload)
-    SELECT $12::uuid, p.id, u.id, $9::text, $13::jsonb
-      FROM u JOIN partners p ON u.owner_kind = 'partner' AND p.id = u.owner_id
-     WHERE p.webhook_url IS NOT NULL AND p.active
-    RETURNING 1
-)
-SELECT id, (SELECT pg_notify('""" + OUTBOX_CHANNEL + """', '') FROM x) AS relay_woken,
-       (SELECT pg_notify('""" + WEBHOOK_CHANNEL + """', '') FROM w) AS dispatcher_woken FROM u
-"""
-SUBMIT_SQL = _TRANSITION.format(extra="")
-UPLOAD_SQL = _TRANSITION.format(extra=", model = $14::jsonb, failure = NULL, quote = NULL, progress = NULL")
+""" + _writes_of("u", "$3, $2, $5, $4, $6::text", 7))
+
+
+SUBMIT_SQL = _transition_sql("")
+UPLOAD_SQL = _transition_sql(", model = $14::jsonb, failure = NULL, quote = NULL, progress = NULL")
 
 
 def webhook_payload(order_id: uuid.UUID, seq: int, event_payload: dict[str, Any]) -> dict[str, Any]:
