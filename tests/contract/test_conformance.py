@@ -4,9 +4,7 @@ the response schema (the Error body for every error), not only "no 5xx"."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -23,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from alexandrite.kit.settings import Settings
-from tests.e2e.processes import Platform
+from tests.e2e.processes import Platform, api_services
 from tests.reliability.test_schemathesis import _credentials, _who
 
 pytestmark = pytest.mark.e2e
@@ -34,15 +32,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @pytest.fixture(scope="module")
 def platform(settings: Settings, test_env: dict[str, str]) -> Iterator[Platform]:
-    env = {**test_env, "ALEX_RUN_WEBHOOKS": "false", "ALEX_LOG_LEVEL": "WARNING"}
-    running = Platform.configure(settings, env, Path("test-artifacts") / f"conformance-{uuid.uuid4().hex[:6]}")
-    try:
-        for service in ("shop", "crm", "mes"):
-            running.start(service, "serve", service)
-        running.wait_ready()
+    with api_services(settings, test_env, "conformance") as running:
         yield running
-    finally:
-        running.stop_all()
 
 
 @pytest.mark.parametrize("service", ["shop", "crm", "mes"])

@@ -8,6 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,3 +113,18 @@ class Platform:
 
     def logs(self) -> str:
         return "\n".join(f"== {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.log_dir.glob("*.log"))
+
+
+@contextmanager
+def api_services(settings: Settings, test_env: dict[str, str], label: str) -> Iterator[Platform]:
+    """shop, crm and mes served as real processes (no webhook dispatcher), for tests that talk HTTP to
+    all three; each run's logs in ``test-artifacts/<label>-<id>``."""
+    env = {**test_env, "ALEX_RUN_WEBHOOKS": "false", "ALEX_LOG_LEVEL": "WARNING"}
+    running = Platform.configure(settings, env, Path("test-artifacts") / f"{label}-{uuid.uuid4().hex[:6]}")
+    try:
+        for service in ("shop", "crm", "mes"):
+            running.start(service, "serve", service)
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop_all()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +16,7 @@ from schemathesis import GenerationMode
 from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.tokens import issue_token
-from tests.e2e.processes import Platform
+from tests.e2e.processes import Platform, api_services
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = 8  # per operation and generation mode: ~1 minute for all three services
@@ -25,15 +24,8 @@ EXAMPLES = 8  # per operation and generation mode: ~1 minute for all three servi
 
 @pytest.fixture(scope="module")
 def platform(settings: Settings, test_env: dict[str, str]) -> Iterator[Platform]:
-    env = {**test_env, "ALEX_RUN_WEBHOOKS": "false", "ALEX_LOG_LEVEL": "WARNING"}
-    running = Platform.configure(settings, env, Path("test-artifacts") / f"schemathesis-{uuid.uuid4().hex[:6]}")
-    try:
-        for service in ("shop", "crm", "mes"):
-            running.start(service, "serve", service)
-        running.wait_ready()
+    with api_services(settings, test_env, "schemathesis") as running:
         yield running
-    finally:
-        running.stop_all()
 
 
 def _credentials(platform: Platform) -> dict[str, dict[str, str]]:

@@ -140,12 +140,10 @@ async def test_a_dispatcher_claims_no_more_than_a_partners_free_slots(settings: 
                 for _ in range(3):  # three deliveries due for each partner
                     assert (await client.post("/api/v1/orders", headers=headers,
                                               json={"alloy": "silver_925"})).status_code == 201
+            ids = {name: uuid.UUID(value) for name, value in (await partner_ids(local, names)).items()}
             db = Database(local.database_url("shop"), pool_size=1)
             redis = aioredis.Redis.from_url(local.redis.url)
             try:
-                async with db.sessions() as session:
-                    ids = dict((await session.execute(
-                        select(partners.c.name, partners.c.id).where(partners.c.name.in_(names)))).all())
                 busy, idle = ids[names[0]], ids[names[1]]
                 dispatcher = WebhookDispatcher(db, local, redis)
                 dispatcher.in_flight = {busy: 1}  # one request to the first partner still open here

@@ -6,33 +6,20 @@ import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from alexandrite.crm.app import create_app as create_crm
 from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.tokens import issue_token
-from alexandrite.mes.app import create_app as create_mes
-from alexandrite.shop.app import create_app as create_shop
-
-FACTORIES = {"shop": create_shop, "crm": create_crm, "mes": create_mes}
+from tests.in_process import in_process_apps
 
 
 @pytest.fixture(scope="module")
 async def clients(settings: Settings) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    local = settings.replace(run_relay=False, run_consumer=False, run_webhooks=False)
-    async with AsyncExitStack() as stack:
-        found = {}
-        for name, factory in FACTORIES.items():
-            app = factory(local)
-            await stack.enter_async_context(LifespanManager(app))
-            found[name] = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=f"http://{name}"))
-        yield found
+    async with in_process_apps(settings) as apps:
+        yield {name: client for name, (_, client) in apps.items()}
 
 
 def bearer(settings: Settings, role: str) -> dict[str, str]:

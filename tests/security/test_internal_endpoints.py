@@ -5,33 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from alexandrite.crm.app import create_app as create_crm
 from alexandrite.kit.settings import Settings
-from alexandrite.mes.app import create_app as create_mes
-from alexandrite.shop.app import create_app as create_shop
-
-FACTORIES = {"shop": create_shop, "crm": create_crm, "mes": create_mes}
+from tests.in_process import FACTORIES, in_process_apps
 
 
 @pytest.fixture(scope="module")
 async def apps(settings: Settings) -> AsyncIterator[dict[str, tuple[Any, httpx.AsyncClient]]]:
-    local = settings.replace(run_relay=False, run_consumer=False, run_webhooks=False)
-    async with AsyncExitStack() as stack:
-        found = {}
-        for name, factory in FACTORIES.items():
-            app = factory(local)
-            await stack.enter_async_context(LifespanManager(app))
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=f"http://{name}"))
-            found[name] = (app, client)
-        yield found
+    async with in_process_apps(settings) as apps:
+        yield apps
 
 
 def _token(settings: Settings) -> dict[str, str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from typing import Any, Union, get_args, get_origin
 
 import httpx
@@ -28,19 +27,17 @@ from annotated_types import Le
 from asgi_lifespan import LifespanManager
 from pydantic import BaseModel
 
-from alexandrite.crm.app import create_app as create_crm
 from alexandrite.kit.auth import PUBLIC_PATHS, api_routes, guarded_by
 from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.tokens import issue_token
 from alexandrite.kit.web import session
-from alexandrite.mes.app import create_app as create_mes
 from alexandrite.models3d.rings import ring
 from alexandrite.models3d.writers import to_binary_stl
 from alexandrite.shop.app import create_app as create_shop
 from alexandrite.shop.handlers import create_partner
+from tests.in_process import FACTORIES, in_process_apps
 
-FACTORIES = {"shop": create_shop, "crm": create_crm, "mes": create_mes}
 MAX_PAGE = 500
 # List endpoints without a ``limit`` parameter: each serves a fixed page size (or a bounded summary).
 FIXED_PAGES = {("shop", "/orders"), ("crm", "/orders"), ("crm", "/orders/waiting"), ("mes", "/production/dashboard"),
@@ -50,17 +47,8 @@ RING = to_binary_stl(ring(segments=64, profile_segments=8))
 
 @pytest.fixture(scope="module")
 async def apps(settings: Settings) -> AsyncIterator[dict[str, tuple[Any, httpx.AsyncClient]]]:
-    local = settings.replace(run_relay=False, run_consumer=False, run_webhooks=False,
-                             redis_prefix=f"{settings.redis.prefix}:owasp-{uuid.uuid4().hex[:6]}")
-    async with AsyncExitStack() as stack:
-        found = {}
-        for name, factory in FACTORIES.items():
-            app = factory(local)
-            await stack.enter_async_context(LifespanManager(app))
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=f"http://{name}"))
-            found[name] = (app, client)
-        yield found
+    async with in_process_apps(settings, redis_prefix=f"{settings.redis.prefix}:owasp-{uuid.uuid4().hex[:6]}") as apps:
+        yield apps
 
 
 def _routes(app: Any) -> list[tuple[str, str, Any, Any]]:
