@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -66,31 +67,47 @@ def _who(path: str) -> str:
     return "customer"
 
 
-@pytest.mark.parametrize("service", ["shop", "crm", "mes"])
-def test_no_server_errors_for_any_generated_request(platform: Platform, service: str) -> None:
+def each_generated_answer(platform: Platform, service: str, examples: int,
+                          answer: Callable[[str, GenerationMode, schemathesis.Case, Any], None]) -> None:
+    """Every operation of ``service``'s published schema, with generated valid and invalid requests sent
+    to the running service as its role would send them: ``answer(operation, mode, case, response)``."""
     base = platform.settings.service_url(service)  # type: ignore[arg-type]
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     credentials = _credentials(platform)
-    failures: list[str] = []
-    calls = 0
     for result in schema.get_all_operations():
         operation = result.ok()
         headers = credentials[_who(operation.path)]
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @hypothesis_settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                                 suppress_health_check=list(HealthCheck))
-            def run(case: schemathesis.Case) -> None:
-                nonlocal calls
-                calls += 1
-                response = case.call(base_url=base, headers={**(case.headers or {}), **headers}, timeout=30)
-                if response.status_code >= 500:
-                    failures.append(f"{operation.label} -> {response.status_code}: {response.text[:200]} "
-                                    f"[{case.path_parameters} {case.query} {str(case.body)[:100]}]")
-
             try:
-                run()
+                _sender(operation, mode, base, headers, examples, answer)()
             except Unsatisfiable:  # nothing to make negative (no parameters or body)
                 pass
+
+
+def _sender(operation: Any, mode: GenerationMode, base: str, headers: dict[str, str], examples: int,
+            answer: Callable[[str, GenerationMode, schemathesis.Case, Any], None]) -> Callable[[], None]:
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @hypothesis_settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                         suppress_health_check=list(HealthCheck))
+    def send(case: schemathesis.Case) -> None:
+        answer(operation.label, mode, case,
+               case.call(base_url=base, headers={**(case.headers or {}), **headers}, timeout=30))
+
+    return send
+
+
+@pytest.mark.parametrize("service", ["shop", "crm", "mes"])
+def test_no_server_errors_for_any_generated_request(platform: Platform, service: str) -> None:
+    failures: list[str] = []
+    calls = 0
+
+    def answer(label: str, mode: GenerationMode, case: schemathesis.Case, response: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if response.status_code >= 500:
+            failures.append(f"{label} -> {response.status_code}: {response.text[:200]} "
+                            f"[{case.path_parameters} {case.query} {str(case.body)[:100]}]")
+
+    each_generated_answer(platform, service, EXAMPLES, answer)
     assert calls > 0
     assert not failures, "\n".join(failures[:10])
