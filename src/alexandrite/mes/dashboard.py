@@ -29,17 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from alexandrite.contracts.events import utcnow
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit import pagination
-from alexandrite.kit.cache import PageCache
+from alexandrite.kit.cache import Loader, PageCache
 from alexandrite.kit.db import Database
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.settings import Settings
-from alexandrite.mes import repository, views
+from alexandrite.mes import repository, stage_counts, views
 from alexandrite.orders import stage_clock
 
 CACHE_NAME = "mes-dashboard"
 IN_WORK_STATUSES = views.IN_WORK_STATUSES
 COUNTS_KEY = "counts"
-LATE_COUNTS_KEY = "late-counts"
 CLOCK_TAG = "stage-clock"  # entries that go stale when an order turns late
 SORTS = ("newest", "late", "stage")
 
@@ -68,70 +67,67 @@ def _sessions(db: Database, fresh: bool) -> async_sessionmaker[AsyncSession]:
     return db.sessions if fresh else db.read_sessions
 
 
-async def _counts(db: Database, fresh: bool) -> dict[str, int]:
-    async with _sessions(db, fresh)() as session:
-        return await repository.count_by_status(session, IN_WORK_STATUSES)
+def _tally_json(tally: stage_counts.StageCounts) -> dict[str, Any]:
+    return {"counts": tally.counts, "late_counts": tally.late, "until": tally.until}
+
+
+async def _tally(session: AsyncSession, slas: Mapping[str, float]) -> dict[str, Any]:
+    return _tally_json(await stage_counts.read(session, IN_WORK_STATUSES, slas))
 
 
 async def _render(db: Database, fresh: bool, wanted: tuple[str, ...], after: Any, limit: int,
-                  counts: dict[str, int] | None, slas: Mapping[str, float]) -> bytes:
+                  tally: dict[str, Any] | None, slas: Mapping[str, float]) -> bytes:
     async with _sessions(db, fresh)() as session:
         rows = await repository.list_orders(session, wanted, after, limit)
-        if counts is None:
-            counts = await repository.count_by_status(session, IN_WORK_STATUSES)
+        if tally is None:
+            tally = await _tally(session, slas)
     items, next_cursor = pagination.page(rows, limit)
     # Serialised straight from the summaries (the shape of schemas.OrderPage, which documents it).
-    return to_json({"items": [views.list_item(r, slas) for r in items], "next_cursor": next_cursor,
-                    "counts": counts})
+    return to_json({"items": [views.list_item(r, slas) for r in items], "next_cursor": next_cursor, **tally})
 
 
 async def _render_by_clock(db: Database, fresh: bool, wanted: tuple[str, ...], board: Board,
-                           after: Any, counts: dict[str, int] | None, now: datetime) -> bytes:
+                           after: Any, tally: dict[str, Any] | None, now: datetime) -> bytes:
     statuses = tuple(s for s in IN_WORK_STATUSES if s in wanted)  # workflow order (stage ranks)
     async with _sessions(db, fresh)() as session:
         rows = await repository.list_by_stage_clock(session, statuses, dict(board.slas), order=board.sort,
                                                     after=after, late=board.late, now=now, limit=board.limit)
-        if counts is None:
-            counts = await repository.count_by_status(session, IN_WORK_STATUSES)
+        if tally is None:
+            tally = await _tally(session, board.slas)
     items = rows[:board.limit]
     next_cursor = views.encode_clock_cursor(board.sort, items[-1]) if len(rows) > board.limit else None
-    return to_json({"items": [views.list_item(r, board.slas) for r in items], "next_cursor": next_cursor,
-                    "counts": counts})
+    return to_json({"items": [views.list_item(r, board.slas) for r in items], "next_cursor": next_cursor, **tally})
 
 
-async def cached_counts(db: Database, cache: PageCache | None) -> dict[str, int]:
-    if cache is None:
-        return await _counts(db, False)
-
-    async def _load(fresh: bool) -> bytes:
-        return json.dumps(await _counts(db, fresh)).encode()
-
-    return dict(json.loads(await cache.get_or_load(COUNTS_KEY, IN_WORK_STATUSES, _load)))
-
-
-async def _late_counts(db: Database, fresh: bool, slas: Mapping[str, float], now: datetime) -> bytes:
-    async with _sessions(db, fresh)() as session:
-        counts, until = await repository.count_late(session, IN_WORK_STATUSES, dict(slas))
-    return json.dumps({"late": counts, "until": until.isoformat() if until else None}).encode()
-
-
-async def cached_late_counts(db: Database, cache: PageCache | None, slas: Mapping[str, float],
-                             now: datetime) -> dict[str, int]:
-    """Late orders per in-work status. Cached like the counts, and also dropped once the next order
-    turns late (the entry says when): lateness changes with the clock, not only with events."""
-    if cache is None:
-        return dict(json.loads(await _late_counts(db, False, slas, now))["late"])
-
-    async def _load(fresh: bool) -> bytes:
-        return await _late_counts(db, fresh, slas, utcnow())
-
+async def _fresh_entry(cache: PageCache, key: str, tags: tuple[str, ...], load: Loader, now: datetime) -> bytes:
+    """A cached body carrying ``until`` (when its late counts go stale): dropped and loaded again once
+    that time has passed. Lateness moves with the clock, so these entries are also tagged CLOCK_TAG."""
+    body = b""
     for _ in range(2):
-        found = json.loads(await cache.get_or_load(LATE_COUNTS_KEY, (*IN_WORK_STATUSES, CLOCK_TAG), _load))
-        until = found["until"] and datetime.fromisoformat(found["until"])
-        if not until or until > now:
-            return dict(found["late"])
+        body = await cache.get_or_load(key, (*tags, CLOCK_TAG), load)
+        until = _until(body)
+        if until is None or until > now:
+            return body
         await cache.invalidate([CLOCK_TAG])
-    return dict(json.loads(await _late_counts(db, False, slas, now))["late"])
+    return await load(False)
+
+
+def _until(body: bytes) -> datetime | None:
+    found = json.loads(body).get("until")
+    return datetime.fromisoformat(found) if found else None
+
+
+async def cached_tally(db: Database, cache: PageCache | None, slas: Mapping[str, float],
+                       now: datetime) -> dict[str, Any]:
+    """Orders per in-work status, the late ones, and when the next turns late (mes/stage_counts.py):
+    cached like a page, dropped on every status change and once the next order turns late."""
+    async def _load(fresh: bool) -> bytes:
+        async with _sessions(db, fresh)() as session:
+            return to_json(await _tally(session, slas))
+
+    if cache is None:
+        return dict(json.loads(await _load(False)))
+    return dict(json.loads(await _fresh_entry(cache, COUNTS_KEY, IN_WORK_STATUSES, _load, now)))
 
 
 @dataclass(frozen=True)
@@ -153,13 +149,13 @@ class Board:
         return self
 
 
-def _with_clock(body: bytes, slas: Mapping[str, float], late_counts: dict[str, int], now: datetime) -> bytes:
-    """Add what moves with the clock to a (possibly cached) page: time in stage, lateness, late counts."""
+def _with_clock(body: bytes, now: datetime) -> bytes:
+    """Add what moves with the clock to a (possibly cached) page: each row's time in stage and lateness."""
     page = json.loads(body)
     for item in page["items"]:
         since = datetime.fromisoformat(item["status_since"])
         item.update(stage_clock.clock(since, item["sla_seconds"], now))
-    page["late_counts"] = late_counts
+    page.pop("until", None)
     page["as_of"] = now
     return to_json(page)
 
@@ -175,22 +171,18 @@ async def dashboard_payload(db: Database, cache: PageCache | None, statuses: Ite
     if board.sort != "newest" and not set(wanted) <= set(IN_WORK_STATUSES):
         raise ApiError(422, "invalid_filter", "Late first, by stage and the late filter list orders in work only.",
                        details={"status": [s for s in wanted if s not in IN_WORK_STATUSES]})
-    late_counts = await cached_late_counts(db, cache, board.slas, now)
     if board.sort != "newest":
-        return _with_clock(await _clock_payload(db, cache, wanted, board, cursor, now), board.slas, late_counts, now)
+        return _with_clock(await _clock_payload(db, cache, wanted, board, cursor, now), now)
     after = views.decode_cursor(cursor) if cursor else None
-    if after is not None:  # deeper pages are read each time; the counts still come from the cache
-        body = await _render(db, False, wanted, after, limit, await cached_counts(db, cache), board.slas)
-        return _with_clock(body, board.slas, late_counts, now)
+    if after is not None or cache is None:  # deeper pages are read each time; the counts come from the cache
+        tally = await cached_tally(db, cache, board.slas, now) if cache is not None else None
+        return _with_clock(await _render(db, False, wanted, after, limit, tally, board.slas), now)
 
     async def _load(fresh: bool) -> bytes:
         return await _render(db, fresh, wanted, None, limit, None, board.slas)
 
-    if cache is None:
-        return _with_clock(await _load(False), board.slas, late_counts, now)
     key = f"page:{','.join(sorted(wanted))}:{limit}"
-    return _with_clock(await cache.get_or_load(key, (*wanted, *IN_WORK_STATUSES), _load), board.slas,
-                       late_counts, now)
+    return _with_clock(await _fresh_entry(cache, key, (*wanted, *IN_WORK_STATUSES), _load, now), now)
 
 
 async def _clock_payload(db: Database, cache: PageCache | None, wanted: tuple[str, ...], board: Board,
@@ -198,15 +190,16 @@ async def _clock_payload(db: Database, cache: PageCache | None, wanted: tuple[st
     after = views.decode_clock_cursor(cursor, board.sort) if cursor else None
     if after is not None or board.late is not None or cache is None:
         # Deeper pages and the late filter (its rows change with the clock) are read each time.
-        counts = await cached_counts(db, cache)
-        return await _render_by_clock(db, False, wanted, board, after, counts, now)
+        tally = await cached_tally(db, cache, board.slas, now) if cache is not None else None
+        return await _render_by_clock(db, False, wanted, board, after, tally, now)
 
     async def _load(fresh: bool) -> bytes:
         return await _render_by_clock(db, fresh, wanted, board, None, None, now)
 
-    # The order by due date does not move with the clock: a first page stays right until a status change.
+    # The order by due date does not move with the clock: a first page stays right until a status change
+    # or until the next order turns late (the late counts it carries).
     key = f"{board.sort}:{','.join(sorted(wanted))}:{board.limit}"
-    return await cache.get_or_load(key, (*wanted, *IN_WORK_STATUSES), _load)
+    return await _fresh_entry(cache, key, (*wanted, *IN_WORK_STATUSES), _load, now)
 
 
 async def dashboard_page(db: Database, cache: PageCache | None, statuses: Iterable[OrderStatus | str] = (),

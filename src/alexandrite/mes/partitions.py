@@ -22,6 +22,7 @@ PARENT = "production_orders"
 ARCHIVE_SCHEMA = "archive"
 DEFAULT_PARTITION = f"{PARENT}_default"
 COUNTS = "production_status_counts"
+CLOCKS = "production_in_work"
 _NAME = re.compile(rf"^{PARENT}_p(\d{{4}})(\d{{2}})$")
 
 
@@ -144,11 +145,18 @@ async def restore_month(conn: AsyncConnection, month: date) -> None:
 
 
 async def _count_in(conn: AsyncConnection, table: str, sign: int) -> None:
-    """Add (or take out) a whole month's in-work orders to the per-status counts: attaching and
-    detaching partitions moves rows without firing the row trigger that keeps the counts."""
+    """Add (or take out) a whole month's in-work orders to the per-status counts, late counts and stage
+    clocks: attaching and detaching partitions moves rows without firing the row trigger that keeps them."""
     await conn.execute(text(
-        f"UPDATE {COUNTS} c SET n = c.n + :sign * m.n FROM (SELECT status, count(*) AS n FROM {table} "
-        f"GROUP BY status) m WHERE m.status = c.status"), {"sign": sign})
+        f"UPDATE {COUNTS} c SET n = c.n + :sign * m.n, late = c.late + :sign * m.late FROM (SELECT o.status, "
+        f"count(*) AS n, count(*) FILTER (WHERE o.status_since < k.late_before) AS late FROM {table} o "
+        f"JOIN {COUNTS} k ON k.status = o.status GROUP BY o.status) m WHERE m.status = c.status"), {"sign": sign})
+    if sign > 0:
+        await conn.execute(text(
+            f"INSERT INTO {CLOCKS} (order_id, status, status_since) SELECT o.id, o.status, o.status_since "
+            f"FROM {table} o JOIN {COUNTS} k ON k.status = o.status ON CONFLICT (order_id) DO NOTHING"))
+    else:
+        await conn.execute(text(f"DELETE FROM {CLOCKS} w USING {table} o WHERE w.order_id = o.id"))
 
 
 @dataclass

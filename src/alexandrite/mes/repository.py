@@ -267,29 +267,3 @@ def stage_clock_query(statuses: tuple[str, ...], slas: dict[str, float], *, orde
     keys = ((merged.c.due_at, merged.c.id) if order == "late"
             else (merged.c.stage_rank, merged.c.status_since, merged.c.id))
     return select(merged).order_by(*keys).limit(literal_column(str(page_limit)))
-
-
-async def count_late(session: AsyncSession, statuses: tuple[str, ...],
-                     slas: dict[str, float]) -> tuple[dict[str, int], datetime | None]:
-    """Late orders per status now (index-only range counts), and when the next on-time one turns late
-    (None if none will): the counts hold until then or until a status change. One statement."""
-    parts = []
-    for status in statuses:
-        sla = slas.get(status)
-        if not sla:
-            continue
-        bound: Any = func.now() - _interval(sla)  # no parameter: planned once per connection
-        is_status = orders.c.status == literal_column(f"'{OrderStatus(status).value}'")
-        late = select(func.count()).select_from(orders).where(is_status, orders.c.status_since < bound)
-        upcoming = (select(orders.c.status_since + _interval(sla)).where(is_status, orders.c.status_since >= bound)
-                    .order_by(orders.c.status_since).limit(1))
-        parts.append(select(literal_column(f"'{status}'").label("status"), late.scalar_subquery().label("n"),
-                            upcoming.scalar_subquery().label("due")))
-    counts = {status: 0 for status in statuses}
-    if not parts:
-        return counts, None
-    rows = (await session.execute(union_all(*parts))).all()
-    for status, n, _ in rows:
-        counts[status] = int(n)
-    dues = [due for _, _, due in rows if due is not None]
-    return counts, min(dues) if dues else None

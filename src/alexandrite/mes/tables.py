@@ -82,12 +82,26 @@ Index(
     postgresql_where=production_orders.c.status.in_([s.value for s in IN_WORK]),
 )
 
-# Orders in each in-work status, kept by a trigger on production_orders (see the migration).
+# Orders in each in-work status, and of those the ones in it since before ``late_before``, kept by a
+# trigger on production_orders (see the migrations); the SLA watchdog moves ``late_before``.
 production_status_counts = Table(
     "production_status_counts",
     metadata,
     Column("status", Text, primary_key=True),
     Column("n", BigInteger, nullable=False),
+    Column("late", BigInteger, nullable=False, server_default="0"),
+    Column("late_before", DateTime(timezone=True), nullable=False, server_default=text("'-infinity'")),
+)
+
+# The stage clock of every order in work, one row each, kept by the same trigger: a few thousand rows
+# in one table, so the late counts' ranges are one index probe each (mes/stage_counts.py).
+production_in_work = Table(
+    "production_in_work",
+    metadata,
+    Column("order_id", Uuid, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("status_since", DateTime(timezone=True), nullable=False),
+    Index("ix_production_in_work_clock", "status", "status_since"),
 )
 
 # Months detached from the live table by ``alexandrite maintain`` (still readable by id).

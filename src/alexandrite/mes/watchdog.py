@@ -1,9 +1,10 @@
 """The SLA watchdog: finds orders past their stage SLA, exports them, reports each delay once.
 
-Each scan (1) counts the orders now past each stage's SLA into ``alexandrite_orders_past_sla``
-and (2) for every overdue (order, stage) not reported yet inserts an ``order_delays`` row and
-emits ``mes.order.delayed`` through the outbox, in one transaction. The row's primary key
-makes the report exactly-once per order and stage, however many watchdogs run. It runs inside
+Each scan (0) moves the boards' late counts up to now (mes/stage_counts.py), (1) counts the orders
+now past each stage's SLA into ``alexandrite_orders_past_sla`` and (2) for every overdue (order, stage)
+not reported yet inserts an ``order_delays`` row and emits ``mes.order.delayed`` through the outbox,
+in one transaction. The row's primary key makes the report exactly-once per order and stage, however
+many watchdogs run. It runs inside
 the mes API process (``ALEX_RUN_WATCHDOG``) and as ``alexandrite watchdog``.
 """
 
@@ -20,10 +21,12 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from alexandrite.contracts.events import DELIVERY_STAGE, OrderDelayed, order_delayed_envelope, utcnow
+from alexandrite.contracts.order_status import IN_WORK
 from alexandrite.kit import metrics
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.setting_groups import DAY
 from alexandrite.kit.settings import Settings
+from alexandrite.mes import stage_counts
 from alexandrite.mes.sla import DELIVERY_RUNS_IN, StageSlas
 from alexandrite.mes.tables import order_delays, production_orders
 
@@ -57,8 +60,12 @@ def _overdue_condition(slas: StageSlas, now: datetime) -> list[tuple[str, Column
 
 
 async def scan(db: Database, slas: StageSlas, *, now: datetime | None = None, limit: int = 500) -> list[Overdue]:
-    """One pass: export the gauge, report new delays; returns the delays reported now."""
+    """One pass: move the boards' late counts up to now, export the gauge, report new delays; returns
+    the delays reported now."""
     now = now or utcnow()
+    async with UnitOfWork(db) as uow:
+        await stage_counts.advance(uow.session, tuple(s.value for s in IN_WORK), slas.per_status, now)
+        await uow.commit()
     reported: list[Overdue] = []
     found: list[Overdue] = []
     async with db.sessions() as session:
