@@ -178,12 +178,11 @@ async def explain_late_first(settings: Settings) -> str:
     """EXPLAIN ANALYZE of the board's "most overdue first" page, the statement the service sends."""
     from sqlalchemy.dialects import postgresql
 
-    from alexandrite.contracts.events import utcnow
     from alexandrite.mes.repository import stage_clock_query
     from alexandrite.mes.views import IN_WORK_STATUSES
 
     stmt = stage_clock_query(IN_WORK_STATUSES, dict(settings.sla.seconds), order="late", after=None, late=None,
-                             now=utcnow(), limit=LIMIT)
+                             limit=LIMIT)
     sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
     conn = await asyncpg.connect(plain_dsn(settings.database_url("mes")))
     try:

@@ -87,11 +87,11 @@ async def _render(db: Database, fresh: bool, wanted: tuple[str, ...], after: Any
 
 
 async def _render_by_clock(db: Database, fresh: bool, wanted: tuple[str, ...], board: Board,
-                           after: Any, tally: dict[str, Any] | None, now: datetime) -> bytes:
+                           after: Any, tally: dict[str, Any] | None) -> bytes:
     statuses = tuple(s for s in IN_WORK_STATUSES if s in wanted)  # workflow order (stage ranks)
     async with _sessions(db, fresh)() as session:
         rows = await repository.list_by_stage_clock(session, statuses, dict(board.slas), order=board.sort,
-                                                    after=after, late=board.late, now=now, limit=board.limit)
+                                                    after=after, late=board.late, limit=board.limit)
         if tally is None:
             tally = await _tally(session, board.slas)
     items = rows[:board.limit]
@@ -191,10 +191,10 @@ async def _clock_payload(db: Database, cache: PageCache | None, wanted: tuple[st
     if after is not None or board.late is not None or cache is None:
         # Deeper pages and the late filter (its rows change with the clock) are read each time.
         tally = await cached_tally(db, cache, board.slas, now) if cache is not None else None
-        return await _render_by_clock(db, False, wanted, board, after, tally, now)
+        return await _render_by_clock(db, False, wanted, board, after, tally)
 
     async def _load(fresh: bool) -> bytes:
-        return await _render_by_clock(db, fresh, wanted, board, None, None, now)
+        return await _render_by_clock(db, fresh, wanted, board, None, None)
 
     # The order by due date does not move with the clock: a first page stays right until a status change
     # or until the next order turns late (the late counts it carries).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,15 +70,24 @@ async def order_status(session: AsyncSession, order_id: uuid.UUID) -> str | None
 async def list_orders(session: AsyncSession, statuses: tuple[str, ...],
                       after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[Any]:
     """Newest first; fetches ``limit + 1`` rows so the caller knows whether a next page exists."""
+    stmt = _first_page(statuses, limit) if after is None else _newest_first(statuses, after, limit)
+    return list((await session.execute(stmt)).all())
+
+
+@functools.lru_cache(maxsize=64)
+def _first_page(statuses: tuple[str, ...], limit: int) -> Any:
+    return _newest_first(statuses, None, limit)  # no parameters: built once, planned once per connection
+
+
+def _newest_first(statuses: tuple[str, ...], after: tuple[datetime, uuid.UUID] | None, limit: int) -> Any:
     stmt = select(*SUMMARY_COLUMNS).where(orders.c.status.in_(_statuses("statuses", statuses)))
     if after is not None:
         # The plain bound lets the planner skip the months newer than the cursor (pruning).
         stmt = stmt.where(orders.c.created_at <= after[0], tuple_(orders.c.created_at, orders.c.id) < tuple_(*after))
     # The limit is inlined too: the first page's statement has no parameters, so each connection
     # plans it once (planning over every month's partition costs more than running it).
-    stmt = stmt.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(
+    return stmt.order_by(orders.c.created_at.desc(), orders.c.id.desc()).limit(
         bindparam("page_limit", int(limit) + 1, literal_execute=True))
-    return list((await session.execute(stmt)).all())
 
 
 async def count_by_status(session: AsyncSession, statuses: tuple[str, ...]) -> dict[str, int]:
@@ -218,17 +228,25 @@ def _interval(seconds: float) -> Any:
 
 async def list_by_stage_clock(session: AsyncSession, statuses: tuple[str, ...], slas: dict[str, float],
                               *, order: str, after: tuple[int, datetime, uuid.UUID] | None,
-                              late: bool | None, now: datetime, limit: int) -> list[Any]:
-    stmt = stage_clock_query(statuses, slas, order=order, after=after, late=late, now=now, limit=limit)
+                              late: bool | None, limit: int) -> list[Any]:
+    if after is None:  # the first page's statement depends on settings only: built once
+        stmt = _first_clock_page(statuses, tuple(sorted(slas.items())), order, late, limit)
+    else:
+        stmt = stage_clock_query(statuses, slas, order=order, after=after, late=late, limit=limit)
     return [] if stmt is None else list((await session.execute(stmt)).all())
 
 
+@functools.lru_cache(maxsize=64)
+def _first_clock_page(statuses: tuple[str, ...], slas: tuple[tuple[str, float], ...], order: str,
+                      late: bool | None, limit: int) -> Any:
+    return stage_clock_query(statuses, dict(slas), order=order, after=None, late=late, limit=limit)
+
+
 def stage_clock_query(statuses: tuple[str, ...], slas: dict[str, float], *, order: str,
-                      after: tuple[int, datetime, uuid.UUID] | None, late: bool | None, now: datetime,
-                      limit: int) -> Any:
+                      after: tuple[int, datetime, uuid.UUID] | None, late: bool | None, limit: int) -> Any:
     """In-work orders by their stage clock: ``order="late"`` most overdue first (``due_at`` ascending),
     ``order="stage"`` by stage (workflow order) and longest in it first. ``late`` keeps only the late
-    (True) or on-time (False) ones at ``now``. ``after`` is the last row's (stage rank, due_at, id) for
+    (True) or on-time (False) ones at the database's ``now()``. ``after`` is the last row's (stage rank, due_at, id) for
     "late", (stage rank, status_since, id) for "stage".
 
     One branch per status, each an ordered scan of the partial ``(status, status_since, id)`` index
