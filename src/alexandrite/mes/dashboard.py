@@ -17,13 +17,12 @@ to the read replica when one is configured, or to the primary right after a chan
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from alexandrite.contracts.events import utcnow
@@ -99,22 +98,17 @@ async def _render_by_clock(db: Database, fresh: bool, wanted: tuple[str, ...], b
     return to_json({"items": [views.list_item(r, board.slas) for r in items], "next_cursor": next_cursor, **tally})
 
 
-async def _fresh_entry(cache: PageCache, key: str, tags: tuple[str, ...], load: Loader, now: datetime) -> bytes:
-    """A cached body carrying ``until`` (when its late counts go stale): dropped and loaded again once
-    that time has passed. Lateness moves with the clock, so these entries are also tagged CLOCK_TAG."""
-    body = b""
+async def _fresh_entry(cache: PageCache, key: str, tags: tuple[str, ...], load: Loader,
+                       now: datetime) -> dict[str, Any]:
+    """A cached body carrying ``until`` (when its late counts go stale), parsed: dropped and loaded again
+    once that time has passed. Lateness moves with the clock, so these entries are also tagged CLOCK_TAG."""
     for _ in range(2):
-        body = await cache.get_or_load(key, (*tags, CLOCK_TAG), load)
-        until = _until(body)
-        if until is None or until > now:
-            return body
+        page = dict(from_json(await cache.get_or_load(key, (*tags, CLOCK_TAG), load)))
+        until = page.get("until")
+        if not until or datetime.fromisoformat(until) > now:
+            return page
         await cache.invalidate([CLOCK_TAG])
-    return await load(False)
-
-
-def _until(body: bytes) -> datetime | None:
-    found = json.loads(body).get("until")
-    return datetime.fromisoformat(found) if found else None
+    return dict(from_json(await load(False)))
 
 
 async def cached_tally(db: Database, cache: PageCache | None, slas: Mapping[str, float],
@@ -126,8 +120,8 @@ async def cached_tally(db: Database, cache: PageCache | None, slas: Mapping[str,
             return to_json(await _tally(session, slas))
 
     if cache is None:
-        return dict(json.loads(await _load(False)))
-    return dict(json.loads(await _fresh_entry(cache, COUNTS_KEY, IN_WORK_STATUSES, _load, now)))
+        return dict(from_json(await _load(False)))
+    return await _fresh_entry(cache, COUNTS_KEY, IN_WORK_STATUSES, _load, now)
 
 
 @dataclass(frozen=True)
@@ -149,9 +143,10 @@ class Board:
         return self
 
 
-def _with_clock(body: bytes, now: datetime) -> bytes:
+def _with_clock(page: dict[str, Any] | bytes, now: datetime) -> bytes:
     """Add what moves with the clock to a (possibly cached) page: each row's time in stage and lateness."""
-    page = json.loads(body)
+    if isinstance(page, bytes):
+        page = dict(from_json(page))
     for item in page["items"]:
         since = datetime.fromisoformat(item["status_since"])
         item.update(stage_clock.clock(since, item["sla_seconds"], now))
@@ -186,7 +181,7 @@ async def dashboard_payload(db: Database, cache: PageCache | None, statuses: Ite
 
 
 async def _clock_payload(db: Database, cache: PageCache | None, wanted: tuple[str, ...], board: Board,
-                         cursor: str | None, now: datetime) -> bytes:
+                         cursor: str | None, now: datetime) -> dict[str, Any] | bytes:
     after = views.decode_clock_cursor(cursor, board.sort) if cursor else None
     if after is not None or board.late is not None or cache is None:
         # Deeper pages and the late filter (its rows change with the clock) are read each time.
@@ -206,4 +201,4 @@ async def dashboard_page(db: Database, cache: PageCache | None, statuses: Iterab
                          cursor: str | None = None, limit: int = 50, board: Board | None = None,
                          now: datetime | None = None) -> dict[str, Any]:
     """The dashboard page as the JSON API's body, parsed (for server-rendered pages)."""
-    return dict(json.loads(await dashboard_payload(db, cache, statuses, cursor, limit, board, now)))
+    return dict(from_json(await dashboard_payload(db, cache, statuses, cursor, limit, board, now)))
