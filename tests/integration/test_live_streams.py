@@ -328,3 +328,30 @@ async def test_a_quiet_stream_carries_heartbeats(shop: tuple[Any, str]) -> None:
             seen = [await asyncio.wait_for(anext(lines), 10) for _ in range(8)]
             assert seen[0] == "retry: 2000"
             assert ": ping" in seen  # a comment line: browsers ignore it, proxies see traffic
+
+
+async def test_a_watcher_on_one_replica_hears_changes_made_on_another(settings: Settings,
+                                                                      shop: tuple[Any, str]) -> None:
+    """Two shop processes on one database and Redis: the change is committed by replica A (its event
+    consumer), the partner's stream is open on replica B, and B's reconnect resumes from its own id."""
+    replica_a, url_a = shop
+    replica_b = create_app(shop_settings(settings, live_heartbeat_seconds=0.5))
+    async with serving(replica_b) as url_b, httpx.AsyncClient(base_url=url_a, timeout=10) as on_a, \
+            httpx.AsyncClient(base_url=url_b, timeout=10) as on_b:
+        headers, order_id = await partner_order(replica_a, on_a)
+        async with on_b.stream("GET", f"/api/v1/orders/{order_id}/events", headers=headers) as response:
+            assert response.status_code == 200
+            events = EventReader(response)
+            assert (await events.until("order")).data["status"] == "SUBMITTED"
+            await production_moves(replica_a.state.db, order_id, 4, S.PRICE_CALCULATING, S.SUBMITTED,
+                                   progress={"queue_position": 1, "eta_seconds": 10})
+            calculating = await events.until("order")
+            assert calculating.data["status"] == "PRICE_CALCULATING" and calculating.id
+        await production_moves(replica_a.state.db, order_id, 5, S.PRICE_CALCULATED, S.PRICE_CALCULATING,
+                               quote=QUOTE)
+        # The id one replica gave resumes on the other: ids are the shared stream's, not a process's.
+        async with on_a.stream("GET", f"/api/v1/orders/{order_id}/events",
+                               headers={**headers, "Last-Event-ID": calculating.id}) as response:
+            priced = await EventReader(response).next()
+            assert priced is not None and priced.data["status"] == "PRICE_CALCULATED"
+            assert priced.data["quote"] == QUOTE
