@@ -8,7 +8,7 @@ logs at INFO to /dev/null) and called through ASGI one request at a time — cre
 ``Idempotency-Key``) → upload (small ring) → submit → get per order, as a partner (``X-API-Key``).
 Nothing else runs in the process, so the CPU time of the thread across an awaited call is that call's
 own CPU, database waits excluded; wall time includes them. Each middleware's own time is its inclusive
-time minus the next layer's. Two passes: throttling off, then on (two Redis calls per request), so the
+time minus the next layer's. Two passes: throttling off, then on (one Redis call per request), so the
 throttle's cost shows. Timers cost about 1 µs each; figures are means over ``--orders``.
 """
 
