@@ -5,10 +5,11 @@ Run: .venv/bin/python bench/profile_layers.py [--orders 200] [--warmup 30] [--sm
 
 The shop app is built in-process (its own sandbox; relay, consumer, webhook dispatcher and notifier off,
 logs at INFO to /dev/null) and called through ASGI one request at a time — create (with an
-``Idempotency-Key``) → upload (small ring) → submit → get per order, as a partner (``X-API-Key``).
+``Idempotency-Key``) → upload (small ring) → submit → get per order, as a partner (``X-API-Key``), or with
+``--principal customer`` as a customer (a bearer token: the deny-list is checked on every request).
 Nothing else runs in the process, so the CPU time of the thread across an awaited call is that call's
 own CPU, database waits excluded; wall time includes them. Each middleware's own time is its inclusive
-time minus the next layer's. Two passes: throttling off, then on (two Redis calls per request), so the
+time minus the next layer's. Two passes: throttling off, then on (one Redis call per request), so the
 throttle's cost shows. Timers cost about 1 µs each; figures are means over ``--orders``.
 """
 
@@ -169,7 +170,7 @@ def wrap_layers(app: Any, clock: Clock) -> list[str]:
     return names
 
 
-async def drive(settings: Any, key: str, orders: int, warmup: int, throttle: bool, clock: Clock,
+async def drive(settings: Any, credentials: dict[str, str], orders: int, warmup: int, throttle: bool, clock: Clock,
                 devnull: io.TextIOBase) -> tuple[Clock, list[str]]:
     from asgi_lifespan import LifespanManager
 
@@ -177,7 +178,8 @@ async def drive(settings: Any, key: str, orders: int, warmup: int, throttle: boo
 
     app = create_app(settings.replace(**{
         "run_relay": False, "run_consumer": False, "run_notifier": False, "run_webhooks": False,
-        "rate_limit_enabled": throttle, "rate_limit_plans": {"standard": 10**9}, "backpressure_mode": "off",
+        "rate_limit_enabled": throttle, "rate_limit_plans": {"standard": 10**9}, "rate_limit_per_customer": 10**9,
+        "rate_limit_per_ip": 10**9, "backpressure_mode": "off",
         "log_level": "INFO"}))
     clock.reset()
     model = support.ring_stl("small")
@@ -199,7 +201,7 @@ async def drive(settings: Any, key: str, orders: int, warmup: int, throttle: boo
     event.listen(app.state.db.engine.sync_engine, "after_cursor_execute", _after)
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop.bench",
-                                     headers={"X-API-Key": key}, timeout=60) as client:
+                                     headers=credentials, timeout=60) as client:
             for index in range(warmup + orders):
                 if index == warmup:
                     layers = wrap_layers(app, clock)
@@ -324,13 +326,21 @@ async def statement_costs(settings: Any, repeats: int) -> list[tuple[str, float,
 def run(args: argparse.Namespace) -> int:
     print(support.machine_line(), flush=True)
     with support.sandbox("profile-layers") as settings:
-        key = support.partner_key(settings, "layers-partner")
+        if args.principal == "customer":
+            from alexandrite.kit.security import Principal
+            from alexandrite.kit.tokens import issue_token
+
+            customer = Principal(role="customer", subject=str(uuid.uuid4()), name="layers-customer")
+            credentials = {"Authorization": "Bearer " + issue_token(settings, customer, 3600)}
+        else:
+            credentials = {"X-API-Key": support.partner_key(settings, "layers-partner")}
         clock = Clock()
         instrument(clock)
         results = []
         with open("/dev/null", "w") as devnull:
             for throttle in (False, True):
-                local, layers = asyncio.run(drive(settings, key, args.orders, args.warmup, throttle, clock, devnull))
+                local, layers = asyncio.run(drive(settings, credentials, args.orders, args.warmup, throttle, clock,
+                                                  devnull))
                 results.append((throttle, local, layers))
         for throttle, local, layers in results:
             report(local, layers, args.orders, f"throttling {'on' if throttle else 'off'}")
@@ -345,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--principal", choices=("partner", "customer"), default="partner",
+                        help="who sends the requests: a partner (X-API-Key) or a customer (bearer token)")
     parser.add_argument("--smoke", action="store_true", help="3 orders (for the test suite)")
     args = parser.parse_args(argv)
     if args.smoke:

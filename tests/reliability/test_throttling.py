@@ -10,10 +10,14 @@ import httpx
 from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
 
+from alexandrite.kit.breaker import breaker_from_settings
 from alexandrite.kit.db import Database
+from alexandrite.kit.redis_clients import redis_client
+from alexandrite.kit.revocation import revoke_token
 from alexandrite.kit.security import Principal
 from alexandrite.kit.settings import Settings
-from alexandrite.kit.tokens import issue_token
+from alexandrite.kit.throttle import RateLimiter
+from alexandrite.kit.tokens import issue_token, read_claims
 from alexandrite.shop.app import create_app
 from alexandrite.shop.handlers import create_partner
 
@@ -107,3 +111,71 @@ async def test_redis_unreachable_fails_closed_when_configured(settings: Settings
         assert response.json()["error"]["code"] == "rate_limiter_unavailable"
         assert (await client.get("/health/live")).status_code == 200
     assert _redis_failures("rejected") - before == 1
+
+
+async def test_buckets_are_counted_in_order_in_one_call_and_the_refusal_names_its_bucket(settings: Settings) -> None:
+    """IP then customer, as before the buckets shared one Redis call: the IP bucket counts the request the
+    customer's bucket refuses; the answered headers are those of the tightest bucket."""
+    local = _settings(settings, rate_limit_per_ip=10, rate_limit_per_customer=2)
+    async with shop(local) as client:
+        alice = _bearer(local, "customer", str(uuid.uuid4()))
+        first, second, third = [await client.get("/api/v1/orders", headers=alice) for _ in range(3)]
+        assert [first.status_code, second.status_code, third.status_code] == [200, 200, 429]
+        assert (first.headers["RateLimit-Limit"], first.headers["RateLimit-Remaining"]) == ("2", "1")
+        assert (second.headers["RateLimit-Limit"], second.headers["RateLimit-Remaining"]) == ("2", "0")
+        assert third.json()["error"]["details"] == {"limit": 2, "scope": "customer"}
+        assert int(third.headers["Retry-After"]) >= 1
+        anonymous = await client.get("/api/v1/orders")  # the same IP: 3 counted, this is the 4th
+        assert anonymous.headers["RateLimit-Limit"] == "10" and anonymous.headers["RateLimit-Remaining"] == "6"
+
+
+async def test_a_bucket_refused_first_leaves_the_later_ones_uncounted(settings: Settings) -> None:
+    redis = redis_client(settings)
+    limiter = RateLimiter(redis, f"{settings.redis.prefix}:rl-{uuid.uuid4().hex[:6]}", 60,
+                          breaker_from_settings("redis-test", settings))
+    try:
+        allowed, _ = await limiter.hit_all([("ip:a", 1), ("customer:x", 5)])
+        assert [(v.allowed, v.remaining, v.bucket) for v in allowed] == [(True, 0, "ip"), (True, 4, "customer")]
+        refused, _ = await limiter.hit_all([("ip:a", 1), ("customer:x", 5)])
+        assert [(v.allowed, v.bucket) for v in refused] == [(False, "ip")]  # the customer's bucket not reached
+        again, _ = await limiter.hit_all([("customer:x", 5)])
+        assert again[0].remaining == 3  # counted twice, not three times
+        assert (await limiter.hit_all([])) == ([], [])
+    finally:
+        await redis.aclose()
+
+
+async def test_limiter_reads_the_deny_list_entries_with_the_buckets(settings: Settings) -> None:
+    redis = redis_client(settings)
+    prefix = f"{settings.redis.prefix}:rl-{uuid.uuid4().hex[:6]}"
+    limiter = RateLimiter(redis, prefix, 60, breaker_from_settings("redis-test", settings))
+    try:
+        await redis.set(f"{prefix}:present", "1.5", ex=60)
+        verdicts, values = await limiter.hit_all([("ip:b", 3)], [f"{prefix}:present", f"{prefix}:absent"])
+        assert values == [b"1.5", None] and verdicts[0].allowed and verdicts[0].remaining == 2
+        refused, values = await limiter.hit_all([("ip:b", 0)], [f"{prefix}:present"])
+        assert values == [b"1.5"] and not refused[0].allowed  # read even when the request is refused
+    finally:
+        await redis.aclose()
+
+
+async def test_a_revoked_token_is_refused_with_and_without_throttling(settings: Settings) -> None:
+    """The limiter reads the token's deny-list entries for authentication; with throttling off (or Redis
+    answering the limiter no more) authentication reads them itself: a revoked token is refused either way."""
+    for enabled in (True, False):
+        local = _settings(settings, rate_limit_enabled=enabled)
+        subject = str(uuid.uuid4())
+        token = issue_token(local, Principal(role="customer", subject=subject, name="r"), 600)
+        other = _bearer(local, "customer", str(uuid.uuid4()))
+        claims = read_claims(local, token, "shop")
+        async with shop(local) as client:
+            headers = {"Authorization": f"Bearer {token}"}
+            assert (await client.get("/api/v1/orders", headers=headers)).status_code == 200
+            redis = redis_client(local)
+            try:
+                await revoke_token(redis, local.redis.prefix, str(claims["jti"]), float(claims["exp"]))
+            finally:
+                await redis.aclose()
+            refused = await client.get("/api/v1/orders", headers=headers)
+            assert refused.status_code == 401 and "revoked" in refused.json()["error"]["message"], enabled
+            assert (await client.get("/api/v1/orders", headers=other)).status_code == 200

@@ -16,11 +16,15 @@ from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
 from sqlalchemy import delete, select
 
+from alexandrite.contracts.events import StatusChanged, status_envelope
+from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit.db import Database, UnitOfWork
+from alexandrite.kit.messaging.consumer import Delivery
 from alexandrite.kit.settings import Settings
 from alexandrite.models3d.rings import ring
 from alexandrite.models3d.writers import to_binary_stl
 from alexandrite.shop.app import create_app
+from alexandrite.shop.consumers import handle_event
 from alexandrite.shop.handlers import create_partner
 from alexandrite.shop.tables import partners, webhook_deliveries
 from alexandrite.shop.webhooks import verify
@@ -304,3 +308,44 @@ async def test_a_delay_notice_reaches_the_partner_webhook(settings: Settings) ->
             assert len(receiver.received) == 2
     finally:
         receiver.stop()
+
+
+async def test_a_consumed_status_change_queues_a_delivery_only_for_a_partner_with_a_webhook(
+        settings: Settings) -> None:
+    """The other services' status changes (applied by the consumer) queue one delivery each for a partner
+    whose webhook is set, with the event's type and payload; a partner without a webhook gets none."""
+    local = _settings(settings, run_webhooks=False)
+    async with shop(local) as client:
+        hooked, _, hooked_name = await partner(local, client, None)
+        plain, _, plain_name = await partner(local, client, None)
+        db = Database(local.database_url("shop"), pool_size=1)
+        try:
+            async with UnitOfWork(db) as uow:
+                await uow.session.execute(partners.update().where(partners.c.name == hooked_name)
+                                          .values(webhook_url="https://hooks.example.test/alexandrite"))
+                await uow.commit()
+            ids = {}
+            for name, headers in ((hooked_name, hooked), (plain_name, plain)):
+                order = (await client.post("/api/v1/orders", headers=headers, json={"alloy": "gold_750"})).json()
+                assert (await client.put(f"/api/v1/orders/{order['id']}/model", headers=headers,
+                                         files={"file": ("r.stl", RING)})).status_code == 200
+                assert (await client.post(f"/api/v1/orders/{order['id']}/submit", headers=headers)).status_code == 202
+                envelope = status_envelope(producer="mes", order_id=uuid.UUID(order["id"]), seq=4, change=StatusChanged(
+                    status=OrderStatus.PRICE_CALCULATING, previous_status=OrderStatus.SUBMITTED, actor="mes:pricing"))
+                assert await handle_event(db, Delivery(
+                    body=envelope.model_dump_json().encode(), headers={}, routing_key=envelope.type,
+                    message_id=str(envelope.event_id), attempt=0, redelivered=False)) == "ok"
+                ids[name] = uuid.UUID(order["id"])
+            async with db.sessions() as session:
+                rows = (await session.execute(select(webhook_deliveries).where(
+                    webhook_deliveries.c.order_id.in_(list(ids.values())),
+                    webhook_deliveries.c.event_type == "mes.order.price_calculating"))).all()
+        finally:
+            await db.dispose()
+        await drop_deliveries(local, [hooked_name, plain_name])
+    assert [r.order_id for r in rows] == [ids[hooked_name]]
+    row = rows[0]
+    assert row.state == "pending" and row.delivery_id is not None
+    assert row.payload["type"] == "order.status_changed" and row.payload["status"] == "PRICE_CALCULATING"
+    assert row.payload["order_id"] == str(ids[hooked_name]) and row.payload["seq"] == 4
+    assert "actor" not in row.payload

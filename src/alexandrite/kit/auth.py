@@ -1,8 +1,9 @@
 """Authentication dependencies: bearer tokens (people), service token (peers). Default deny.
 
 A bearer token must verify (kit/tokens.py), name this service in its audience and not be revoked
-(kit/revocation.py: one Redis round trip). Every forged or unreadable bearer token, wrong service token and
-unknown ``X-API-Key`` counts in the failed-authentication limit (kit/auth_failures.py); past it the answer is
+(kit/revocation.py: one Redis round trip, none when the rate limiter read the entries for this request).
+Every forged or unreadable bearer token, wrong service token and unknown ``X-API-Key`` counts in the
+failed-authentication limit (kit/auth_failures.py); past it the answer is
 ``429`` instead of ``401``. Tokens we signed that are expired, revoked or for another service are ordinary
 clients, not guesses: they answer ``401`` and are not counted.
 """
@@ -18,7 +19,7 @@ from fastapi import Depends, Request
 
 from alexandrite.kit import auth_failures
 from alexandrite.kit.errors import ApiError
-from alexandrite.kit.revocation import is_revoked
+from alexandrite.kit.revocation import READ_WITH_LIMITS, is_revoked, revoked_by
 from alexandrite.kit.security import Principal
 from alexandrite.kit.tokens import InvalidToken, principal_of, read_claims
 
@@ -54,7 +55,12 @@ async def bearer_principal(request: Request, token: str) -> Principal:
         if str(error) in NOT_GUESSES:
             raise refusal from error
         raise await _failed(request, "bearer", "bearer:" + claimed_subject(token), refusal) from error
-    if await is_revoked(state.redis, state.settings.redis.prefix, claims, service or ""):
+    read = request.scope.get(READ_WITH_LIMITS)
+    if read is not None and read[0] == token:  # read for this request by the rate limiter
+        revoked = revoked_by(claims, *read[1])
+    else:
+        revoked = await is_revoked(state.redis, state.settings.redis.prefix, claims, service or "")
+    if revoked:
         raise _unauthorized("The token has been revoked; sign in again.")  # ours: not a guess, not counted
     return principal_of(claims)
 

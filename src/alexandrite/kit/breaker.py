@@ -105,7 +105,11 @@ class CircuitBreaker:
         self.before_call()
         limit = timeout if timeout is not None else self.timeout
         try:
-            result = await (asyncio.wait_for(make(), limit) if limit else make())
+            if limit:  # asyncio.timeout, not wait_for: on 3.11 wait_for wraps every call in a task of its own
+                async with asyncio.timeout(limit):
+                    result = await make()
+            else:
+                result = await make()
         except asyncio.CancelledError:
             self._trial_started = None
             raise

@@ -5,8 +5,9 @@
   user issued before it are refused (sign-out everywhere, password change, ``alexandrite token revoke
   --user``). It is kept as long as the longest token can live.
 
-Checking both is one ``MGET`` per authenticated request, with no in-process cache: a revocation holds
-on every replica from the next request. If Redis cannot answer, the check lets the token through
+Checking both is one ``MGET`` per authenticated request (or two ``GET``s inside the rate limiter's call
+for the same request, :data:`READ_WITH_LIMITS`), with no in-process cache: a revocation holds on every
+replica from the next request. If Redis cannot answer, the check lets the token through
 (counted in ``alexandrite_revocation_unchecked_total``): tokens are short-lived, and refusing everyone
 while Redis fails over would be worse.
 """
@@ -44,14 +45,29 @@ async def revoke_subject(redis: Any, prefix: str, role: str, subject: str, keep_
     await redis.set(_subject_key(prefix, role, subject), str(time.time()), ex=keep_seconds + 10)
 
 
+# Scope key: the deny-list entries of this request's bearer token, read by the rate limiter in its own Redis
+# call just before (kit/throttle.py): (token, [jti entry, subject entry]). Read for this request, so as
+# fresh as a read of our own; authentication then makes no second round trip.
+READ_WITH_LIMITS = "alexandrite.revocation_read"
+
+
+def revocation_keys(prefix: str, claims: dict[str, Any]) -> list[str]:
+    """The two deny-list keys that decide whether the token of ``claims`` is revoked."""
+    return [_jti_key(prefix, str(claims["jti"])), _subject_key(prefix, str(claims["role"]), str(claims["sub"]))]
+
+
+def revoked_by(claims: dict[str, Any], revoked: Any, before: Any) -> bool:
+    """Whether the deny-list entries read at :func:`revocation_keys` refuse the token of ``claims``."""
+    if revoked is not None:
+        return True
+    return before is not None and float(claims["iat"]) <= float(before)
+
+
 async def is_revoked(redis: Any, prefix: str, claims: dict[str, Any], service: str = "") -> bool:
-    keys = [_jti_key(prefix, str(claims["jti"])), _subject_key(prefix, str(claims["role"]), str(claims["sub"]))]
     try:
-        revoked, before = await redis.mget(keys)
+        revoked, before = await redis.mget(revocation_keys(prefix, claims))
     except Exception as error:  # noqa: BLE001 - Redis down: see the module's note
         UNCHECKED.labels(service).inc()
         log.warning("revocation check skipped: %r", error)
         return False
-    if revoked is not None:
-        return True
-    return before is not None and float(claims["iat"]) <= float(before)
+    return revoked_by(claims, revoked, before)

@@ -1,4 +1,4 @@
-"""Rate limits shared by every replica: a sliding-window counter in Redis (one Lua call per bucket).
+"""Rate limits shared by every replica: sliding-window counters in Redis (one Lua call per request).
 
 Every request counts against its client IP; a request with credentials also counts against its
 principal: a partner API key (limit by the partner's plan), a customer, or a staff member.
@@ -24,8 +24,9 @@ from prometheus_client import Counter
 from alexandrite.kit.breaker import BreakerOpen, CircuitBreaker
 from alexandrite.kit.errors import error_body
 from alexandrite.kit.live import STREAM_SUFFIXES
+from alexandrite.kit.revocation import READ_WITH_LIMITS, revocation_keys
 from alexandrite.kit.settings import Settings
-from alexandrite.kit.tokens import InvalidToken, read_token
+from alexandrite.kit.tokens import InvalidToken, principal_of, read_claims
 
 log = structlog.get_logger(__name__)
 
@@ -38,30 +39,47 @@ REDIS_FAILURES = Counter(
 
 EXEMPT_PREFIXES = ("/health/", "/metrics")
 
-# KEYS[1] bucket; ARGV limit, window ms. Returns {allowed, remaining, reset ms}.
+# KEYS: the request's n buckets, in order, then keys only read (the token's deny-list entries, kit/revocation.py);
+# ARGV[1] window ms, ARGV[2] n, ARGV[2 + i] the limit of KEYS[i]. The buckets are counted in order until one
+# refuses (the ones before it keep their count, as one call per bucket did). Returns the values of the read
+# keys (false: none), then {allowed, remaining, reset ms} per bucket checked: the last is the refusal, if any.
 _SLIDING_WINDOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
+local window = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
 local current = math.floor(now / window)
 local elapsed = now - current * window
-local ck = KEYS[1] .. ':' .. current
-local prev = tonumber(redis.call('GET', KEYS[1] .. ':' .. (current - 1)) or '0')
-local cur = tonumber(redis.call('GET', ck) or '0')
-local used = prev * (window - elapsed) / window + cur
 local reset = window - elapsed
-if used + 1 > limit then
-  local wait = reset
-  if prev > 0 and cur + 1 <= limit then
-    wait = math.ceil(reset - (limit - 1 - cur) * window / prev)
-  end
-  if wait < 1 then wait = 1 end
-  return {0, 0, wait}
+local out = {}
+for i = n + 1, #KEYS do
+  out[#out + 1] = redis.call('GET', KEYS[i])
 end
-redis.call('INCR', ck)
-redis.call('PEXPIRE', ck, window * 2)
-return {1, math.floor(limit - used - 1), reset}
+for i = 1, n do
+  local bucket = KEYS[i]
+  local limit = tonumber(ARGV[i + 2])
+  local ck = bucket .. ':' .. current
+  local prev = tonumber(redis.call('GET', bucket .. ':' .. (current - 1)) or '0')
+  local cur = tonumber(redis.call('GET', ck) or '0')
+  local used = prev * (window - elapsed) / window + cur
+  if used + 1 > limit then
+    local wait = reset
+    if prev > 0 and cur + 1 <= limit then
+      wait = math.ceil(reset - (limit - 1 - cur) * window / prev)
+    end
+    if wait < 1 then wait = 1 end
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+    out[#out + 1] = wait
+    return out
+  end
+  redis.call('INCR', ck)
+  redis.call('PEXPIRE', ck, window * 2)
+  out[#out + 1] = 1
+  out[#out + 1] = math.floor(limit - used - 1)
+  out[#out + 1] = reset
+end
+return out
 """
 
 
@@ -93,16 +111,30 @@ class RateLimiter:
         self._script: Any = None
 
     async def hit(self, bucket: str, limit: int) -> Verdict:
+        return (await self.hit_all([(bucket, limit)]))[0][0]
+
+    async def hit_all(self, buckets: list[tuple[str, int]], read: list[str] | None = None
+                      ) -> tuple[list[Verdict], list[Any]]:
+        """Counts the request against ``buckets`` in order and reads the keys ``read``, in one Redis call.
+        The verdicts of the buckets checked (all allowed, or the last one refused; the buckets after it are
+        not counted) and the values read (None where a key does not exist)."""
+        read = read or []
+        if not buckets and not read:
+            return [], []
         if self._script is None:
             self._script = self.redis.register_script(_SLIDING_WINDOW)
+        keys = [*(f"{self.prefix}:rl:{bucket}" for bucket, _ in buckets), *read]
+        args = [self.window_ms, len(buckets), *(limit for _, limit in buckets)]
         try:
-            allowed, remaining, reset_ms = await self.breaker.call(
-                lambda: self._script(keys=[f"{self.prefix}:rl:{bucket}"], args=[limit, self.window_ms]))
+            flat = await self.breaker.call(lambda: self._script(keys=keys, args=args))
         except BreakerOpen as error:
             raise RedisUnavailable(str(error)) from error
         except Exception as error:
             raise RedisUnavailable(repr(error)[:200]) from error
-        return Verdict(bool(allowed), limit, int(remaining), int(reset_ms) / 1000, bucket.split(":", 1)[0])
+        values, counted = flat[:len(read)], flat[len(read):]
+        return [Verdict(bool(counted[i]), limit, int(counted[i + 1]), int(counted[i + 2]) / 1000,
+                        bucket.split(":", 1)[0])
+                for i, (bucket, limit) in zip(range(0, len(counted), 3), buckets, strict=False)], values
 
 
 PlanLookup = Callable[[str], Awaitable[str | None]]
@@ -136,24 +168,33 @@ def buckets_for(scope: dict[str, Any], settings: Settings, plan: str | None, key
                 ) -> list[tuple[str, int]]:
     """(bucket, limit) pairs this request counts against. Only a service call whose token verifies
     counts against none: a wrong or empty ``Service`` credential is limited like any other request."""
+    return limits_of(scope, settings, plan, key_hash)[0]
+
+
+def limits_of(scope: dict[str, Any], settings: Settings, plan: str | None, key_hash: str | None
+              ) -> tuple[list[tuple[str, int]], tuple[str, dict[str, Any]] | None]:
+    """:func:`buckets_for`, and the bearer token with its verified claims when the request carries one."""
     auth = authorization_values(scope)
     scheme, _, credentials = (auth[0] if auth else "").partition(" ")
     if scheme.lower() == "service" and service_token_valid(settings, credentials):
-        return []
+        return [], None
     client = scope.get("client") or ("unknown", 0)
     result = [(f"ip:{client[0]}", settings.throttle.per_ip)]
     if key_hash is not None and plan is not None:
         limit = settings.throttle.plans.get(plan, settings.throttle.plans.get("standard", 600))
         result.append((f"key:{key_hash[:32]}", limit))
     elif scheme.lower() == "bearer" and credentials:
+        token = credentials.strip()
         try:
-            principal = read_token(settings, credentials.strip())
+            claims = read_claims(settings, token, None)
         except InvalidToken:
-            return result
+            return result, None
+        principal = principal_of(claims)
         limit = settings.throttle.per_customer if principal.role in ("customer", "partner") \
             else settings.throttle.per_staff
         result.append((f"{principal.role}:{principal.subject}", limit))
-    return result
+        return result, (token, claims)
+    return result, None
 
 
 def authorization_values(scope: dict[str, Any]) -> list[str]:
@@ -236,8 +277,13 @@ class ThrottleMiddleware:
                 break
         tightest: Verdict | None = None
         try:
-            for bucket, limit in buckets_for(scope, settings, plan, key_hash):
-                verdict = await limiter.hit(bucket, limit)
+            buckets, bearer = limits_of(scope, settings, plan, key_hash)
+            # the token's deny-list entries ride along: authentication needs no round trip of its own
+            read = revocation_keys(settings.redis.prefix, bearer[1]) if bearer is not None else None
+            verdicts, values = await limiter.hit_all(buckets, read)
+            if bearer is not None:
+                scope[READ_WITH_LIMITS] = (bearer[0], values)
+            for verdict in verdicts:
                 if not verdict.allowed:
                     RATE_LIMITED.labels(self.service, verdict.bucket).inc()
                     retry = str(max(math.ceil(verdict.reset_seconds), 1))

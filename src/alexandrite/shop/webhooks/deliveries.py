@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, func, literal, select, update
+from sqlalchemy import CursorResult, and_, bindparam, func, select, update
 
 from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.shop.tables import orders, partners, webhook_deliveries
@@ -29,14 +29,17 @@ def error_word(stored: str | None) -> str | None:
     return stored if stored in _ERROR_WORDS else UNREACHABLE
 
 
-async def enqueue(uow: UnitOfWork, order_id: uuid.UUID, event_type: str, payload: dict[str, Any]) -> None:
-    """Queue a delivery if the order belongs to a partner with a webhook (one INSERT ... SELECT)."""
+def _enqueue_statement() -> Any:
+    """INSERT ... SELECT of a delivery for the order's partner if it has a webhook, then its NOTIFY; built once
+    with bind parameters (building it per event cost ~0.4 ms of CPU, more than sending it)."""
     source = (
-        select(literal(uuid.uuid4()), partners.c.id, orders.c.id, literal(event_type),
-               literal(payload, type_=webhook_deliveries.c.payload.type))
+        select(bindparam("delivery_id", type_=webhook_deliveries.c.delivery_id.type), partners.c.id, orders.c.id,
+               bindparam("event_type", type_=webhook_deliveries.c.event_type.type),
+               bindparam("payload", type_=webhook_deliveries.c.payload.type))
         .select_from(orders.join(partners, and_(orders.c.owner_kind == "partner",
                                                 partners.c.id == orders.c.owner_id)))
-        .where(orders.c.id == order_id, partners.c.webhook_url.is_not(None), partners.c.active.is_(True))
+        .where(orders.c.id == bindparam("order_id", type_=orders.c.id.type), partners.c.webhook_url.is_not(None),
+               partners.c.active.is_(True))
     )
     queued = (
         webhook_deliveries.insert()
@@ -44,7 +47,16 @@ async def enqueue(uow: UnitOfWork, order_id: uuid.UUID, event_type: str, payload
         .returning(webhook_deliveries.c.delivery_id)
         .cte("queued")
     )
-    await uow.session.execute(select(func.pg_notify(WEBHOOK_CHANNEL, "")).select_from(queued))
+    return select(func.pg_notify(WEBHOOK_CHANNEL, "")).select_from(queued)
+
+
+_ENQUEUE = _enqueue_statement()
+
+
+async def enqueue(uow: UnitOfWork, order_id: uuid.UUID, event_type: str, payload: dict[str, Any]) -> None:
+    """Queue a delivery if the order belongs to a partner with a webhook (one INSERT ... SELECT)."""
+    await uow.session.execute(_ENQUEUE, {"delivery_id": uuid.uuid4(), "order_id": order_id, "event_type": event_type,
+                                         "payload": payload})
 
 
 def status_payload(order_id: uuid.UUID, seq: int, change: Any) -> dict[str, Any]:
