@@ -5,12 +5,12 @@ many times its message is delivered."""
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import structlog
 
 from alexandrite.contracts.events import Failure, Progress, StatusChanged, status_envelope, utcnow
@@ -167,17 +167,23 @@ async def release_job(db: Database, job_id: uuid.UUID, *, worker: str) -> None:
         await uow.commit()
 
 
-def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
-    """A plain JSON object (NumPy scalars and the like become numbers)."""
-    def _default(obj: Any) -> Any:
-        item = getattr(obj, "item", None)
-        if callable(item):
-            return item()
-        if hasattr(obj, "tolist"):
-            return obj.tolist()
-        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+def _default(obj: Any) -> Any:
+    item = getattr(obj, "item", None)
+    if callable(item):
+        return item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
-    return json.loads(json.dumps(value, default=_default))
+
+_PLAIN = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    """A plain JSON object (NumPy scalars and the like become numbers)."""
+    result: dict[str, Any] = orjson.loads(orjson.dumps(value, default=_default, option=_PLAIN))
+    return result
+
 
 
 # Finish a job in one statement: the order's row is locked first, then the job's (the order as a cancel
@@ -230,7 +236,7 @@ async def finish_job(db: Database, job: StartedJob, *, worker: str, duration_ms:
         raise ValueError("a job is finished with what its begin returned")
     actor = worker_actor(worker)
     if quote is not None:
-        quote = _jsonable(quote)
+        quote = jsonable(quote)
         target, state = S.PRICE_CALCULATED, JobState.PRICED
     else:
         target, state = S.PRICE_CALCULATION_FAILED, JobState.FAILED
