@@ -438,3 +438,24 @@ async def test_a_job_whose_order_left_pricing_without_it_is_cancelled_on_begin(
     _, [job_row], _, events = await state(db, order_id)
     assert job_row.state == "cancelled" and job_row.finished_at is not None and job_row.attempts == 0
     assert [e.type for e in events] == ["mes.order.price_calculating"]
+
+
+async def test_status_listeners_hear_of_a_price_once_and_never_of_a_duplicate(
+        db: Database, storage: LocalStorage, ring_triangles: np.ndarray) -> None:
+    order_id, job = await submit(db, await store(storage, ring_triangles))
+    message = domain.PricingJobMessage.model_validate_json(job)
+    heard: list[tuple[str | None, str]] = []
+    listener = lambda previous, status: heard.append((previous, status))  # noqa: E731
+    db.status_listeners.append(listener)
+    try:
+        first = await jobs.begin_job(db, message.job_id, worker="w-test")
+        second = await jobs.begin_job(db, message.job_id, worker="w-again")  # a redelivery while it runs
+        assert isinstance(first, jobs.StartedJob) and isinstance(second, jobs.StartedJob)
+        assert await jobs.finish_job(db, second, worker="w-again", duration_ms=4, quote={"total": 2}) == "priced"
+        assert await jobs.finish_job(db, first, worker="w-test", duration_ms=5, quote={"total": 3}) == "duplicate"
+    finally:
+        db.status_listeners.remove(listener)
+    assert heard == [("PRICE_CALCULATING", "PRICE_CALCULATED")]
+    order, [job_row], steps, events = await state(db, order_id)
+    assert order.quote == {"total": 2} and (job_row.attempts, job_row.worker) == (2, "w-again")
+    assert [e.type for e in events].count("mes.order.price_calculated") == 1
