@@ -7,6 +7,7 @@ messages production put in its outbox.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import signal
 import socket
@@ -22,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope, StatusChanged, status_envelope
 from alexandrite.contracts.order_status import OrderStatus
@@ -353,3 +354,108 @@ async def test_the_worker_process_stops_cleanly_on_sigterm(test_env: dict[str, s
     assert process.returncode == 0, output.decode(errors="replace")[-2000:]
     logged = output.decode(errors="replace")
     assert "pricing_worker_started" in logged and "pricing_worker_stopped" in logged
+
+
+# --- one-statement begin and finish: concurrent duplicates, a cancel mid-pricing, a stale order -----
+
+async def test_two_workers_given_the_same_job_at_once_price_it_once(
+        db: Database, storage: LocalStorage, worker: PricingWorker, ring_triangles: np.ndarray) -> None:
+    order_id, job = await submit(db, await store(storage, ring_triangles))
+    other = PricingWorker(db=db, storage=storage, pricing=worker.pricing, name="w-twin", limits=worker.limits)
+    outcomes = await asyncio.gather(worker.handle(delivery(job)), other.handle(delivery(job)),
+                                    worker.handle(delivery(job)))
+    assert outcomes.count("priced") == 1 and set(outcomes) <= {"priced", "duplicate"}
+    order, [job_row], steps, events = await state(db, order_id)
+    assert order.status == "PRICE_CALCULATED" and order.seq == 5
+    assert [s.status for s in steps].count("PRICE_CALCULATED") == 1
+    assert [e.type for e in events] == ["mes.order.price_calculating", "mes.order.price_calculated"]
+    assert job_row.state == "priced" and job_row.worker in ("w-test", "w-twin")
+
+
+async def test_a_cancel_while_the_model_is_being_priced_leaves_no_price(
+        db: Database, storage: LocalStorage, worker: PricingWorker, ring_triangles: np.ndarray) -> None:
+    order_id, job = await submit(db, await store(storage, ring_triangles))
+    mine = PricingWorker(db=db, storage=storage, pricing=worker.pricing, name="w-slow", limits=worker.limits)
+    await mine.pricing_slot.acquire()  # the job begins, then waits for its turn to price
+    handling = asyncio.create_task(mine.handle(delivery(job)))
+
+    async def running() -> bool:
+        _, [row], _, _ = await state(db, order_id)
+        return bool(row.state == "running")
+
+    await wait_for(running)
+    await handlers.cancel(db, order_id, requested_by="shop", actor="customer:cust-7", reason="changed my mind")
+    mine.pricing_slot.release()
+    assert await handling == "cancelled"
+    order, [job_row], steps, events = await state(db, order_id)
+    assert order.status == "CANCELLED" and order.quote is None and order.seq == 5
+    assert (job_row.state, job_row.attempts, job_row.duration_ms) == ("cancelled", 1, None)
+    assert [s.status for s in steps][-2:] == ["PRICE_CALCULATING", "CANCELLED"]
+    assert [e.type for e in events] == ["mes.order.price_calculating", "mes.order.cancelled"]
+    assert await worker.handle(delivery(job)) == "cancelled"  # the message redelivered: nothing more
+
+
+async def test_a_finish_expecting_an_older_order_reads_it_again_and_prices_once(
+        db: Database, storage: LocalStorage, ring_triangles: np.ndarray) -> None:
+    order_id, job = await submit(db, await store(storage, ring_triangles))
+    message = domain.PricingJobMessage.model_validate_json(job)
+    started = await jobs.begin_job(db, message.job_id, worker="w-test")
+    assert isinstance(started, jobs.StartedJob) and started.order_seq == 4
+    stale = dataclasses.replace(started, order_seq=3)  # as if the order had changed since the job began
+    assert await jobs.finish_job(db, stale, worker="w-test", duration_ms=7, quote={"total": 12.5}) == "priced"
+    order, [job_row], steps, events = await state(db, order_id)
+    assert order.status == "PRICE_CALCULATED" and order.seq == 5 and order.quote == {"total": 12.5}
+    assert (job_row.state, job_row.duration_ms, job_row.worker) == ("priced", 7, "w-test")
+    assert [(s.seq, s.status, s.previous_status) for s in steps][-1] == (5, "PRICE_CALCULATED", "PRICE_CALCULATING")
+    [priced] = [e for e in events if e.type == "mes.order.price_calculated"]
+    assert priced.seq == 5 and priced.payload["quote"] == {"total": 12.5}
+    assert await jobs.finish_job(db, started, worker="w-test", duration_ms=7, quote={"total": 1}) == "duplicate"
+
+
+async def test_a_job_whose_order_has_no_model_is_refused_and_left_queued(
+        db: Database, storage: LocalStorage, ring_triangles: np.ndarray) -> None:
+    order_id, job = await submit(db, await store(storage, ring_triangles))
+    message = domain.PricingJobMessage.model_validate_json(job)
+    async with db.sessions() as session:  # a state no handler makes, to reach the guard
+        await session.execute(update(production_orders).where(production_orders.c.id == order_id)
+                              .values(model=None))
+        await session.commit()
+    with pytest.raises(ValueError, match="no model or alloy"):
+        await jobs.begin_job(db, message.job_id, worker="w-test")
+    _, [job_row], _, _ = await state(db, order_id)
+    assert (job_row.state, job_row.attempts, job_row.started_at) == ("queued", 0, None)
+
+
+async def test_a_job_whose_order_left_pricing_without_it_is_cancelled_on_begin(
+        db: Database, storage: LocalStorage, ring_triangles: np.ndarray) -> None:
+    order_id, job = await submit(db, await store(storage, ring_triangles))
+    message = domain.PricingJobMessage.model_validate_json(job)
+    async with db.sessions() as session:  # a state no handler makes, to reach the guard
+        await session.execute(update(production_orders).where(production_orders.c.id == order_id)
+                              .values(status="SUBMITTED"))
+        await session.commit()
+    assert await jobs.begin_job(db, message.job_id, worker="w-test") == "cancelled"
+    _, [job_row], _, events = await state(db, order_id)
+    assert job_row.state == "cancelled" and job_row.finished_at is not None and job_row.attempts == 0
+    assert [e.type for e in events] == ["mes.order.price_calculating"]
+
+
+async def test_status_listeners_hear_of_a_price_once_and_never_of_a_duplicate(
+        db: Database, storage: LocalStorage, ring_triangles: np.ndarray) -> None:
+    order_id, job = await submit(db, await store(storage, ring_triangles))
+    message = domain.PricingJobMessage.model_validate_json(job)
+    heard: list[tuple[str | None, str]] = []
+    listener = lambda previous, status: heard.append((previous, status))  # noqa: E731
+    db.status_listeners.append(listener)
+    try:
+        first = await jobs.begin_job(db, message.job_id, worker="w-test")
+        second = await jobs.begin_job(db, message.job_id, worker="w-again")  # a redelivery while it runs
+        assert isinstance(first, jobs.StartedJob) and isinstance(second, jobs.StartedJob)
+        assert await jobs.finish_job(db, second, worker="w-again", duration_ms=4, quote={"total": 2}) == "priced"
+        assert await jobs.finish_job(db, first, worker="w-test", duration_ms=5, quote={"total": 3}) == "duplicate"
+    finally:
+        db.status_listeners.remove(listener)
+    assert heard == [("PRICE_CALCULATING", "PRICE_CALCULATED")]
+    order, [job_row], steps, events = await state(db, order_id)
+    assert order.quote == {"total": 2} and (job_row.attempts, job_row.worker) == (2, "w-again")
+    assert [e.type for e in events].count("mes.order.price_calculated") == 1

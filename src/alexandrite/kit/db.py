@@ -308,16 +308,18 @@ class StatementUnitOfWork:
         """The database's status listeners hear of the change once it is committed."""
         notify_after_commit(self, previous, status, order_id, seq)
 
-    async def commit(self, sql: str, *args: Any) -> Any:
+    async def commit(self, sql: str, *args: Any, applied: Callable[[Any], bool] | None = None) -> Any:
         """Run the unit's one statement (its commit); returns its first row, or None.
 
         A statement written so that it returns no row when it found nothing to change (``... SELECT id
-        FROM updated``) changed nothing: then the after-commit callbacks are dropped, not run."""
+        FROM updated``) changed nothing: then the after-commit callbacks are dropped, not run. A statement
+        that always answers (to say why it changed nothing) gives ``applied``, which tells from its row
+        whether the change was made: the callbacks run only then."""
         row = await (await self.db.raw()).fetchrow(sql, *args)
         self.committed = True
         self.messages.clear()
         callbacks, self._after_commit = self._after_commit, []
-        if row is None:
-            return None
+        if row is None or (applied is not None and not applied(row)):
+            return row
         await run_after_commit(callbacks)
         return row

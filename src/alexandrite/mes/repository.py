@@ -110,13 +110,6 @@ async def insert_job(session: AsyncSession, *, job_id: uuid.UUID, order_id: uuid
     )
 
 
-async def get_job(session: AsyncSession, job_id: uuid.UUID, *, for_update: bool = False) -> Any:
-    stmt = select(pricing_jobs).where(pricing_jobs.c.id == job_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).first()
-
-
 async def active_job(session: AsyncSession, order_id: uuid.UUID) -> Any:
     """The order's queued or running job (at most one: a new job needs a new submission)."""
     return (
@@ -185,14 +178,6 @@ async def queue_counts(session: AsyncSession) -> dict[str, Any]:
     return {"queued": queued, "running": running, "oldest_queued_at": oldest}
 
 
-async def mark_running(session: AsyncSession, job_id: uuid.UUID, *, worker: str, now: datetime) -> None:
-    await session.execute(
-        update(pricing_jobs)
-        .where(pricing_jobs.c.id == job_id)
-        .values(state=JobState.RUNNING.value, started_at=now, worker=worker, attempts=pricing_jobs.c.attempts + 1)
-    )
-
-
 async def requeue(session: AsyncSession, job_id: uuid.UUID, *, worker: str) -> None:
     """A job this worker could not finish goes back to "queued" (its message is retried)."""
     await session.execute(
@@ -201,14 +186,6 @@ async def requeue(session: AsyncSession, job_id: uuid.UUID, *, worker: str) -> N
                pricing_jobs.c.worker == worker)
         .values(state=JobState.QUEUED.value)
     )
-
-
-async def finish_job(session: AsyncSession, job_id: uuid.UUID, *, state: JobState, now: datetime,
-                     duration_ms: int | None, worker: str | None = None) -> None:
-    values: dict[str, Any] = {"state": state.value, "finished_at": now, "duration_ms": duration_ms}
-    if worker is not None:
-        values["worker"] = worker  # who finished it (another may have started it and died)
-    await session.execute(update(pricing_jobs).where(pricing_jobs.c.id == job_id).values(**values))
 
 
 async def cancel_active_jobs(session: AsyncSession, order_id: uuid.UUID, *, now: datetime) -> int:

@@ -118,8 +118,7 @@ class PricingWorker:
                           "message": f"We do not cast in {job.alloy!r}; place a new order in another metal."}
         data = await self.storage.get(job.model_key)
         try:
-            quote = await asyncio.to_thread(price_model, data, job.filename, job.alloy, self.pricing,
-                                          self.limits, confirm=job.confirm)
+            return await asyncio.to_thread(_priced, data, job, self.pricing, self.limits), None
         except ModelFormatError as error:
             return None, {"code": str(error.code), "message": str(error.message)}
         except PricingRejected as error:
@@ -127,7 +126,13 @@ class PricingWorker:
             if error.details:
                 failure["details"] = error.details
             return None, failure
-        return quote.as_dict(), None
+
+
+def _priced(data: bytes, job: jobs.StartedJob, pricing: PricingConfig, limits: ModelLimits) -> dict[str, Any]:
+    """The quote as a plain JSON object, made in the pricing thread: the event loop meanwhile runs the
+    database and broker steps of the other jobs this worker holds."""
+    quote = price_model(data, job.filename, job.alloy, pricing, limits, confirm=job.confirm)
+    return jobs.jsonable(quote.as_dict())
 
 
 # --- the process ----------------------------------------------------------------------------------

@@ -4,17 +4,19 @@ many times its message is delivered."""
 
 from __future__ import annotations
 
-import json
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import structlog
 
 from alexandrite.contracts.events import Failure, Progress, StatusChanged, status_envelope, utcnow
-from alexandrite.contracts.order_status import OrderStatus
-from alexandrite.kit.db import Database, OutgoingMessage, UnitOfWork
+from alexandrite.contracts.order_status import OrderStatus, check_transition
+from alexandrite.kit import metrics as metrics_kit
+from alexandrite.kit.db import Database, OutgoingMessage, StatementUnitOfWork, UnitOfWork
 from alexandrite.kit.messaging.topology import PRICING_QUEUE
 from alexandrite.mes import metrics, progress, repository
 from alexandrite.mes.domain import (
@@ -27,6 +29,7 @@ from alexandrite.mes.domain import (
     worker_actor,
 )
 from alexandrite.mes.tables import order_history, production_orders
+from alexandrite.orders.one_statement import history_and_outbox, message_args, relay_wakeup
 from alexandrite.orders.records import Transition, record_transition
 
 log = structlog.get_logger(__name__)
@@ -81,6 +84,40 @@ async def start_pricing(uow: UnitOfWork, order_id: uuid.UUID, *, submit_seq: int
     return queue_progress
 
 
+_ACTIVE = ", ".join(f"'{state.value}'" for state in (JobState.QUEUED, JobState.RUNNING))
+_PRICING = S.PRICE_CALCULATING.value
+
+# Begin a job in one statement: $1 job id, $2 now, $3 worker. The job's row is locked; the job runs
+# (one more attempt, by this worker) when it is active and its order is being priced with a model and
+# an alloy, or is cancelled when the order is gone or no longer being priced. The answer says which,
+# with what the worker needs (and what finishing needs: the order's seq, status_since, created_at).
+BEGIN_SQL = f"""
+WITH j AS (
+    SELECT id, order_id, state, attempts, submit_seq, enqueued_at, confirm
+      FROM pricing_jobs WHERE id = $1::uuid FOR UPDATE
+), o AS (
+    SELECT o.id, o.status, o.seq, o.alloy, o.model, o.status_since, o.created_at
+      FROM production_orders o JOIN j ON o.id = j.order_id
+), ran AS (
+    UPDATE pricing_jobs p SET state = '{JobState.RUNNING.value}', started_at = $2::timestamptz, worker = $3::text,
+           attempts = p.attempts + 1
+      FROM j JOIN o ON true
+     WHERE p.id = j.id AND j.state IN ({_ACTIVE}) AND o.status = '{_PRICING}'
+       AND coalesce(o.alloy, '') <> '' AND coalesce(o.model->>'key', '') <> ''
+    RETURNING p.id
+), dropped AS (
+    UPDATE pricing_jobs p SET state = '{JobState.CANCELLED.value}', finished_at = $2::timestamptz, duration_ms = NULL
+      FROM j LEFT JOIN o ON true
+     WHERE p.id = j.id AND j.state IN ({_ACTIVE}) AND o.status IS DISTINCT FROM '{_PRICING}'
+    RETURNING p.id
+)
+SELECT j.order_id, j.state, j.attempts, j.submit_seq, j.enqueued_at, j.confirm,
+       o.status, o.seq, o.alloy, o.model, o.status_since, o.created_at,
+       EXISTS (SELECT 1 FROM ran) AS ran, EXISTS (SELECT 1 FROM dropped) AS dropped
+  FROM j LEFT JOIN o ON true
+"""
+
+
 @dataclass(frozen=True)
 class StartedJob:
     job_id: uuid.UUID
@@ -93,32 +130,33 @@ class StartedJob:
     started_at: datetime
     attempt: int
     confirm: tuple[str, ...] = ()
+    # The order as the job began (what its finishing statement expects to find; re-read when it changed).
+    order_seq: int = 0
+    order_status_since: datetime | None = None
+    order_created_at: datetime | None = None
 
 
 async def begin_job(db: Database, job_id: uuid.UUID, *, worker: str) -> StartedJob | str:
     """Mark a job running (one more attempt, by this worker); or the outcome when there is nothing to do:
-    "duplicate" (already priced or failed) or "cancelled" (the order was cancelled meanwhile)."""
-    async with UnitOfWork(db) as uow:
-        job = await repository.get_job(uow.session, job_id, for_update=True)
-        if job is None:
-            raise LookupError(f"pricing job {job_id} is unknown")
-        if is_final(job.state):
-            return "cancelled" if job.state == JobState.CANCELLED.value else "duplicate"
-        order = await repository.get_order(uow.session, job.order_id)
-        now = utcnow()
-        if order is None or order.status != S.PRICE_CALCULATING.value:
-            await repository.finish_job(uow.session, job_id, state=JobState.CANCELLED, now=now, duration_ms=None)
-            await uow.commit()
-            return "cancelled"
-        model = order.model or {}
-        if not model.get("key") or not order.alloy:
-            raise ValueError(f"order {order.id} has no model or alloy to price")
-        await repository.mark_running(uow.session, job_id, worker=worker, now=now)
-        await uow.commit()
+    "duplicate" (already priced or failed) or "cancelled" (the order was cancelled meanwhile).
+
+    One statement (:data:`BEGIN_SQL`), its own transaction: one round trip."""
+    now = utcnow()
+    row = await (await db.raw()).fetchrow(BEGIN_SQL, job_id, now, worker)
+    if row is None:
+        raise LookupError(f"pricing job {job_id} is unknown")
+    if is_final(row["state"]):
+        return "cancelled" if row["state"] == JobState.CANCELLED.value else "duplicate"
+    if row["dropped"]:
+        return "cancelled"
+    if not row["ran"]:
+        raise ValueError(f"order {row['order_id']} has no model or alloy to price")
+    model = row["model"] or {}
     return StartedJob(
-        job_id=job_id, order_id=job.order_id, submit_seq=job.submit_seq, alloy=order.alloy,
-        model_key=model["key"], filename=model.get("filename"), enqueued_at=job.enqueued_at, started_at=now,
-        attempt=job.attempts + 1, confirm=tuple(job.confirm or ()),
+        job_id=job_id, order_id=row["order_id"], submit_seq=row["submit_seq"], alloy=row["alloy"],
+        model_key=model["key"], filename=model.get("filename"), enqueued_at=row["enqueued_at"], started_at=now,
+        attempt=row["attempts"] + 1, confirm=tuple(row["confirm"] or ()), order_seq=row["seq"],
+        order_status_since=row["status_since"], order_created_at=row["created_at"],
     )
 
 
@@ -129,17 +167,59 @@ async def release_job(db: Database, job_id: uuid.UUID, *, worker: str) -> None:
         await uow.commit()
 
 
-def _jsonable(value: dict[str, Any]) -> dict[str, Any]:
-    """A plain JSON object (NumPy scalars and the like become numbers)."""
-    def _default(obj: Any) -> Any:
-        item = getattr(obj, "item", None)
-        if callable(item):
-            return item()
-        if hasattr(obj, "tolist"):
-            return obj.tolist()
-        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+def _default(obj: Any) -> Any:
+    item = getattr(obj, "item", None)
+    if callable(item):
+        return item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
-    return json.loads(json.dumps(value, default=_default))
+
+_PLAIN = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def jsonable(value: dict[str, Any]) -> dict[str, Any]:
+    """A plain JSON object (NumPy scalars and the like become numbers)."""
+    result: dict[str, Any] = orjson.loads(orjson.dumps(value, default=_default, option=_PLAIN))
+    return result
+
+
+
+# Finish a job in one statement: the order's row is locked first, then the job's (the order as a cancel
+# locks them), so a cancel and a (second) completion cannot interleave. $1 order id, $2 target status,
+# $3 new seq, $4 at, $5 the status left (PRICE_CALCULATING), $6 by, $7.. the event's outbox row, $12 the
+# order's created_at, $13 job id, $14 job state, $15 duration ms, $16 worker, $17 quote, $18 failure.
+# The order moves on only if still at seq $3 - 1 and being priced, and the job is still active; a job
+# whose order is no longer being priced is cancelled; a final job is left alone ("duplicate").
+FINISH_SQL = f"""
+WITH o AS (
+    SELECT id, status, seq, status_since FROM production_orders
+     WHERE id = $1::uuid AND created_at = $12::timestamptz FOR UPDATE
+), j AS (
+    SELECT p.id, p.state FROM o JOIN pricing_jobs p ON p.id = $13::uuid AND p.order_id = o.id FOR UPDATE OF p
+), u AS (
+    UPDATE production_orders t SET status = $2::text, seq = $3::int, status_since = $4::timestamptz,
+           updated_at = $4::timestamptz, quote = $17::jsonb, failure = $18::jsonb, progress = NULL
+      FROM j
+     WHERE t.id = $1::uuid AND t.created_at = $12::timestamptz AND t.seq = $3::int - 1 AND t.status = $5::text
+       AND j.state IN ({_ACTIVE})
+    RETURNING t.id
+){history_and_outbox("u", "$3::int, $2::text, $5::text, $4::timestamptz, $6::text", 7)}, f AS (
+    UPDATE pricing_jobs p
+       SET state = CASE WHEN EXISTS (SELECT 1 FROM u) THEN $14::text ELSE '{JobState.CANCELLED.value}' END,
+           finished_at = $4::timestamptz,
+           duration_ms = CASE WHEN EXISTS (SELECT 1 FROM u) THEN $15::int END,
+           worker = CASE WHEN EXISTS (SELECT 1 FROM u) THEN $16::text ELSE p.worker END
+      FROM j, o
+     WHERE p.id = j.id AND j.state IN ({_ACTIVE}) AND (EXISTS (SELECT 1 FROM u) OR o.status <> $5::text)
+    RETURNING p.state
+)
+SELECT j.state AS job_state, o.status, o.seq, o.status_since, (SELECT state FROM f) AS finished,
+       {relay_wakeup()} AS relay_woken
+  FROM o LEFT JOIN j ON true
+"""
+ATTEMPTS = 5  # the order changed between the job's begin and its finish without leaving PRICE_CALCULATING
 
 
 async def finish_job(db: Database, job: StartedJob, *, worker: str, duration_ms: int,
@@ -147,40 +227,48 @@ async def finish_job(db: Database, job: StartedJob, *, worker: str, duration_ms:
                      correlation_id: str | None = None) -> str:
     """Record a job's result once: "priced", "failed", or "cancelled" / "duplicate" with no event.
 
-    The order row is locked first, so a cancel and a (second) completion cannot interleave.
+    One statement (:data:`FINISH_SQL`): the order's change, its history line, its event in the outbox
+    and the job's final state commit together or not at all.
     """
     if (quote is None) == (failure is None):
         raise ValueError("a job finishes with either a quote or a failure")
-    async with UnitOfWork(db) as uow:
-        order = await repository.get_order(uow.session, job.order_id, for_update=True)
-        row = await repository.get_job(uow.session, job.job_id, for_update=True)
-        if order is None or row is None:
-            raise LookupError(f"pricing job {job.job_id} or its order is unknown")
-        if is_final(row.state):
-            return "cancelled" if row.state == JobState.CANCELLED.value else "duplicate"
-        now = no_earlier_than(order.status_since)
-        if order.status != S.PRICE_CALCULATING.value:
-            await repository.finish_job(uow.session, job.job_id, state=JobState.CANCELLED, now=now,
-                                        duration_ms=None)
-            await uow.commit()
-            return "cancelled"
-        actor = worker_actor(worker)
-        if quote is not None:
-            quote = _jsonable(quote)
-            target, state = S.PRICE_CALCULATED, JobState.PRICED
-            values: dict[str, Any] = {"quote": quote, "failure": None, "progress": None}
-        else:
-            target, state = S.PRICE_CALCULATION_FAILED, JobState.FAILED
-            values = {"failure": failure, "quote": None, "progress": None}
-        transition = await record_transition(
-            uow, production_orders, order_history, service=SERVICE, order_id=job.order_id, target=target,
-            by=actor, requested_by=SERVICE, at=now, values=values,
-        )
-        await repository.finish_job(uow.session, job.job_id, state=state, now=now, duration_ms=duration_ms,
-                                    worker=worker)
-        _emit(uow, job.order_id, transition, StatusChanged(
-            status=target, previous_status=transition.previous, actor=actor, at=now, quote=quote,
+    if job.order_created_at is None:
+        raise ValueError("a job is finished with what its begin returned")
+    actor = worker_actor(worker)
+    if quote is not None:
+        quote = jsonable(quote)
+        target, state = S.PRICE_CALCULATED, JobState.PRICED
+    else:
+        target, state = S.PRICE_CALCULATION_FAILED, JobState.FAILED
+    check_transition(S.PRICE_CALCULATING, target, SERVICE)
+    seq, since = job.order_seq, job.order_status_since
+    for _ in range(ATTEMPTS):
+        now = no_earlier_than(since)
+        uow = StatementUnitOfWork(db)
+        envelope = status_envelope(producer=SERVICE, order_id=job.order_id, seq=seq + 1, change=StatusChanged(
+            status=target, previous_status=S.PRICE_CALCULATING, actor=actor, at=now, quote=quote,
             failure=Failure.model_validate(failure) if failure is not None else None,
-        ), correlation_id)
-        await uow.commit()
-    return state.value
+        ), correlation_id=correlation_id)
+        message = uow.emit(envelope)
+        spent = max((now - since).total_seconds(), 0.0) if since is not None else None
+        uow.after_commit(functools.partial(_count_transition, target, spent))
+        uow.notify_status(_PRICING, target.value, job.order_id, seq + 1)
+        row = await uow.commit(
+            FINISH_SQL, job.order_id, target.value, seq + 1, now, _PRICING, actor, *message_args(message),
+            job.order_created_at, job.job_id, state.value, duration_ms, worker, quote, failure,
+            applied=lambda r: r["finished"] == state.value,
+        )
+        if row is None or row["job_state"] is None:
+            raise LookupError(f"pricing job {job.job_id} or its order is unknown")
+        if is_final(row["job_state"]):
+            return "cancelled" if row["job_state"] == JobState.CANCELLED.value else "duplicate"
+        if row["finished"] is not None:
+            return str(row["finished"])  # priced / failed, or cancelled: the order left PRICE_CALCULATING
+        seq, since = row["seq"], row["status_since"]  # still being priced, but changed since: again
+    raise RuntimeError(f"order {job.order_id} kept changing while its pricing job {job.job_id} finished")
+
+
+def _count_transition(target: OrderStatus, spent: float | None) -> None:
+    metrics_kit.ORDER_TRANSITIONS.labels(SERVICE, target.value).inc()
+    if spent is not None:
+        metrics_kit.TIME_IN_STATUS.labels(SERVICE, _PRICING).observe(spent)
