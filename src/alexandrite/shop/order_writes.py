@@ -26,10 +26,10 @@ from typing import Any
 from alexandrite.contracts.events import ModelRef, Party, StatusChanged, status_envelope, utcnow
 from alexandrite.contracts.order_status import IllegalTransition, OrderStatus, check_transition
 from alexandrite.kit import metrics
-from alexandrite.kit.db import Database, OutgoingMessage, StatementUnitOfWork
+from alexandrite.kit.db import Database, StatementUnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
-from alexandrite.kit.messaging.tables import OUTBOX_CHANNEL
 from alexandrite.kit.security import Principal
+from alexandrite.orders.one_statement import OUTBOX_PARAMS, history_and_outbox, message_args, relay_wakeup
 from alexandrite.shop.domain import Owner, request_fingerprint
 from alexandrite.shop.order_reads import ORDER_SQL, fetch_order, owned, view_of
 from alexandrite.shop.webhooks.deliveries import WEBHOOK_CHANNEL
@@ -42,25 +42,20 @@ ATTEMPTS = 5
 
 def _writes_of(row: str, history: str, outbox: int) -> str:
     """The rest of a one-statement order write, after the CTE ``row`` that wrote the order (returning
-    ``id, owner_kind, owner_id``): its history line (``history``: seq, status, previous, at, by), its
-    outbox event and a partner's webhook delivery (parameters from ``$outbox``: message_id, exchange,
-    routing_key, body, headers, delivery_id, payload), and a wake-up for the relay and the dispatcher."""
-    message, exchange, routing, body, headers, delivery, payload = (f"${outbox + i}" for i in range(7))
-    return f"""), h AS (
-    INSERT INTO order_history (order_id, seq, status, previous_status, at, by)
-    SELECT id, {history} FROM {row}
-), x AS (
-    INSERT INTO outbox (message_id, exchange, routing_key, body, headers, order_id)
-    SELECT {message}::uuid, {exchange}::text, {routing}::text, {body}::bytea, {headers}::jsonb, id FROM {row}
-    RETURNING 1
-), w AS (
+    ``id, owner_kind, owner_id``): its history line and outbox event (``orders.one_statement``:
+    ``history`` is seq, status, previous, at, by; message parameters from ``$outbox``), a partner's
+    webhook delivery (``$outbox + 5`` delivery_id, ``$outbox + 6`` payload), and a wake-up for the
+    relay and the dispatcher."""
+    routing = f"${outbox + 2}"
+    delivery, payload = f"${outbox + OUTBOX_PARAMS}", f"${outbox + OUTBOX_PARAMS + 1}"
+    return ")" + history_and_outbox(row, history, outbox) + f""", w AS (
     INSERT INTO webhook_deliveries (delivery_id, partner_id, order_id, event_type, payload)
     SELECT {delivery}::uuid, p.id, {row}.id, {routing}::text, {payload}::jsonb
       FROM {row} JOIN partners p ON {row}.owner_kind = 'partner' AND p.id = {row}.owner_id
      WHERE p.webhook_url IS NOT NULL AND p.active
     RETURNING 1
 )
-SELECT id, (SELECT pg_notify('{OUTBOX_CHANNEL}', '') FROM x) AS relay_woken,
+SELECT id, {relay_wakeup()} AS relay_woken,
        (SELECT pg_notify('{WEBHOOK_CHANNEL}', '') FROM w) AS dispatcher_woken FROM {row}
 """
 
@@ -113,10 +108,6 @@ def webhook_payload(order_id: uuid.UUID, seq: int, event_payload: dict[str, Any]
     return {"type": "order.status_changed", "order_id": str(order_id), "seq": seq, **data}
 
 
-def _message_args(message: OutgoingMessage) -> tuple[Any, ...]:
-    return (message.message_id, message.exchange, message.routing_key, message.body, message.headers)
-
-
 # --- create -------------------------------------------------------------------------------------
 
 async def create_order(db: Database, principal: Principal, alloy: str, idempotency_key: str | None,
@@ -137,7 +128,7 @@ async def create_order(db: Database, principal: Principal, alloy: str, idempoten
         message = uow.emit(envelope)
         uow.after_commit(_count_creation)
         uow.notify_status(None, S.INITIATED.value)
-        args = (order_id, owner.kind, owner_id, owner.name, alloy, now, actor, *_message_args(message),
+        args = (order_id, owner.kind, owner_id, owner.name, alloy, now, actor, *message_args(message),
                 uuid.uuid4(), webhook_payload(order_id, 1, envelope.payload))
         if idempotency_key is None:
             created = await uow.commit(CREATE_SQL, *args)
@@ -190,7 +181,7 @@ async def _transition(db: Database, row: dict[str, Any], target: OrderStatus, ch
 
     uow.after_commit(_observe)
     uow.notify_status(previous, target.value, order_id, seq)
-    done = await uow.commit(sql, order_id, target.value, seq, at, previous, change.actor, *_message_args(message),
+    done = await uow.commit(sql, order_id, target.value, seq, at, previous, change.actor, *message_args(message),
                             uuid.uuid4(), webhook_payload(order_id, seq, envelope.payload), *extra_args)
     if done is None:
         return None
