@@ -117,13 +117,13 @@ SELECT (SELECT count(*) FROM w) AS written,
 @functools.lru_cache(maxsize=256)
 def _transition_sql(orders: str, history: str, columns: tuple[str, ...]) -> str:
     """$1 id, $2 status, $3 seq, $4 at, $5 updated_at, $6 previous, $7 by, $8 event id, then ``columns``."""
-    extra = "".join(f", {name} = ${9 + i}" for i, name in enumerate(columns))
+    extra = "".join(f', "{name}" = ${9 + i}' for i, name in enumerate(columns))
     return (f"""WITH w AS (
-    UPDATE {orders} SET status = $2::text, seq = $3::int, status_since = $4, updated_at = $5{extra}
+    UPDATE "{orders}" SET status = $2::text, seq = $3::int, status_since = $4, updated_at = $5{extra}
      WHERE id = $1::uuid
     RETURNING id
 ), h AS (
-    INSERT INTO {history} (order_id, seq, status, previous_status, at, by)
+    INSERT INTO "{history}" (order_id, seq, status, previous_status, at, by)
     SELECT id, $3::int, $2::text, $6::text, $4::timestamptz, $7::text FROM w
 """ + _mark_tail("$8", "$1"))
 
@@ -131,14 +131,14 @@ def _transition_sql(orders: str, history: str, columns: tuple[str, ...]) -> str:
 @functools.lru_cache(maxsize=256)
 def _creation_sql(orders: str, history: str, columns: tuple[str, ...]) -> str:
     """$1 id, $2 status, $3 seq, $4 at, $5 by, $6 event id, then ``columns`` (with created_at)."""
-    names = ", ".join(columns)
+    names = ", ".join(f'"{name}"' for name in columns)
     params = ", ".join(f"${7 + i}" for i in range(len(columns)))
     return (f"""WITH w AS (
-    INSERT INTO {orders} (id, status, seq, status_since, updated_at, {names})
+    INSERT INTO "{orders}" (id, status, seq, status_since, updated_at, {names})
     VALUES ($1::uuid, $2::text, $3::int, $4, $4, {params})
     RETURNING id
 ), h AS (
-    INSERT INTO {history} (order_id, seq, status, previous_status, at, by)
+    INSERT INTO "{history}" (order_id, seq, status, previous_status, at, by)
     SELECT id, $3::int, $2::text, NULL, $4::timestamptz, $5::text FROM w
 """ + _mark_tail("$6", "$1"))
 
@@ -148,6 +148,8 @@ def _bound(uow: UnitOfWork, table: Table, values: dict[str, Any]) -> list[Any]:
     dialect = uow.db.engine.dialect
     out = []
     for name, value in values.items():
+        if name not in table.c:  # a bug, not data that "cannot apply" (which a LookupError would say)
+            raise RuntimeError(f"{table.name} has no column {name!r}")
         process = table.c[name].type._cached_bind_processor(dialect)
         out.append(process(value) if process is not None else value)
     return out

@@ -74,7 +74,7 @@ claimed AS (
     ON CONFLICT (event_id) DO NOTHING
     RETURNING 1
 ), cur AS (
-    SELECT o.seq, o.status, o.status_since, o.created_at FROM locked, {orders} o WHERE o.id = $3::uuid
+    SELECT o.seq, o.status, o.status_since, o.created_at FROM locked, "{orders}" o WHERE o.id = $3::uuid
     FOR UPDATE OF o
 )
 SELECT (SELECT count(*) FROM claimed) AS claimed, cur.seq, cur.status, cur.status_since, cur.created_at
@@ -82,7 +82,7 @@ SELECT (SELECT count(*) FROM claimed) AS claimed, cur.seq, cur.status, cur.statu
 """
 
 
-_STATE_SQL = "SELECT seq, status, status_since, created_at FROM {orders} WHERE id = $1::uuid FOR UPDATE"
+_STATE_SQL = "SELECT seq, status, status_since, created_at FROM \"{orders}\" WHERE id = $1::uuid FOR UPDATE"
 
 
 async def claim_event(uow: UnitOfWork, orders: Table, envelope: Envelope) -> ConsumedEvent | None:
