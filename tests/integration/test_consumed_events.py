@@ -161,3 +161,36 @@ async def test_duplicates_and_a_gap_through_the_broker(settings: Settings, db: D
             row, history = await until(lambda row, history: row is not None and row.seq == 3)
             assert row.status == "SUBMITTED" and [h.seq for h in history] == [1, 2, 3]
             assert await inbox_rows() == {1: "applied", 2: "applied", 3: "applied"}
+
+
+async def test_an_event_in_order_is_four_statements(settings: Settings) -> None:
+    """BEGIN, the claim, the write with the inbox mark, COMMIT; none through SQLAlchemy's statement path.
+
+    Counted by asyncpg's query log of the one pooled connection; SQLAlchemy sees no statement at all."""
+    from sqlalchemy import event
+
+    database = Database(settings.database_url("crm"), pool_size=1)
+    try:
+        async with UnitOfWork(database) as uow:  # the one pooled connection, to listen to
+            conn = await uow.driver()
+        queries: list[str] = []
+        conn.add_query_logger(lambda logged: queries.append(logged.query))
+        through_sqlalchemy: list[str] = []
+
+        def _seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            through_sqlalchemy.append(statement)
+
+        event.listen(database.engine.sync_engine, "before_cursor_execute", _seen)
+        order_id = uuid.uuid4()
+        events = pipeline(order_id)
+        assert await feed(database, events[0]) == "ok"  # a creation
+        assert await feed(database, events[1]) == "ok"  # a transition
+        assert await feed(database, events[1]) == "duplicate"
+        for _ in range(5):  # asyncpg calls its query loggers soon after each query, not during it
+            await asyncio.sleep(0)
+        kinds = ["claim" if q.startswith("WITH locked") else "write" if "UPDATE inbox" in q else q.strip(" ;")
+                 for q in queries]
+        assert kinds == ["BEGIN", "claim", "write", "COMMIT"] * 2 + ["BEGIN", "claim", "COMMIT"], queries
+        assert through_sqlalchemy == []
+    finally:
+        await database.dispose()
