@@ -205,10 +205,30 @@ class UnitOfWork:
         self._messages: list[OutgoingMessage] = []
         self._after_commit: list[Callable[[], Awaitable[None] | None]] = []
         self.committed = False
+        # What code above the kit keeps for the length of this unit (e.g. the order row a consumer has
+        # locked and read, for the write that follows); dropped with the unit.
+        self.context: dict[str, Any] = {}
+        self._driver: asyncpg.Connection | None = None
 
     async def __aenter__(self) -> "UnitOfWork":
         self.session = self.db.sessions()
         return self
+
+    async def driver(self) -> asyncpg.Connection:
+        """The asyncpg connection under :attr:`session`, inside the unit's transaction (begun here if no
+        statement has begun it yet): for hot statements as plain SQL, without SQLAlchemy's per-statement
+        work. JSON and JSONB parameters are passed as JSON text on it (SQLAlchemy's codecs); errors are
+        asyncpg's own. Whatever runs on it commits or rolls back with the unit."""
+        if self._driver is None:
+            fairy = await (await self.session.connection()).get_raw_connection()
+            adapted = fairy.dbapi_connection
+            start = getattr(adapted, "_start_transaction", None)
+            if start is None:  # not SQLAlchemy's asyncpg adapter as known: let SQLAlchemy begin (a round trip)
+                await self.session.execute(select(1))
+            elif getattr(adapted, "_transaction", None) is None:
+                await start()  # what the adapter itself does before its first statement (BEGIN)
+            self._driver = fairy.driver_connection
+        return self._driver
 
     async def __aexit__(self, *exc: object) -> None:
         try:
@@ -236,6 +256,7 @@ class UnitOfWork:
             await self.session.execute(outbox_insert(self._messages))
         await self.session.commit()
         self.committed = True
+        self._driver = None
         self._messages.clear()
         callbacks, self._after_commit = self._after_commit, []
         await run_after_commit(callbacks)
@@ -243,6 +264,8 @@ class UnitOfWork:
     async def rollback(self) -> None:
         self._messages.clear()
         self._after_commit.clear()
+        self.context.clear()
+        self._driver = None
         await self.session.rollback()
 
 

@@ -2,6 +2,11 @@
 and only from the service that owns the order's current status (the single-writer rule, checked here for
 every service so no projection can be moved by a service that did not own the step).
 
+An event in order costs four statements: BEGIN, the claim (the order's lock, the inbox row and the order's
+row locked and read), the service's write of the order (row, history line and the event's inbox mark with a
+count of what else is parked; see :func:`~alexandrite.orders.records.record_transition`), COMMIT, plus
+whatever else the service's handler writes (a webhook delivery, a pricing job, the outbox).
+
 An event that cannot apply raises PermanentError (dead-lettered, nothing kept). A *parked*
 event that fails when its predecessor arrives must not take that innocent predecessor down
 with it: its savepoint is rolled back, its inbox row removed (so a replay is processed
@@ -31,7 +36,7 @@ from alexandrite.kit.messaging.consumer import Delivery, PermanentError
 from alexandrite.kit.messaging.tables import INBOX
 from alexandrite.kit.messaging.topology import dead_letter_queue, events_queue
 from alexandrite.orders.records import current_state
-from alexandrite.orders.sequencing import accept_in_order
+from alexandrite.orders.sequencing import accept_claimed, claim_event
 
 log = structlog.get_logger(__name__)
 
@@ -116,9 +121,12 @@ async def consume_order_event(
                     raise PermanentError(reason) from error
                 broken.append((env, reason))
 
-        outcome = await accept_in_order(
-            uow.session, envelope, current_seq=_current_seq, apply=_apply
-        )
+        consumed = await claim_event(uow, orders, envelope)  # lock + inbox row + the order's row, read
+        if consumed is None:
+            outcome = "duplicate"
+        else:
+            status[envelope.order_id] = consumed.status
+            outcome = await accept_claimed(uow, envelope, consumed, current_seq=_current_seq, apply=_apply)
         for env, reason in broken:
             await uow.session.execute(delete(INBOX).where(INBOX.c.event_id == env.event_id))
             uow.send(dead_letter_message(service, env, reason))

@@ -9,6 +9,7 @@ counts the time the order spent in the status it leaves.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -71,6 +72,89 @@ def define_delays(metadata: MetaData, orders_table: str | None) -> Table:
     )
 
 
+@dataclass
+class ConsumedEvent:
+    """The event a consumer is applying, with the order's row as its claim locked and read it.
+
+    Kept on the unit (:data:`CONSUMED`) between the claim and the order's first write, which uses the row
+    instead of reading it again and marks the event applied in its own statement, counting what else of
+    the order waits in the inbox (:attr:`parked`). Only that first write uses it: it is dropped there."""
+
+    orders: str
+    order_id: uuid.UUID
+    event_id: uuid.UUID
+    seq: int | None = None
+    status: str | None = None
+    status_since: datetime | None = None
+    created_at: datetime | None = None
+    parked: int | None = None  # set by the write that marked the event
+
+
+CONSUMED = "orders.consumed_event"
+
+
+def take_consumed(uow: UnitOfWork, orders: Table, order_id: uuid.UUID) -> ConsumedEvent | None:
+    """The consumed event to fold into this write of ``order_id`` (once), or None."""
+    consumed: ConsumedEvent | None = getattr(uow, "context", {}).get(CONSUMED)
+    if consumed is None or consumed.parked is not None or consumed.order_id != order_id \
+            or consumed.orders != orders.name:
+        return None
+    return consumed
+
+
+# The inbox mark and the "anything else parked?" count that end every folded write ($m: the event's id,
+# $o: the order's id). The count reads the statement's snapshot, where the event is not yet marked.
+def _mark_tail(event: str, order: str) -> str:
+    return f"""), m AS (
+    UPDATE inbox SET applied_at = now(), outcome = 'applied' WHERE event_id = {event}::uuid
+)
+SELECT (SELECT count(*) FROM w) AS written,
+       (SELECT count(*) FROM inbox WHERE order_id = {order}::uuid AND applied_at IS NULL
+                                     AND event_id <> {event}::uuid) AS parked
+"""
+
+
+@functools.lru_cache(maxsize=256)
+def _transition_sql(orders: str, history: str, columns: tuple[str, ...]) -> str:
+    """$1 id, $2 status, $3 seq, $4 at, $5 updated_at, $6 previous, $7 by, $8 event id, then ``columns``."""
+    extra = "".join(f', "{name}" = ${9 + i}' for i, name in enumerate(columns))
+    return (f"""WITH w AS (
+    UPDATE "{orders}" SET status = $2::text, seq = $3::int, status_since = $4, updated_at = $5{extra}
+     WHERE id = $1::uuid
+    RETURNING id
+), h AS (
+    INSERT INTO "{history}" (order_id, seq, status, previous_status, at, by)
+    SELECT id, $3::int, $2::text, $6::text, $4::timestamptz, $7::text FROM w
+""" + _mark_tail("$8", "$1"))
+
+
+@functools.lru_cache(maxsize=256)
+def _creation_sql(orders: str, history: str, columns: tuple[str, ...]) -> str:
+    """$1 id, $2 status, $3 seq, $4 at, $5 by, $6 event id, then ``columns`` (with created_at)."""
+    names = ", ".join(f'"{name}"' for name in columns)
+    params = ", ".join(f"${7 + i}" for i in range(len(columns)))
+    return (f"""WITH w AS (
+    INSERT INTO "{orders}" (id, status, seq, status_since, updated_at, {names})
+    VALUES ($1::uuid, $2::text, $3::int, $4, $4, {params})
+    RETURNING id
+), h AS (
+    INSERT INTO "{history}" (order_id, seq, status, previous_status, at, by)
+    SELECT id, $3::int, $2::text, NULL, $4::timestamptz, $5::text FROM w
+""" + _mark_tail("$6", "$1"))
+
+
+def _bound(uow: UnitOfWork, table: Table, values: dict[str, Any]) -> list[Any]:
+    """``values`` as SQLAlchemy would send them for ``table``'s columns (e.g. JSON as text)."""
+    dialect = uow.db.engine.dialect
+    out = []
+    for name, value in values.items():
+        if name not in table.c:  # a bug, not data that "cannot apply" (which a LookupError would say)
+            raise RuntimeError(f"{table.name} has no column {name!r}")
+        process = table.c[name].type._cached_bind_processor(dialect)
+        out.append(process(value) if process is not None else value)
+    return out
+
+
 @dataclass(frozen=True)
 class Transition:
     order_id: uuid.UUID
@@ -110,7 +194,13 @@ async def record_transition(
 
     ``seq`` is given when applying another service's event (its sequence number);
     otherwise this service is the owner and takes the next number.
+    When a consumer is applying an event of this order (:class:`ConsumedEvent`), the row it locked is used
+    and the row, its history line and the event's inbox mark are one statement.
     """
+    consumed = take_consumed(uow, orders, order_id)
+    if consumed is not None:
+        return await _consumed_transition(uow, orders, history, consumed, service=service, target=target,
+                                          by=by, requested_by=requested_by, seq=seq, at=at, values=values)
     row = (
         await uow.session.execute(
             select(orders.c.status, orders.c.seq, orders.c.status_since, orders.c.created_at)
@@ -139,9 +229,44 @@ async def record_transition(
                    literal(previous.value, Text), literal(at, DateTime(timezone=True)), literal(by, Text)),
         )
     )
-    spent = max((at - row.status_since).total_seconds(), 0.0) if row.status_since else None
-    lifetime = (max((at - row.created_at).total_seconds(), 0.0)
-                if target in TERMINAL and previous not in TERMINAL and row.created_at else None)
+    _observed(uow, service, previous, target, at, row.status_since, row.created_at)
+    _notify(uow, previous.value, target.value, order_id, new_seq)
+    return Transition(order_id, previous, target, new_seq, at, by)
+
+
+async def _consumed_transition(
+    uow: UnitOfWork, orders: Table, history: Table, consumed: ConsumedEvent, *, service: str,
+    target: OrderStatus, by: str, requested_by: str, seq: int | None, at: datetime | None,
+    values: dict[str, Any] | None,
+) -> Transition:
+    """:func:`record_transition` from the row the consumer's claim locked: one statement."""
+    order_id = consumed.order_id
+    if consumed.status is None or consumed.seq is None:
+        raise LookupError(f"order {order_id} is unknown")
+    previous = OrderStatus(consumed.status)
+    check_transition(previous, target, requested_by)
+    at = at or utcnow()
+    new_seq = seq if seq is not None else consumed.seq + 1
+    values = values or {}
+    sql = _transition_sql(orders.name, history.name, tuple(values))
+    conn = await uow.driver()
+    row = await conn.fetchrow(sql, order_id, target.value, new_seq, at, utcnow(), previous.value, by,
+                              consumed.event_id, *_bound(uow, orders, values))
+    if row is None or not row["written"]:  # the row was locked by the claim: cannot happen
+        raise LookupError(f"order {order_id} is unknown")
+    consumed.parked = int(row["parked"])
+    uow.context.pop(CONSUMED, None)
+    _observed(uow, service, previous, target, at, consumed.status_since, consumed.created_at)
+    _notify(uow, previous.value, target.value, order_id, new_seq)
+    return Transition(order_id, previous, target, new_seq, at, by)
+
+
+def _observed(uow: UnitOfWork, service: str, previous: OrderStatus, target: OrderStatus, at: datetime,
+              status_since: datetime | None, created_at: datetime | None) -> None:
+    """The transition's metrics, counted once the unit committed."""
+    spent = max((at - status_since).total_seconds(), 0.0) if status_since else None
+    lifetime = (max((at - created_at).total_seconds(), 0.0)
+                if target in TERMINAL and previous not in TERMINAL and created_at else None)
 
     def _observe() -> None:
         metrics.ORDER_TRANSITIONS.labels(service, target.value).inc()
@@ -151,8 +276,6 @@ async def record_transition(
             metrics.ORDER_DURATION.labels(service, target.value).observe(lifetime)
 
     uow.after_commit(_observe)
-    _notify(uow, previous.value, target.value, order_id, new_seq)
-    return Transition(order_id, previous, target, new_seq, at, by)
 
 
 async def record_creation(
@@ -169,6 +292,24 @@ async def record_creation(
     values: dict[str, Any] | None = None,
 ) -> Transition:
     at = at or utcnow()
+    consumed = take_consumed(uow, orders, order_id)
+    if consumed is not None:  # the order's row, its history line and the event's inbox mark: one statement
+        columns = {"created_at": at, **(values or {})}
+        conn = await uow.driver()
+        row = await conn.fetchrow(_creation_sql(orders.name, history.name, tuple(columns)), order_id,
+                                  status.value, seq, at, by, consumed.event_id, *_bound(uow, orders, columns))
+        consumed.parked = int(row["parked"])
+        uow.context.pop(CONSUMED, None)
+    else:
+        await _insert_order(uow, orders, history, order_id=order_id, status=status, by=by, seq=seq, at=at,
+                            values=values)
+    uow.after_commit(lambda: metrics.ORDER_TRANSITIONS.labels(service, status.value).inc())
+    _notify(uow, None, status.value, order_id, seq)
+    return Transition(order_id, None, status, seq, at, by)
+
+
+async def _insert_order(uow: UnitOfWork, orders: Table, history: Table, *, order_id: uuid.UUID,
+                        status: OrderStatus, by: str, seq: int, at: datetime, values: dict[str, Any] | None) -> None:
     await uow.session.execute(
         orders.insert().values(
             id=order_id, status=status.value, seq=seq, status_since=at, updated_at=at,
@@ -179,9 +320,6 @@ async def record_creation(
         history.insert().values(order_id=order_id, seq=seq, status=status.value, previous_status=None,
                                 at=at, by=by)
     )
-    uow.after_commit(lambda: metrics.ORDER_TRANSITIONS.labels(service, status.value).inc())
-    _notify(uow, None, status.value, order_id, seq)
-    return Transition(order_id, None, status, seq, at, by)
 
 
 async def load_history(uow_or_session: Any, history: Table, order_id: uuid.UUID) -> list[dict[str, Any]]:
