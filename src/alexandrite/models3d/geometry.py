@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MERGE_TOLERANCE", "MeshFacts", "VertexMerge", "analyse", "edge_topology", "measure", "merge_vertices"]
+__all__ = ["MERGE_TOLERANCE", "MeshFacts", "VertexMerge", "analyse", "edge_topology", "face_areas", "measure",
+           "merge_vertices"]
 
 MERGE_TOLERANCE = 1e-9  # grid step for merging vertices, relative to the bounding-box diagonal
 
@@ -241,6 +242,25 @@ def _closed_and_oriented(merged: VertexMerge) -> bool:
     forward.sort(kind="stable")
     backward.sort(kind="stable")
     return bool(np.array_equal(forward, backward) and (forward[1:] > forward[:-1]).all())
+
+
+def face_areas(tri: np.ndarray) -> np.ndarray:
+    """Area of each float64 triangle (n, 3, 3): half the norm of (b - a) × (c - a), the same sums as
+    ``np.linalg.norm(np.cross(b - a, c - a), axis=1) / 2`` on whole coordinate rows (sqrt((x² + y²) + z²))."""
+    ab = tri[:, 1] - tri[:, 0]
+    ac = tri[:, 2] - tri[:, 0]
+    (bx, by, bz), (cx, cy, cz) = ab.T, ac.T
+    x = by * cz - bz * cy
+    y = bz * cx - bx * cz
+    z = bx * cy - by * cx
+    x *= x
+    y *= y
+    z *= z
+    x += y
+    x += z
+    np.sqrt(x, out=x)
+    x /= 2.0
+    return x
 
 
 # --- analysis --------------------------------------------------------------------------------------

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from alexandrite.models3d.bvh import build_tree, segment_candidates
+from alexandrite.models3d.geometry import face_areas
 
-__all__ = ["DEFAULT_RAYS", "WallReport", "cast_inward", "check_walls", "face_areas", "thin_faces"]
+__all__ = ["DEFAULT_RAYS", "WallReport", "cast_inward", "check_walls", "thin_faces"]
 
 DEFAULT_RAYS = 1_024
 _BATCH_RAYS = 512
@@ -56,25 +57,6 @@ class WallReport:
         return {"minimum_mm": self.minimum_mm, "reach_mm": self.reach_mm, "thinnest_mm": self.thinnest_mm,
                 "thin_area_mm2": self.thin_area_mm2, "thin_share": self.thin_share,
                 "measured_faces": self.measured_faces, "sampled": self.sampled, "locations": self.locations}
-
-
-def face_areas(tri: np.ndarray) -> np.ndarray:
-    """Area of each float64 triangle: half the cross product's norm (as ``np.linalg.norm(np.cross(...))``
-    computes it, one row at a time: sqrt((x² + y²) + z²))."""
-    ab = tri[:, 1] - tri[:, 0]
-    ac = tri[:, 2] - tri[:, 0]
-    (bx, by, bz), (cx, cy, cz) = ab.T, ac.T
-    x = by * cz - bz * cy
-    y = bz * cx - bx * cz
-    z = bx * cy - by * cx
-    x *= x
-    y *= y
-    z *= z
-    x += y
-    x += z
-    np.sqrt(x, out=x)
-    x /= 2.0
-    return x
 
 
 def _dot(ux: np.ndarray, uy: np.ndarray, uz: np.ndarray, vx: np.ndarray, vy: np.ndarray,
