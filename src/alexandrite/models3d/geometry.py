@@ -279,6 +279,23 @@ def _empty_facts() -> MeshFacts:
     return MeshFacts(0, 0, 0.0, 0.0, zero, zero, zero, False, False, 0, 0, 0)
 
 
+_DOT_CHUNK = 10_000  # OpenBLAS computes a dot product of up to 10,000 elements on the calling thread
+
+
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    """x · y, as chunks of at most ``_DOT_CHUNK`` elements summed in order.
+
+    A longer dot product would be split across BLAS threads, which then spin on the other cores for a
+    while after it returns (CPU spent for nothing) and whose partial sums depend on how many cores the
+    machine has; in chunks it runs on this thread and gives the same result on every machine. Up to
+    ``_DOT_CHUNK`` elements it is one ``np.dot``, as before.
+    """
+    if len(x) <= _DOT_CHUNK:
+        return float(np.dot(x, y))
+    return float(sum(float(np.dot(x[at:at + _DOT_CHUNK], y[at:at + _DOT_CHUNK]))
+                     for at in range(0, len(x), _DOT_CHUNK)))
+
+
 def _measure(tri: np.ndarray) -> tuple[float, float, int]:
     """(signed volume, area, zero-area triangles) from one cross product per triangle.
 
@@ -300,7 +317,7 @@ def _measure(tri: np.ndarray) -> tuple[float, float, int]:
     cy -= x1 * z2
     cz = x1 * y2
     cz -= y1 * x2
-    signed = float(np.dot(x0, cx) + np.dot(y0, cy) + np.dot(z0, cz)) / 6.0
+    signed = (_dot(x0, cx) + _dot(y0, cy) + _dot(z0, cz)) / 6.0
     degenerate = int(np.count_nonzero((cx == 0) & (cy == 0) & (cz == 0)))
     cx *= cx
     cy *= cy
