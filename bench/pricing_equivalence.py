@@ -3,6 +3,7 @@
 Run: .venv/bin/python bench/pricing_equivalence.py dump OUT.json            (with this checkout's code)
      PYTHONPATH=/tmp/old/src .venv/bin/python bench/pricing_equivalence.py dump BEFORE.json
      .venv/bin/python bench/pricing_equivalence.py compare BEFORE.json OUT.json
+     .venv/bin/python bench/pricing_equivalence.py --smoke       (three small models, dumped twice and compared)
 
 The corpus: the test corpus's shapes (rings with a known volume, set stones, overlapping bodies, a
 mirrored pair, CAD noise, a flipped patch, a tenfold ring, a thin band, slicer 3MF packages), generated
@@ -19,6 +20,7 @@ import hashlib
 import json
 import math
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -144,9 +146,11 @@ def quote_record(data: bytes) -> dict[str, Any]:
     return out
 
 
-def dump(path: str) -> int:
+def dump(path: str, only: set[str] | None = None) -> int:
     result: dict[str, Any] = {}
     for name, tri in models().items():
+        if only is not None and name not in only:
+            continue
         tri = np.asarray(tri, dtype=np.float64)
         result[name] = {"triangles": len(tri), "inspection": inspection_record(tri),
                         "quotes": quote_record(to_binary_stl(tri))}
@@ -178,7 +182,8 @@ def compare(before_path: str, after_path: str) -> int:
     before, after = (json.loads(Path(p).read_text()) for p in (before_path, after_path))
     found = differences(before, after)
     fields = sum(1 for _ in _leaves(before))
-    print(f"{len(before)} models, {fields:,} values compared: {len(found)} differ")
+    print(f"{'models':>7} {'values compared':>16} {'differ':>7}")
+    print(f"{len(before):>7} {fields:>16,} {len(found):>7}")
     for where, what in found:
         print(f"  {where}: {what}")
     return 1 if found else 0
@@ -195,7 +200,18 @@ def _leaves(value: Any) -> Any:
         yield value
 
 
+def smoke() -> int:
+    """The same three small models dumped twice and compared: the script works, and the checks are deterministic."""
+    with tempfile.TemporaryDirectory(prefix="pricing-equivalence-") as tmp:
+        first, second = str(Path(tmp) / "first.json"), str(Path(tmp) / "second.json")
+        for path in (first, second):
+            dump(path, only={"ring-small-bench", "corpus-stones-3", "open-ring"})
+        return compare(first, second)
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--smoke"]:
+        return smoke()
     if len(argv) == 2 and argv[0] == "dump":
         return dump(argv[1])
     if len(argv) == 3 and argv[0] == "compare":
