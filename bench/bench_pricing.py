@@ -1,6 +1,7 @@
 """Model analysis speed: ours against trimesh and numpy-stl on the same binary STL files.
 
 Run: .venv/bin/python bench/bench_pricing.py [--sizes 10000,100000,1000000] [--repeats 3] [--smoke]
+     .venv/bin/python bench/bench_pricing.py --price-cpu [--rounds 7] [--smoke]
 
 Each size is a comfort-fit ring written as a binary STL to a temporary directory twice: centred on the
 origin (as almost every ring is modelled) and moved off it. Every tool does the same work from the file:
@@ -15,6 +16,13 @@ origin (as almost every ring is modelled) and moved off it. Every tool does the 
 Times are wall-clock, the best of --repeats runs; a peer whose run takes over 10 s is timed once, and
 one expected to take over 20 s runs once in a child process stopped after --peer-timeout seconds.
 The machine's load average is printed before and after: compare ratios from one run.
+
+``--price-cpu``: the pricing worker's CPU per model, ``price_model`` (parse, every check, the quote in
+gold 750) on the rings bench_pipeline.py orders (``small``: 2,112 triangles; ``large``: 200,000), read
+from the file each call, against trimesh's load + volume + area + is_watertight on the same file as
+the anchor. Process CPU time (``time.process_time``, helper threads included) per call; the two
+alternate in rounds of several calls each, and the table shows the median round of each and their
+ratio.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from alexandrite.mes.pricing.quote import price_model  # noqa: E402
 from alexandrite.models3d.checks import inspect_model  # noqa: E402
 from alexandrite.models3d.formats import parse_model  # noqa: E402
 from alexandrite.models3d.geometry import analyse  # noqa: E402
@@ -183,6 +192,50 @@ def print_row(row: dict[str, object]) -> None:
     print(" ".join(cells) + (f"   ({'; '.join(notes)})" if notes else ""), flush=True)
 
 
+# The rings bench_pipeline.py prices (bench/support.py SMALL_RING and LARGE_RING).
+PRICE_RINGS = {"small": {"segments": 96, "profile_segments": 8}, "large": {"segments": 3125, "profile_segments": 29}}
+PRICE_CALLS = {"small": 40, "large": 2}  # calls per round
+
+
+def priced(path: str) -> float:
+    quote = price_model(Path(path).read_bytes(), Path(path).name, "gold_750")
+    assert quote.kind == "ring" and quote.wall is not None
+    return quote.volume_mm3
+
+
+def cpu_ms_per_call(tool: Callable[[str], float], path: str, calls: int) -> float:
+    started = time.process_time()
+    for _ in range(calls):
+        tool(path)
+    return (time.process_time() - started) / calls * 1000.0
+
+
+def price_cpu(rounds: int, smoke: bool) -> int:
+    """CPU ms per price_model call and per trimesh load + checks, alternating, on the pipeline's rings."""
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    print(f"price_model CPU per call (process time), median of {rounds} alternating rounds; "
+          f"python {sys.version.split()[0]}; load average {' '.join(load)}")
+    print(f"{'model':>6} {'triangles':>10} {'calls':>6} {'price_model cpu ms':>19} {'trimesh cpu ms':>15} "
+          f"{'price/trimesh':>14}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-price-cpu-") as tmp:
+        for kind, shape in PRICE_RINGS.items():
+            triangles = ring(**shape)
+            path = str(Path(tmp) / f"ring-{kind}.stl")
+            Path(path).write_bytes(to_binary_stl(triangles))
+            calls = 1 if smoke else PRICE_CALLS[kind]
+            for tool in (priced, with_trimesh):  # warm: imports, caches
+                tool(path)
+            ours, peer = [], []
+            for _ in range(rounds):
+                ours.append(cpu_ms_per_call(priced, path, calls))
+                peer.append(cpu_ms_per_call(with_trimesh, path, calls))
+            mine, anchor = sorted(ours)[len(ours) // 2], sorted(peer)[len(peer) // 2]
+            print(f"{kind:>6} {len(triangles):>10,} {calls * rounds:>6} {mine:>19.2f} {anchor:>15.2f} "
+                  f"{mine / anchor:>13.2f}×", flush=True)
+    print(f"load average after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated triangle counts")
@@ -190,7 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer-timeout", type=float, default=60.0)
     parser.add_argument("--child", nargs=2, metavar=("TOOL", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run each: seconds, to see it works")
+    parser.add_argument("--price-cpu", action="store_true",
+                        help="CPU per price_model call on the pipeline's small and large rings, against trimesh")
+    parser.add_argument("--rounds", type=int, default=7, help="--price-cpu: alternating rounds")
     args = parser.parse_args(argv)
+    if args.price_cpu:
+        return price_cpu(1 if args.smoke else args.rounds, args.smoke)
     if args.child:
         started = time.perf_counter()
         volume = TOOLS[args.child[0]](args.child[1])

@@ -28,6 +28,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "bench_pipeline.py": ("model", "workers", "orders/s", "p50 ms", "bare ms/msg", "overhead x", "scaling",
                           "cpu ms/order"),
     "bench_pricing.py": ("triangles", "placed", "plain s", "checks s", "checks/plain", "trimesh s", "trimesh/plain"),
+    "pricing_equivalence.py": ("models", "values compared", "differ"),
     "bench_3mf.py": ("file", "tool", "peak RSS MB", "extra MB", "triangles", "outcome"),
     "bench_sse.py": ("variant", "watchers", "changes", "cpu s", "MB/watcher", "p50 ms", "p95 ms", "polling/sse cpu"),
     "bench_tracing.py": ("variant", "min", "median", "min/none"),

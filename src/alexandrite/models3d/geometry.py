@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MERGE_TOLERANCE", "MeshFacts", "VertexMerge", "analyse", "edge_topology", "measure", "merge_vertices"]
+__all__ = ["MERGE_TOLERANCE", "MeshFacts", "VertexMerge", "analyse", "edge_topology", "face_areas", "measure",
+           "merge_vertices"]
 
 MERGE_TOLERANCE = 1e-9  # grid step for merging vertices, relative to the bounding-box diagonal
 
@@ -243,6 +244,25 @@ def _closed_and_oriented(merged: VertexMerge) -> bool:
     return bool(np.array_equal(forward, backward) and (forward[1:] > forward[:-1]).all())
 
 
+def face_areas(tri: np.ndarray) -> np.ndarray:
+    """Area of each float64 triangle (n, 3, 3): half the norm of (b - a) × (c - a), the same sums as
+    ``np.linalg.norm(np.cross(b - a, c - a), axis=1) / 2`` on whole coordinate rows (sqrt((x² + y²) + z²))."""
+    ab = tri[:, 1] - tri[:, 0]
+    ac = tri[:, 2] - tri[:, 0]
+    (bx, by, bz), (cx, cy, cz) = ab.T, ac.T
+    x = by * cz - bz * cy
+    y = bz * cx - bx * cz
+    z = bx * cy - by * cx
+    x *= x
+    y *= y
+    z *= z
+    x += y
+    x += z
+    np.sqrt(x, out=x)
+    x /= 2.0
+    return x
+
+
 # --- analysis --------------------------------------------------------------------------------------
 
 def _as_triangles(triangles: np.ndarray) -> np.ndarray:
@@ -257,6 +277,23 @@ def _as_triangles(triangles: np.ndarray) -> np.ndarray:
 def _empty_facts() -> MeshFacts:
     zero = (0.0, 0.0, 0.0)
     return MeshFacts(0, 0, 0.0, 0.0, zero, zero, zero, False, False, 0, 0, 0)
+
+
+_DOT_CHUNK = 10_000  # OpenBLAS computes a dot product of up to 10,000 elements on the calling thread
+
+
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    """x · y, as chunks of at most ``_DOT_CHUNK`` elements summed in order.
+
+    A longer dot product would be split across BLAS threads, which then spin on the other cores for a
+    while after it returns (CPU spent for nothing) and whose partial sums depend on how many cores the
+    machine has; in chunks it runs on this thread and gives the same result on every machine. Up to
+    ``_DOT_CHUNK`` elements it is one ``np.dot``, as before.
+    """
+    if len(x) <= _DOT_CHUNK:
+        return float(np.dot(x, y))
+    return float(sum(float(np.dot(x[at:at + _DOT_CHUNK], y[at:at + _DOT_CHUNK]))
+                     for at in range(0, len(x), _DOT_CHUNK)))
 
 
 def _measure(tri: np.ndarray) -> tuple[float, float, int]:
@@ -280,7 +317,7 @@ def _measure(tri: np.ndarray) -> tuple[float, float, int]:
     cy -= x1 * z2
     cz = x1 * y2
     cz -= y1 * x2
-    signed = float(np.dot(x0, cx) + np.dot(y0, cy) + np.dot(z0, cz)) / 6.0
+    signed = (_dot(x0, cx) + _dot(y0, cy) + _dot(z0, cz)) / 6.0
     degenerate = int(np.count_nonzero((cx == 0) & (cy == 0) & (cz == 0)))
     cx *= cx
     cy *= cy

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from alexandrite.models3d import ring_sizes
+from alexandrite.models3d.geometry import face_areas
 
 __all__ = ["Hole", "find_hole", "ring_size"]
 
@@ -65,49 +66,86 @@ def _circle(points: np.ndarray) -> tuple[np.ndarray, float]:
     return centre, float(np.sqrt(max(c + centre @ centre, 0.0)))
 
 
-def _covered(tri2d: np.ndarray, point: np.ndarray) -> bool:
-    """Whether any projected triangle contains the point (its edges included)."""
-    a, b, c = tri2d[:, 0] - point, tri2d[:, 1] - point, tri2d[:, 2] - point
-    d1 = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
-    d2 = b[:, 0] * c[:, 1] - b[:, 1] * c[:, 0]
-    d3 = c[:, 0] * a[:, 1] - c[:, 1] * a[:, 0]
-    neg = (d1 < 0) | (d2 < 0) | (d3 < 0)
-    pos = (d1 > 0) | (d2 > 0) | (d3 > 0)
-    return bool((~(neg & pos)).any())
+class _Flat:
+    """Triangles projected on a plane, as six contiguous coordinate rows (corner a, b, c; x and y)."""
+
+    def __init__(self, tri2d: np.ndarray) -> None:
+        self.ax, self.ay, self.bx, self.by, self.cx, self.cy = (tri2d[:, corner, k].copy()
+                                                                for corner in range(3) for k in range(2))
+
+    def covers(self, point: np.ndarray) -> bool:
+        """Whether any projected triangle contains the point (its edges included)."""
+        px, py = point[0], point[1]
+        ax, ay, bx, by, cx, cy = self.ax - px, self.ay - py, self.bx - px, self.by - py, self.cx - px, self.cy - py
+        d1 = ax * by - ay * bx
+        d2 = bx * cy - by * cx
+        d3 = cx * ay - cy * ax
+        neg = (d1 < 0) | (d2 < 0) | (d3 < 0)
+        pos = (d1 > 0) | (d2 > 0) | (d3 > 0)
+        return not bool((neg & pos).all())
+
+
+# A candidate for a nearest or farthest point: its squared distance within this share of the extreme one.
+# hypot is within an ulp of the true distance and the square within two, so the point hypot puts first
+# is always among the candidates; hypot itself then runs on a handful of points instead of all of them.
+_SQUARE_MARGIN = 1e-9
+
+
+def _innermost(ox: np.ndarray, oy: np.ndarray, sector: np.ndarray) -> np.ndarray:
+    """Per sector (in sector order), the index of the point nearest the centre by ``np.hypot``, the lowest
+    index among equally near ones: what a stable sort by (sector, distance) puts first in each sector."""
+    square = ox * ox
+    square += oy * oy
+    low = np.full(BINS, np.inf)
+    np.minimum.at(low, sector, square)
+    near = np.flatnonzero(square <= low[sector] * (1.0 + _SQUARE_MARGIN))
+    near_sector = sector[near]
+    order = np.lexsort((np.hypot(ox[near], oy[near]), near_sector))  # stable: lower index first on ties
+    first = np.concatenate(([0], np.flatnonzero(np.diff(near_sector[order])) + 1))
+    return near[order[first]]
+
+
+def _extreme_distances(ox: np.ndarray, oy: np.ndarray) -> tuple[float, float]:
+    """(nearest, farthest) ``np.hypot`` distance of the points from the centre."""
+    square = ox * ox
+    square += oy * oy
+    low, high = float(square.min()), float(square.max())
+    near = np.flatnonzero(square <= low * (1.0 + _SQUARE_MARGIN))
+    far = np.flatnonzero(square >= high * (1.0 - _SQUARE_MARGIN))
+    return float(np.hypot(ox[near], oy[near]).min()), float(np.hypot(ox[far], oy[far]).max())
 
 
 def _hole_along(axis: np.ndarray, points: np.ndarray, tri: np.ndarray) -> Hole | None:
     basis = np.linalg.svd(np.eye(3) - np.outer(axis, axis))[0][:, :2]
     flat = points @ basis
-    centre = (flat.min(axis=0) + flat.max(axis=0)) / 2.0
+    fx, fy = flat[:, 0].copy(), flat[:, 1].copy()
+    centre = (np.array([fx.min(), fy.min()]) + np.array([fx.max(), fy.max()])) / 2.0
     radius = 0.0
     for _ in range(FIT_ROUNDS):
-        offset = flat - centre
-        angle = np.arctan2(offset[:, 1], offset[:, 0])
-        sector = np.minimum(((angle + np.pi) / (2 * np.pi) * BINS).astype(np.int64), BINS - 1)
-        distance = np.hypot(offset[:, 0], offset[:, 1])
+        ox, oy = fx - centre[0], fy - centre[1]
+        angle = np.arctan2(oy, ox)
+        angle += np.pi
+        angle /= 2 * np.pi
+        angle *= BINS
+        sector = np.minimum(angle.astype(np.int64), BINS - 1)
         if np.bincount(sector, minlength=BINS).min() == 0:
             return None  # metal does not go all the way round
-        order = np.lexsort((distance, sector))
-        first = np.concatenate(([0], np.flatnonzero(np.diff(sector[order])) + 1))
-        inner = flat[order[first]]
+        inner = flat[_innermost(ox, oy, sector)]
         centre, radius = _circle(inner)
-    offset = flat - centre
-    distance = np.hypot(offset[:, 0], offset[:, 1])
-    nearest = float(distance.min())
+    nearest, farthest = _extreme_distances(fx - centre[0], fy - centre[1])
     inner_radii = np.hypot(*(inner - centre).T)
     if radius <= 0 or nearest <= 0 or float(np.ptp(inner_radii)) > MAX_ROUNDNESS * radius:
         return None
-    tri2d = tri @ basis
+    projected = _Flat(tri @ basis)
     probes = [centre] + [centre + 0.5 * nearest * np.array([np.cos(t), np.sin(t)])
                          for t in np.linspace(0, 2 * np.pi, 8, endpoint=False)]
-    if any(_covered(tri2d, p) for p in probes):
+    if any(projected.covers(p) for p in probes):
         return None
     along = points @ axis
     middle = float((along.min() + along.max()) / 2.0)
     centre3 = basis @ centre + axis * middle
     return Hole(tuple(float(v) for v in axis), tuple(round(float(v), 3) for v in centre3),  # type: ignore[arg-type]
-                round(2 * nearest, 3), round(2 * float(distance.max()), 3), round(float(np.ptp(along)), 3))
+                round(2 * nearest, 3), round(2 * farthest, 3), round(float(np.ptp(along)), 3))
 
 
 def find_hole(tri: np.ndarray, genus: int) -> Hole | None:
@@ -117,8 +155,10 @@ def find_hole(tri: np.ndarray, genus: int) -> Hole | None:
         return None
     if len(tri) > SAMPLE_FACES:
         tri = tri[np.linspace(0, len(tri) - 1, SAMPLE_FACES).astype(np.int64)]
-    centres = tri.mean(axis=1)
-    area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    centres = tri[:, 0] + tri[:, 1]  # the mean of the corners, summed in the order tri.mean(axis=1) sums them
+    centres += tri[:, 2]
+    centres /= 3.0
+    area = 2.0 * face_areas(tri)  # twice the area: exactly the cross product's norm
     weights = area / max(float(area.sum()), 1e-300)
     mean = weights @ centres
     spread = (centres - mean).T @ ((centres - mean) * weights[:, None])

@@ -42,7 +42,8 @@ def label_shells(merge: VertexMerge, consistent: bool = False) -> tuple[np.ndarr
     indptr = np.zeros(bound + 1, dtype=np.int64)
     np.cumsum(np.bincount(sorted_ids, minlength=bound), out=indptr[1:])
     following = faces[:, [1, 2, 0]].reshape(-1)[order]
-    graph = csr_matrix((np.ones(len(following), dtype=np.int8), following, indptr), shape=(bound, bound))
+    # float64 weights: the graph routines' own type, so scipy does not convert (sort, deduplicate) it first.
+    graph = csr_matrix((np.ones(len(following)), following, indptr), shape=(bound, bound))
     count, vertex_label = connected_components(graph, directed=True,
                                                connection="strong" if consistent else "weak")
     labels = vertex_label[faces[:, 0]]

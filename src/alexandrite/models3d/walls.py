@@ -5,12 +5,11 @@ face it leaves the metal through (a face turned away from the ray: a back face).
 ``reach_mm``: walls thicker than that are reported as "at least reach_mm", which is all a casting
 check needs. Faces whose ray finds a wall thinner than the alloy's minimum are *thin*.
 
-Acceleration: a bounding-volume hierarchy built without a loop per triangle: triangles sorted by the
-Morton code of their centres, ``_LEAF`` to a leaf, and boxes of 1, 2, 4, ... consecutive leaves level
-by level up to one root. Rays descend it together, level by level, keeping the (ray, node) pairs whose
-box the ray's segment meets; boxes bound their triangles exactly, so every crossed triangle is found.
-Intersections are Möller–Trumbore, vectorised over (ray, triangle) pairs, in batches so memory stays
-bounded.
+Acceleration: a bounding-volume hierarchy (:mod:`bvh`): the rays descend it together, keeping the
+(ray, node) pairs whose box the ray's segment meets; boxes bound their triangles exactly, so every
+crossed triangle is found. Intersections are Möller–Trumbore, vectorised over (ray, triangle) pairs,
+in batches so memory stays bounded: as many rays at a time as can meet every leaf within
+``_BATCH_PAIRS`` pairs, and at least ``_BATCH_RAYS`` (a small mesh's rays go down in one batch).
 
 Large meshes are *sampled*: up to ``max_rays`` faces are chosen at random with probability
 proportional to their area (a fixed seed: the same model gives the same answer), so the thin area is
@@ -25,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from alexandrite.models3d.bvh import build_tree, segment_candidates
+from alexandrite.models3d.geometry import face_areas
+
 __all__ = ["DEFAULT_RAYS", "WallReport", "cast_inward", "check_walls", "thin_faces"]
 
 DEFAULT_RAYS = 1_024
-_LEAF = 8
 _BATCH_RAYS = 512
 _BATCH_PAIRS = 1_000_000
 _LOCATION_CELL_MM = 2.0
@@ -58,120 +59,57 @@ class WallReport:
                 "measured_faces": self.measured_faces, "sampled": self.sampled, "locations": self.locations}
 
 
-@dataclass
-class _Tree:
-    """An implicit bounding-volume hierarchy: triangles in Morton order, ``LEAF`` per leaf, and per level
-    the boxes of 1, 2, 4, ... consecutive leaves (level 0: the leaves)."""
-
-    order: np.ndarray  # triangle indices in Morton order
-    lo: list[np.ndarray]  # per level, (nodes, 3)
-    hi: list[np.ndarray]
-
-
-def _morton(points: np.ndarray) -> np.ndarray:
-    """30-bit Morton codes (10 bits per axis) of points scaled into their bounding box."""
-    code = np.zeros(len(points), dtype=np.int64)
-    for axis in range(3):  # spread each axis's 10 bits two apart, then interleave
-        column = points[:, axis]
-        lo, hi = float(column.min()), float(column.max())
-        v = ((column - lo) * (1023.0 / (hi - lo) if hi > lo else 0.0)).astype(np.int64)
-        v = (v | (v << 16)) & 0x030000FF
-        v = (v | (v << 8)) & 0x0300F00F
-        v = (v | (v << 4)) & 0x030C30C3
-        v = (v | (v << 2)) & 0x09249249
-        code |= v << (2 - axis)
-    return code
-
-
-def _build(tri: np.ndarray) -> _Tree:
-    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
-    lo_tri = np.minimum(np.minimum(a, b), c)
-    hi_tri = np.maximum(np.maximum(a, b), c)
-    # One plain sort of (Morton code << index bits | index) instead of an argsort.
-    index_bits = max(1, int(len(tri) - 1).bit_length())
-    keys = _morton((lo_tri + hi_tri) * 0.5) << index_bits
-    keys |= np.arange(len(tri), dtype=np.int64)
-    keys.sort()
-    order = keys & ((1 << index_bits) - 1)
-    lo_tri = lo_tri[order]
-    hi_tri = hi_tri[order]
-    starts = np.arange(0, len(tri), _LEAF)
-    lo, hi = [np.minimum.reduceat(lo_tri, starts, axis=0)], [np.maximum.reduceat(hi_tri, starts, axis=0)]
-    while len(lo[-1]) > 1:
-        below_lo, below_hi = lo[-1], hi[-1]
-        if len(below_lo) % 2:
-            below_lo = np.concatenate([below_lo, below_lo[-1:]])
-            below_hi = np.concatenate([below_hi, below_hi[-1:]])
-        lo.append(np.minimum(below_lo[0::2], below_lo[1::2]))
-        hi.append(np.maximum(below_hi[0::2], below_hi[1::2]))
-    return _Tree(order, lo, hi)
-
-
-def _segment_meets_box(origins: np.ndarray, inverse: np.ndarray, reach: float, lo: np.ndarray,
-                       hi: np.ndarray) -> np.ndarray:
-    """Slab test: does the segment origin + t·direction, 0 <= t <= reach, meet the box?"""
-    t1 = (lo - origins) * inverse
-    t2 = (hi - origins) * inverse
-    near = np.minimum(t1, t2).max(axis=1)
-    far = np.maximum(t1, t2).min(axis=1)
-    return (far >= np.maximum(near, 0.0)) & (near <= reach)
-
-
-def _candidates(tree: _Tree, origins: np.ndarray, directions: np.ndarray,
-                reach: float) -> tuple[np.ndarray, np.ndarray]:
-    """(ray, triangle) pairs whose leaf box the ray segment meets: every triangle it can cross."""
-    safe = np.where(directions == 0.0, 1e-300, directions)
-    inverse = 1.0 / safe
-    ray = np.arange(len(origins))
-    node = np.zeros(len(origins), dtype=np.int64)
-    for level in range(len(tree.lo) - 1, -1, -1):
-        meets = _segment_meets_box(origins[ray], inverse[ray], reach, tree.lo[level][node], tree.hi[level][node])
-        ray, node = ray[meets], node[meets]
-        if level:
-            children = len(tree.lo[level - 1])
-            ray = np.repeat(ray, 2)
-            node = (node[:, None] * 2 + np.array([0, 1])).reshape(-1)
-            inside = node < children
-            ray, node = ray[inside], node[inside]
-    first = node * _LEAF
-    count = np.minimum(first + _LEAF, len(tree.order)) - first
-    total = int(count.sum())
-    offsets = np.repeat(first - np.concatenate(([0], np.cumsum(count)[:-1])), count) + np.arange(total)
-    return np.repeat(ray, count), tree.order[offsets]
-
-
-def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    out = np.empty_like(u)
-    out[:, 0] = u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1]
-    out[:, 1] = u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2]
-    out[:, 2] = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+def _dot(ux: np.ndarray, uy: np.ndarray, uz: np.ndarray, vx: np.ndarray, vy: np.ndarray,
+         vz: np.ndarray) -> np.ndarray:
+    """Row-wise dot products, summed as (x + z) + y: the order numpy's ``einsum("ij,ij->i")`` sums three
+    columns in, which this check used before, so thicknesses stay bit for bit what they were."""
+    out = ux * vx
+    out += uz * vz
+    out += uy * vy
     return out
 
 
 def _hits(tri: np.ndarray, origins: np.ndarray, directions: np.ndarray, ray: np.ndarray, face: np.ndarray,
           source: np.ndarray, reach: float) -> np.ndarray:
-    """Nearest back-face hit distance per ray (inf if none within reach), Möller–Trumbore per pair."""
+    """Nearest back-face hit distance per ray (inf if none within reach), Möller–Trumbore per pair.
+
+    Pairs are dropped as soon as a test rules them out (front faces first), so later steps work on fewer.
+    """
     out = np.full(len(origins), np.inf)
     keep = face != source[ray]
     ray, face = ray[keep], face[keep]
     if len(ray) == 0:
         return out
-    a = tri[face, 0]
-    e1 = tri[face, 1] - a
-    e2 = tri[face, 2] - a
-    d = directions[ray]
-    p = _cross(d, e2)
-    det = np.einsum("ij,ij->i", e1, p)
-    scale = np.einsum("ij,ij->i", e1, e1) * np.einsum("ij,ij->i", e2, e2)
-    back = det < -1e-12 * np.sqrt(scale)  # the ray leaves the metal through this face
-    inv = np.divide(1.0, det, out=np.zeros_like(det), where=back)
-    s = origins[ray] - a
-    u = np.einsum("ij,ij->i", s, p) * inv
-    q = _cross(s, e1)
-    v = np.einsum("ij,ij->i", d, q) * inv
-    dist = np.einsum("ij,ij->i", e2, q) * inv
+    # Each pair's corners and ray as coordinate rows (gathered one coordinate at a time: no transposed copies),
+    # so the arithmetic below runs on whole contiguous rows.
+    corners = tri.reshape(-1, 9)
+    ax, ay, az, bx, by, bz, cx, cy, cz = (corners[:, k][face] for k in range(9))
+    dx, dy, dz = (directions[:, k][ray] for k in range(3))
+    e1x, e1y, e1z = bx - ax, by - ay, bz - az
+    e2x, e2y, e2z = cx - ax, cy - ay, cz - az
+    px = dy * e2z - dz * e2y
+    py = dz * e2x - dx * e2z
+    pz = dx * e2y - dy * e2x
+    det = _dot(e1x, e1y, e1z, px, py, pz)
+    scale = _dot(e1x, e1y, e1z, e1x, e1y, e1z) * _dot(e2x, e2y, e2z, e2x, e2y, e2z)
+    back = np.flatnonzero(det < -1e-12 * np.sqrt(scale))  # the ray leaves the metal through this face
+    ray, det, px, py, pz = ray[back], det[back], px[back], py[back], pz[back]
+    e1x, e1y, e1z, e2x, e2y, e2z = e1x[back], e1y[back], e1z[back], e2x[back], e2y[back], e2z[back]
+    dx, dy, dz = dx[back], dy[back], dz[back]
+    ox, oy, oz = (origins[:, k][ray] for k in range(3))
+    sx, sy, sz = ox - ax[back], oy - ay[back], oz - az[back]
+    inv = 1.0 / det
+    u = _dot(sx, sy, sz, px, py, pz)
+    u *= inv
+    qx = sy * e1z - sz * e1y
+    qy = sz * e1x - sx * e1z
+    qz = sx * e1y - sy * e1x
+    v = _dot(dx, dy, dz, qx, qy, qz)
+    v *= inv
+    dist = _dot(e2x, e2y, e2z, qx, qy, qz)
+    dist *= inv
     eps = 1e-9
-    ok = back & (u >= -eps) & (v >= -eps) & (u + v <= 1 + eps) & (dist > 1e-9 * reach) & (dist <= reach)
+    ok = (u >= -eps) & (v >= -eps) & (u + v <= 1 + eps) & (dist > 1e-9 * reach) & (dist <= reach)
     np.minimum.at(out, ray[ok], dist[ok])
     return out
 
@@ -182,16 +120,17 @@ def cast_inward(tri: np.ndarray, faces: np.ndarray, reach: float) -> np.ndarray:
     faces = np.asarray(faces, dtype=np.int64)
     if len(faces) == 0:
         return np.zeros(0)
-    tree = _build(tri)
+    tree = build_tree(tri)
     chosen = tri[faces]
     origins = chosen.mean(axis=1)
     normal = np.cross(chosen[:, 1] - chosen[:, 0], chosen[:, 2] - chosen[:, 0])
     length = np.linalg.norm(normal, axis=1)
     directions = -normal / np.where(length > 0, length, 1.0)[:, None]
     out = np.full(len(faces), np.inf)
-    for lo in range(0, len(faces), _BATCH_RAYS):
-        part = slice(lo, lo + _BATCH_RAYS)
-        ray, face = _candidates(tree, origins[part], directions[part], reach)
+    batch = max(_BATCH_RAYS, _BATCH_PAIRS // tree.leaves)  # rays × leaves bounds the pairs of a batch
+    for lo in range(0, len(faces), batch):
+        part = slice(lo, lo + batch)
+        ray, face = segment_candidates(tree, origins[part], directions[part], reach)
         hits = np.full(len(origins[part]), np.inf)
         for at in range(0, len(ray), _BATCH_PAIRS):  # bounded memory: about 250 bytes per pair
             np.minimum(hits, _hits(tri, origins[part], directions[part], ray[at:at + _BATCH_PAIRS],
@@ -218,7 +157,7 @@ def check_walls(tri: np.ndarray, minimum_mm: float, *, reach_mm: float | None = 
     tri = np.asarray(tri, dtype=np.float64)
     reach = reach_mm if reach_mm is not None else 2.0 * minimum_mm
     if area is None:
-        area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1) / 2.0
+        area = face_areas(tri)
     total = float(area.sum())
     if len(tri) == 0 or total <= 0:
         return WallReport(minimum_mm, reach, None, 0.0, 0.0, 0, False)
@@ -255,7 +194,7 @@ def thin_faces(tri: np.ndarray, minimum_mm: float, *, max_rays: int = 50_000) ->
     tri = np.asarray(tri, dtype=np.float64)
     if len(tri) == 0:
         return np.zeros(0, dtype=np.int64), False
-    area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1) / 2.0
+    area = face_areas(tri)
     faces, sampled = _chosen_faces(area, max_rays)
     thickness = cast_inward(tri, faces, 2.0 * minimum_mm)
     thin = faces[thickness < minimum_mm]

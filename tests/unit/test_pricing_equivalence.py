@@ -1,0 +1,202 @@
+"""The faster checks give the same answers: quotes pinned as the earlier code priced them, and each fast
+path against the plain formulation it replaced (the reference implementations live here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from alexandrite.mes.pricing.quote import price_model
+from alexandrite.models3d import geometry, rings_detect, walls
+from alexandrite.models3d.bvh import LEAF, build_tree, segment_candidates
+from alexandrite.models3d.geometry import face_areas
+from alexandrite.models3d.rings import ring
+from alexandrite.models3d.rings_detect import find_hole
+from alexandrite.models3d.shapes import box, torus
+from alexandrite.models3d.writers import to_binary_stl
+from tests.fixtures import corpus
+
+PINS = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "pricing_pins.json").read_text())
+PINNED_KEYS = ("total", "volume_mm3", "surface_mm2", "metal_mass_g", "breakdown", "facts", "kind", "ring", "wall",
+               "stones", "shells")
+
+
+def pinned_models() -> dict[str, np.ndarray]:
+    return {
+        "small_ring": ring(segments=96, profile_segments=8),
+        "offset_court_ring": ring(19.0, 3.0, 1.6, "court", 160, 12) + (7.3, -3.1, 11.7),
+        "ring_with_stones": corpus.ring_with_stones(6, 2.5)[0],
+        "thin_band": corpus.thin_band().triangles,
+        "mirrored_pair": corpus.mirrored_pair()[0],
+    }
+
+
+@pytest.mark.parametrize("name", sorted(PINS))
+def test_the_quote_is_the_one_the_earlier_checks_gave(name: str) -> None:
+    """Every figure of the quote, floats to the last bit, as the code before the faster checks priced it."""
+    quote = price_model(to_binary_stl(pinned_models()[name]), "model.stl", "silver_925", confirm=("scale",)).as_dict()
+    assert {key: quote[key] for key in PINNED_KEYS} == PINS[name]
+
+
+# --- walls: the tree search and the ray-triangle test --------------------------------------------
+
+def level_by_level(tri: np.ndarray, origins: np.ndarray, directions: np.ndarray,
+                   reach: float) -> set[tuple[int, int]]:
+    """The (ray, triangle) candidates of a descent through every level, boxes as (nodes, 3) rows."""
+    tree = build_tree(tri)
+    lo = [level.T for level in tree.lo]
+    hi = [level.T for level in tree.hi]
+    inverse = 1.0 / np.where(directions == 0.0, 1e-300, directions)
+    ray, node = np.arange(len(origins)), np.zeros(len(origins), dtype=np.int64)
+    for level in range(len(lo) - 1, -1, -1):
+        t1 = (lo[level][node] - origins[ray]) * inverse[ray]
+        t2 = (hi[level][node] - origins[ray]) * inverse[ray]
+        near, far = np.minimum(t1, t2).max(axis=1), np.maximum(t1, t2).min(axis=1)
+        meets = (far >= np.maximum(near, 0.0)) & (near <= reach)
+        ray, node = ray[meets], node[meets]
+        if level:
+            ray = np.repeat(ray, 2)
+            node = (node[:, None] * 2 + np.array([0, 1])).reshape(-1)
+            ray, node = ray[node < len(lo[level - 1])], node[node < len(lo[level - 1])]
+    return {(int(r), int(t)) for r, n in zip(ray, node, strict=True)
+            for t in tree.order[n * LEAF:min((n + 1) * LEAF, len(tri))]}
+
+
+def rays(tri: np.ndarray, every: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    faces = np.arange(0, len(tri), every)
+    chosen = tri[faces]
+    normal = np.cross(chosen[:, 1] - chosen[:, 0], chosen[:, 2] - chosen[:, 0])
+    return faces, chosen.mean(axis=1), -normal / np.linalg.norm(normal, axis=1)[:, None]
+
+
+SHAPES = {
+    "ring": lambda: ring(segments=96, profile_segments=8).astype(np.float32).astype(np.float64),
+    "thin band": lambda: corpus.thin_band().triangles,
+    "stones": lambda: corpus.ring_with_stones(4, 2.0)[0],
+    "box": lambda: box(20, 10, 2),
+    "torus": lambda: torus(12.0, 2.0, 64, 16) + (3.0, -2.0, 1.0),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("reach", [0.3, 1.4, 6.0])
+def test_skipping_levels_finds_the_same_candidates(shape: str, reach: float) -> None:
+    tri = SHAPES[shape]()
+    _, origins, directions = rays(tri, 3)
+    ray, triangle = segment_candidates(build_tree(tri), origins, directions, reach)
+    found = set(zip(ray.tolist(), triangle.tolist(), strict=True))
+    assert len(found) == len(ray)  # no pair twice
+    assert found == level_by_level(tri, origins, directions, reach)
+
+
+def einsum_hits(tri: np.ndarray, origins: np.ndarray, directions: np.ndarray, ray: np.ndarray, face: np.ndarray,
+                source: np.ndarray, reach: float) -> np.ndarray:
+    """Möller–Trumbore over (n, 3) rows with einsum dot products: the earlier formulation."""
+    out = np.full(len(origins), np.inf)
+    keep = face != source[ray]
+    ray, face = ray[keep], face[keep]
+    a, d = tri[face, 0], directions[ray]
+    e1, e2 = tri[face, 1] - a, tri[face, 2] - a
+    p = np.cross(d, e2)
+    det = np.einsum("ij,ij->i", e1, p)
+    back = det < -1e-12 * np.sqrt(np.einsum("ij,ij->i", e1, e1) * np.einsum("ij,ij->i", e2, e2))
+    inv = np.divide(1.0, det, out=np.zeros_like(det), where=back)
+    s = origins[ray] - a
+    u = np.einsum("ij,ij->i", s, p) * inv
+    q = np.cross(s, e1)
+    v = np.einsum("ij,ij->i", d, q) * inv
+    dist = np.einsum("ij,ij->i", e2, q) * inv
+    ok = back & (u >= -1e-9) & (v >= -1e-9) & (u + v <= 1 + 1e-9) & (dist > 1e-9 * reach) & (dist <= reach)
+    np.minimum.at(out, ray[ok], dist[ok])
+    return out
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_wall_thickness_is_bit_for_bit_the_einsum_formulation(shape: str) -> None:
+    tri = SHAPES[shape]()
+    faces, origins, directions = rays(tri, 1)
+    reach = 4.5
+    ray, face = segment_candidates(build_tree(tri), origins, directions, reach)
+    fast = walls._hits(tri, origins, directions, ray, face, faces, reach)
+    assert np.isfinite(fast).any()
+    assert np.array_equal(fast, einsum_hits(tri, origins, directions, ray, face, faces, reach))
+
+
+def test_row_dot_products_sum_in_einsum_order() -> None:
+    rng = np.random.default_rng(11)
+    u, v = (rng.normal(size=(5_000, 3)) * 10.0 ** rng.integers(-4, 4, size=(5_000, 3)) for _ in range(2))
+    assert np.array_equal(walls._dot(*u.T, *v.T), np.einsum("ij,ij->i", u, v))
+
+
+def test_face_areas_are_the_cross_product_norms() -> None:
+    tri = SHAPES["torus"]()
+    assert np.array_equal(face_areas(tri), np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]),
+                                                            axis=1) / 2.0)
+
+
+# --- the ring's hole -----------------------------------------------------------------------------
+
+def test_innermost_points_are_what_a_sort_by_sector_and_distance_puts_first() -> None:
+    """Near ties (radii 1e-15 apart) and exact ones (repeated points: the lower index wins)."""
+    rng = np.random.default_rng(5)
+    angle = rng.uniform(-np.pi, np.pi, 4_000)
+    radius = rng.choice([7.0, 7.0 + 1e-15, 8.0, 9.5], size=4_000)
+    ox, oy = radius * np.cos(angle), radius * np.sin(angle)
+    ox = np.concatenate([ox, ox[:500]])  # exact duplicates: the lower index must win
+    oy = np.concatenate([oy, oy[:500]])
+    sector = np.minimum(((np.arctan2(oy, ox) + np.pi) / (2 * np.pi) * rings_detect.BINS).astype(np.int64),
+                        rings_detect.BINS - 1)
+    order = np.lexsort((np.hypot(ox, oy), sector))
+    first = np.concatenate(([0], np.flatnonzero(np.diff(sector[order])) + 1))
+    assert np.array_equal(rings_detect._innermost(ox, oy, sector), order[first])
+    distance = np.hypot(ox, oy)
+    assert rings_detect._extreme_distances(ox, oy) == (float(distance.min()), float(distance.max()))
+
+
+def sorted_hole(tri: np.ndarray, genus: int) -> dict[str, Any] | None:
+    """find_hole with every point's distance and a full sort per round: the earlier formulation."""
+    original = rings_detect._innermost, rings_detect._extreme_distances
+
+    def innermost(ox: np.ndarray, oy: np.ndarray, sector: np.ndarray) -> np.ndarray:
+        order = np.lexsort((np.hypot(ox, oy), sector))
+        return order[np.concatenate(([0], np.flatnonzero(np.diff(sector[order])) + 1))]
+
+    def extremes(ox: np.ndarray, oy: np.ndarray) -> tuple[float, float]:
+        distance = np.hypot(ox, oy)
+        return float(distance.min()), float(distance.max())
+
+    rings_detect._innermost, rings_detect._extreme_distances = innermost, extremes  # type: ignore[assignment]
+    try:
+        hole = find_hole(tri, genus)
+    finally:
+        rings_detect._innermost, rings_detect._extreme_distances = original  # type: ignore[assignment]
+    return None if hole is None else hole.as_dict()
+
+
+@pytest.mark.parametrize("model", ["comfort", "flat-offset", "tenfold", "noise", "torus", "stones"])
+def test_the_hole_is_the_one_the_full_sort_finds(model: str) -> None:
+    tri = {"comfort": lambda: ring(segments=96, profile_segments=8),
+           "flat-offset": lambda: ring(17.3, 4.0, 1.8, "flat", 96, 8) + (7.3, -3.1, 11.7),
+           "tenfold": lambda: corpus.tenfold_ring().triangles,
+           "noise": lambda: corpus.with_cad_noise(corpus.ring_with_volume(profile="comfort").triangles),
+           "torus": lambda: torus(12.0, 2.0, 64, 16),
+           "stones": lambda: corpus.ring_with_stones()[0]}[model]()
+    hole = find_hole(tri, 1)
+    assert (None if hole is None else hole.as_dict()) == sorted_hole(tri, 1)
+    if model != "stones":  # the stones sit in the hole's way along no axis but their own
+        assert hole is not None
+
+
+# --- volume ----------------------------------------------------------------------------------------
+
+def test_volume_dot_products_are_numpys_up_to_the_chunk_and_chunked_beyond() -> None:
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=25_000), rng.normal(size=25_000)
+    n = geometry._DOT_CHUNK
+    assert geometry._dot(x[:n], y[:n]) == float(np.dot(x[:n], y[:n]))
+    chunks = [float(np.dot(x[at:at + n], y[at:at + n])) for at in range(0, 25_000, n)]
+    assert geometry._dot(x, y) == (chunks[0] + chunks[1]) + chunks[2]
