@@ -361,3 +361,54 @@ async def test_an_outage_does_not_use_up_attempts_or_dead_letter(settings: Setti
     await asyncio.sleep(0.3)
     assert await list_dead_letters(settings.broker.url, [name]) == []
     assert calls == [0] * 6  # the outage never counted against the message
+
+
+async def test_a_commit_writes_all_its_messages_in_one_statement_and_wakes_the_relays(db: Database) -> None:
+    """Events and plain messages (no order) reach the outbox with their headers as JSON, in one statement on
+    the unit's own connection (no SQLAlchemy statement), and the relays' channel hears of it at the commit."""
+    from sqlalchemy import event
+
+    from alexandrite.kit.db import OutgoingMessage
+    from alexandrite.kit.messaging.tables import OUTBOX_CHANNEL
+
+    listener = await db.raw()
+    heard: list[str] = []
+    async with listener.acquire() as conn:
+        def _heard(_conn: object, _pid: int, channel: str, _payload: str) -> None:
+            heard.append(channel)
+
+        await conn.add_listener(OUTBOX_CHANNEL, _heard)
+        order_id, job_id = uuid.uuid4(), uuid.uuid4()
+        through_sqlalchemy: list[str] = []
+
+        def _seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            through_sqlalchemy.append(statement)
+
+        event.listen(db.engine.sync_engine, "before_cursor_execute", _seen)
+        try:
+            async with UnitOfWork(db) as uow:
+                uow.emit(envelope(order_id, 1))
+                uow.send(OutgoingMessage(exchange="", routing_key="somewhere", body=b"\x00\x01 raw",
+                                         headers={"nested": {"a": [1, 2.5, None]}, "n": 3}, message_id=job_id))
+                await uow.commit()
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", _seen)
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.02)
+        await conn.remove_listener(OUTBOX_CHANNEL, _heard)
+    assert through_sqlalchemy == []
+    assert heard == [OUTBOX_CHANNEL]
+    async with db.sessions() as session:
+        rows = (await session.execute(select(OUTBOX).where(OUTBOX.c.message_id.in_([job_id]))
+                                      .union_all(select(OUTBOX).where(OUTBOX.c.order_id == order_id))
+                                      )).all()
+        plain, event_row = rows
+        assert (plain.exchange, plain.routing_key, plain.body, plain.order_id) == ("", "somewhere", b"\x00\x01 raw",
+                                                                                   None)
+        assert plain.headers == {"nested": {"a": [1, 2.5, None]}, "n": 3}
+        assert event_row.exchange == EVENTS_EXCHANGE and Envelope.model_validate_json(event_row.body).seq == 1
+        assert event_row.headers["order_id"] == str(order_id) and event_row.headers["seq"] == 1
+        await session.execute(OUTBOX.delete().where(OUTBOX.c.id.in_([plain.id, event_row.id])))
+        await session.commit()
