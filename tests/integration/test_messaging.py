@@ -412,3 +412,40 @@ async def test_a_commit_writes_all_its_messages_in_one_statement_and_wakes_the_r
         assert event_row.headers["order_id"] == str(order_id) and event_row.headers["seq"] == 1
         await session.execute(OUTBOX.delete().where(OUTBOX.c.id.in_([plain.id, event_row.id])))
         await session.commit()
+
+
+async def test_a_batch_leaves_what_was_confirmed_and_keeps_the_rest_with_its_error(
+        db: Database, settings: Settings, channel) -> None:
+    """One batch with an unroutable message between two routable ones: those two are published (with their
+    headers) and deleted, the third stays with one attempt and its error; two relays at once publish every
+    message once (the rows stay locked while they are published)."""
+    order_id, lost = uuid.uuid4(), uuid.uuid4()
+    key = f"t{uuid.uuid4().hex[:6]}.order.touched"
+    queue_name = await bound_queue(channel, settings, key)
+    async with UnitOfWork(db) as uow:
+        uow.emit(envelope(order_id, 1, key))
+        uow.emit(envelope(lost, 1, f"nobody.listens.{uuid.uuid4().hex[:6]}"))
+        uow.emit(envelope(order_id, 2, key))
+        await uow.commit()
+    relay, other = (OutboxRelay(db, settings.broker.url, service="shop") for _ in range(2))
+    try:
+        assert await relay.publish_once() >= 2
+        assert await outbox_count(db, order_id) == 0
+        async with db.sessions() as session:
+            attempts, last_error = (await session.execute(
+                select(OUTBOX.c.attempts, OUTBOX.c.last_error).where(OUTBOX.c.order_id == lost))).one()
+        assert attempts == 1 and "NO_ROUTE" in last_error.upper().replace(" ", "_")
+        async with UnitOfWork(db) as uow:
+            await uow.session.execute(OUTBOX.delete().where(OUTBOX.c.order_id == lost))
+            for seq in range(3, 23):
+                uow.emit(envelope(order_id, seq, key))
+            await uow.commit()
+        while await outbox_count(db, order_id):
+            await asyncio.gather(relay.publish_once(), other.publish_once())
+    finally:
+        await relay.close()
+        await other.close()
+    messages = await drain(channel, queue_name, 22)
+    assert sorted(Envelope.model_validate_json(m.body).seq for m in messages) == list(range(1, 23))
+    assert all(m.headers["order_id"] == str(order_id) and m.message_id for m in messages)
+    assert await drain(channel, queue_name, 1, timeout=1) == []
