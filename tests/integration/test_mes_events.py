@@ -6,6 +6,7 @@ kit consumer would call it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import uuid
@@ -21,7 +22,7 @@ from sqlalchemy import func, select
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope, StatusChanged, status_envelope
 from alexandrite.contracts.order_status import OrderStatus
-from alexandrite.kit.db import Database
+from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.messaging.consumer import Delivery, PermanentError
 from alexandrite.kit.messaging.tables import OUTBOX
 from alexandrite.kit.messaging.topology import PRICING_QUEUE, dead_letter_queue
@@ -32,6 +33,7 @@ from alexandrite.mes.consumers import handle_event
 from alexandrite.mes.pricing import jobs as job_steps
 from alexandrite.mes.progress import QueueEstimate
 from alexandrite.mes.tables import inbox, order_history, pricing_jobs, production_orders
+from alexandrite.orders.records import Transition, record_next_transition
 
 S = OrderStatus
 ESTIMATE = QueueEstimate(consumers=2, default_seconds=3.0)
@@ -330,3 +332,65 @@ async def test_crm_approval_puts_the_order_on_the_dashboard(db: Database) -> Non
     assert row.status == "MANUFACTURING_APPROVED" and row.seq == 6 and row.approved_at == at
     assert row.quote == QUOTE
     assert (await history(db, order_id))[-1].by == "seller:bob"
+
+
+async def test_a_submission_is_seven_statements_none_through_sqlalchemy(settings: Settings) -> None:
+    """BEGIN, the claim, the SUBMITTED write, the job with its queue position's inputs, the move to
+    PRICE_CALCULATING, the outbox, COMMIT: all plain SQL on the unit's connection (asyncpg's query log of
+    the one pooled connection); SQLAlchemy sees no statement at all. What the customer confirmed is kept."""
+    from sqlalchemy import event
+
+    database = Database(settings.database_url("mes"), pool_size=1)
+    try:
+        for env in shop_events(uuid.uuid4()):  # the connection learns the statements' types (asyncpg, once)
+            await feed(database, env)
+        order_id = uuid.uuid4()
+        initiated, uploaded, submitted = shop_events(order_id)
+        assert [await feed(database, e) for e in (initiated, uploaded)] == ["ok", "ok"]
+        async with database.sessions() as session:  # the one pooled connection, to listen to
+            conn = (await (await session.connection()).get_raw_connection()).driver_connection
+        queries: list[str] = []
+        conn.add_query_logger(lambda logged: queries.append(logged.query))
+        through_sqlalchemy: list[str] = []
+
+        def _seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            through_sqlalchemy.append(statement)
+
+        event.listen(database.engine.sync_engine, "before_cursor_execute", _seen)
+        change = submitted.payload | {"confirm": ["scale"]}
+        confirmed = submitted.model_copy(update={"payload": change})
+        assert await feed(database, confirmed) == "ok"
+        for _ in range(5):  # asyncpg calls its query loggers soon after each query, not during it
+            await asyncio.sleep(0)
+        kinds = ["claim" if q.startswith("WITH locked") else "write" if "UPDATE inbox" in q
+                 else "job" if "INSERT INTO pricing_jobs" in q else "transition" if "order_history" in q
+                 else "outbox" if "INSERT INTO outbox" in q else q.strip(" ;") for q in queries]
+        assert kinds == ["BEGIN", "claim", "write", "job", "transition", "outbox", "COMMIT"], queries
+        assert through_sqlalchemy == []
+        event.remove(database.engine.sync_engine, "before_cursor_execute", _seen)
+        row = await order_row(database, order_id)
+        assert (row.status, row.seq) == ("PRICE_CALCULATING", 4)
+        [job] = await jobs(database, order_id)
+        assert job.confirm == ["scale"] and job.state == "queued"
+        assert [(r.exchange, r.routing_key) for r in await outbox_rows(database, order_id)] == [
+            (EVENTS_EXCHANGE, "mes.order.price_calculating"), ("", PRICING_QUEUE)]
+    finally:
+        await database.dispose()
+
+
+async def test_the_next_transition_writes_nothing_when_the_row_moved_meanwhile(db: Database) -> None:
+    """The move that follows a transition of the unit re-checks the row's status and seq: a stale one is a
+    LookupError, and nothing of it is written."""
+    order_id = uuid.uuid4()
+    for env in shop_events(order_id):
+        await feed(db, env)
+    row = await order_row(db, order_id)
+    assert (row.status, row.seq) == ("PRICE_CALCULATING", 4)
+    stale = Transition(order_id, S.FILE_UPLOADED, S.SUBMITTED, 3, row.status_since, "customer:cust-1")
+    async with UnitOfWork(db) as uow:
+        with pytest.raises(LookupError):
+            await record_next_transition(uow, production_orders, order_history, service="mes", after=stale,
+                                         target=S.PRICE_CALCULATING, by=domain.SYSTEM_ACTOR, requested_by="mes")
+        await uow.commit()
+    assert [h.seq for h in await history(db, order_id)] == [1, 2, 3, 4]
+    assert (await order_row(db, order_id)).seq == 4

@@ -361,3 +361,91 @@ async def test_an_outage_does_not_use_up_attempts_or_dead_letter(settings: Setti
     await asyncio.sleep(0.3)
     assert await list_dead_letters(settings.broker.url, [name]) == []
     assert calls == [0] * 6  # the outage never counted against the message
+
+
+async def test_a_commit_writes_all_its_messages_in_one_statement_and_wakes_the_relays(db: Database) -> None:
+    """Events and plain messages (no order) reach the outbox with their headers as JSON, in one statement on
+    the unit's own connection (no SQLAlchemy statement), and the relays' channel hears of it at the commit."""
+    from sqlalchemy import event
+
+    from alexandrite.kit.db import OutgoingMessage
+    from alexandrite.kit.messaging.tables import OUTBOX_CHANNEL
+
+    listener = await db.raw()
+    heard: list[str] = []
+    async with listener.acquire() as conn:
+        def _heard(_conn: object, _pid: int, channel: str, _payload: str) -> None:
+            heard.append(channel)
+
+        await conn.add_listener(OUTBOX_CHANNEL, _heard)
+        order_id, job_id = uuid.uuid4(), uuid.uuid4()
+        through_sqlalchemy: list[str] = []
+
+        def _seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            through_sqlalchemy.append(statement)
+
+        event.listen(db.engine.sync_engine, "before_cursor_execute", _seen)
+        try:
+            async with UnitOfWork(db) as uow:
+                uow.emit(envelope(order_id, 1))
+                uow.send(OutgoingMessage(exchange="", routing_key="somewhere", body=b"\x00\x01 raw",
+                                         headers={"nested": {"a": [1, 2.5, None]}, "n": 3}, message_id=job_id))
+                await uow.commit()
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", _seen)
+        for _ in range(100):
+            if heard:
+                break
+            await asyncio.sleep(0.02)
+        await conn.remove_listener(OUTBOX_CHANNEL, _heard)
+    assert through_sqlalchemy == []
+    assert heard == [OUTBOX_CHANNEL]
+    async with db.sessions() as session:
+        rows = (await session.execute(select(OUTBOX).where(OUTBOX.c.message_id.in_([job_id]))
+                                      .union_all(select(OUTBOX).where(OUTBOX.c.order_id == order_id))
+                                      )).all()
+        plain, event_row = rows
+        assert (plain.exchange, plain.routing_key, plain.body, plain.order_id) == ("", "somewhere", b"\x00\x01 raw",
+                                                                                   None)
+        assert plain.headers == {"nested": {"a": [1, 2.5, None]}, "n": 3}
+        assert event_row.exchange == EVENTS_EXCHANGE and Envelope.model_validate_json(event_row.body).seq == 1
+        assert event_row.headers["order_id"] == str(order_id) and event_row.headers["seq"] == 1
+        await session.execute(OUTBOX.delete().where(OUTBOX.c.id.in_([plain.id, event_row.id])))
+        await session.commit()
+
+
+async def test_a_batch_leaves_what_was_confirmed_and_keeps_the_rest_with_its_error(
+        db: Database, settings: Settings, channel) -> None:
+    """One batch with an unroutable message between two routable ones: those two are published (with their
+    headers) and deleted, the third stays with one attempt and its error; two relays at once publish every
+    message once (the rows stay locked while they are published)."""
+    order_id, lost = uuid.uuid4(), uuid.uuid4()
+    key = f"t{uuid.uuid4().hex[:6]}.order.touched"
+    queue_name = await bound_queue(channel, settings, key)
+    async with UnitOfWork(db) as uow:
+        uow.emit(envelope(order_id, 1, key))
+        uow.emit(envelope(lost, 1, f"nobody.listens.{uuid.uuid4().hex[:6]}"))
+        uow.emit(envelope(order_id, 2, key))
+        await uow.commit()
+    relay, other = (OutboxRelay(db, settings.broker.url, service="shop") for _ in range(2))
+    try:
+        assert await relay.publish_once() >= 2
+        assert await outbox_count(db, order_id) == 0
+        async with db.sessions() as session:
+            attempts, last_error = (await session.execute(
+                select(OUTBOX.c.attempts, OUTBOX.c.last_error).where(OUTBOX.c.order_id == lost))).one()
+        assert attempts == 1 and "NO_ROUTE" in last_error.upper().replace(" ", "_")
+        async with UnitOfWork(db) as uow:
+            await uow.session.execute(OUTBOX.delete().where(OUTBOX.c.order_id == lost))
+            for seq in range(3, 23):
+                uow.emit(envelope(order_id, seq, key))
+            await uow.commit()
+        while await outbox_count(db, order_id):
+            await asyncio.gather(relay.publish_once(), other.publish_once())
+    finally:
+        await relay.close()
+        await other.close()
+    messages = await drain(channel, queue_name, 22)
+    assert sorted(Envelope.model_validate_json(m.body).seq for m in messages) == list(range(1, 23))
+    assert all(m.headers["order_id"] == str(order_id) and m.message_id for m in messages)
+    assert await drain(channel, queue_name, 1, timeout=1) == []

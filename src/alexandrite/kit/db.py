@@ -191,6 +191,25 @@ def outbox_insert(messages: list[OutgoingMessage]) -> Select[Any]:
     return select(func.pg_notify(OUTBOX_CHANNEL, "")).add_cte(written)
 
 
+# :func:`outbox_insert` as plain SQL for a unit's own connection (:meth:`UnitOfWork.driver`): one statement
+# for any number of messages (one array per column), built once instead of per commit.
+OUTBOX_INSERT_SQL = f"""
+WITH x AS (
+    INSERT INTO outbox (message_id, exchange, routing_key, body, headers, order_id)
+    SELECT m, e, r, b, h::jsonb, o
+      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::uuid[]) AS t(m, e, r, b, h, o)
+)
+SELECT pg_notify('{OUTBOX_CHANNEL}', '')
+"""
+
+
+def outbox_args(messages: list[OutgoingMessage]) -> tuple[list[Any], ...]:
+    """The parameters of :data:`OUTBOX_INSERT_SQL` for ``messages`` (headers as JSON text)."""
+    return ([m.message_id for m in messages], [m.exchange for m in messages], [m.routing_key for m in messages],
+            [m.body for m in messages], [_dumps(m.headers) for m in messages],
+            [m.order_id for m in messages])
+
+
 class UnitOfWork:
     """One transaction; events and jobs queued here reach the outbox in the same commit.
 
@@ -252,8 +271,8 @@ class UnitOfWork:
         self._after_commit.append(callback)
 
     async def commit(self) -> None:
-        if self._messages:
-            await self.session.execute(outbox_insert(self._messages))
+        if self._messages:  # on the unit's connection, inside its transaction
+            await (await self.driver()).execute(OUTBOX_INSERT_SQL, *outbox_args(self._messages))
         await self.session.commit()
         self.committed = True
         self._driver = None

@@ -54,14 +54,13 @@ async def apply_event(uow: UnitOfWork, envelope: Envelope, change: StatusChanged
             status=S.INITIATED, by=change.actor, seq=envelope.seq, at=change.at, values=creation_values(change),
         )
         return
-    await record_transition(  # locks the order's row; LookupError when the order is unknown
+    transition = await record_transition(  # locks the order's row; LookupError when the order is unknown
         uow, production_orders, order_history, service=SERVICE, order_id=envelope.order_id,
         target=change.status, by=change.actor, requested_by=envelope.producer, seq=envelope.seq, at=change.at,
         values=projection_values(change),
     )
     if change.status is S.SUBMITTED:
-        await start_pricing(uow, envelope.order_id, submit_seq=envelope.seq, estimate=estimate,
-                            not_before=change.at, correlation_id=envelope.correlation_id,
+        await start_pricing(uow, transition, estimate=estimate, correlation_id=envelope.correlation_id,
                             confirm=list(change.confirm or ()))
     elif change.status is S.CANCELLED:
         await repository.cancel_active_jobs(uow.session, envelope.order_id, now=utcnow())

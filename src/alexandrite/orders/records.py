@@ -261,6 +261,55 @@ async def _consumed_transition(
     return Transition(order_id, previous, target, new_seq, at, by)
 
 
+@functools.lru_cache(maxsize=256)
+def _next_transition_sql(orders: str, history: str, columns: tuple[str, ...]) -> str:
+    """$1 id, $2 status, $3 seq, $4 at, $5 updated_at, $6 previous, $7 by, then ``columns``: the row moves on
+    only from ($6, $3 - 1); returns the history line's seq, or no row."""
+    extra = "".join(f', "{name}" = ${8 + i}' for i, name in enumerate(columns))
+    return f"""WITH w AS (
+    UPDATE "{orders}" SET status = $2::text, seq = $3::int, status_since = $4, updated_at = $5{extra}
+     WHERE id = $1::uuid AND seq = $3::int - 1 AND status = $6::text
+    RETURNING id
+)
+INSERT INTO "{history}" (order_id, seq, status, previous_status, at, by)
+SELECT id, $3::int, $2::text, $6::text, $4::timestamptz, $7::text FROM w
+RETURNING seq
+"""
+
+
+async def record_next_transition(
+    uow: UnitOfWork,
+    orders: Table,
+    history: Table,
+    *,
+    service: str,
+    after: Transition,
+    target: OrderStatus,
+    by: str,
+    requested_by: str,
+    at: datetime | None = None,
+    values: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
+) -> Transition:
+    """:func:`record_transition` right after ``after``, a transition this unit made (so the order's row is
+    locked and its status, seq and status_since known): no read, the row and its history line are one
+    statement on the unit's connection. LookupError when the row is not where ``after`` left it.
+    ``created_at``: the order's, for the lifetime metric of a terminal ``target``."""
+    check_transition(after.status, target, requested_by)
+    at = at or utcnow()
+    new_seq = after.seq + 1
+    values = values or {}
+    conn = await uow.driver()
+    row = await conn.fetchrow(_next_transition_sql(orders.name, history.name, tuple(values)), after.order_id,
+                              target.value, new_seq, at, utcnow(), after.status.value, by,
+                              *_bound(uow, orders, values))
+    if row is None:
+        raise LookupError(f"order {after.order_id} is not at seq {after.seq} in {after.status}")
+    _observed(uow, service, after.status, target, at, after.at, created_at)
+    _notify(uow, after.status.value, target.value, after.order_id, new_seq)
+    return Transition(after.order_id, after.status, target, new_seq, at, by)
+
+
 def _observed(uow: UnitOfWork, service: str, previous: OrderStatus, target: OrderStatus, at: datetime,
               status_since: datetime | None, created_at: datetime | None) -> None:
     """The transition's metrics, counted once the unit committed."""

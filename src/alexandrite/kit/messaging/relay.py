@@ -20,7 +20,7 @@ from typing import Any
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import func, select
 
 from alexandrite.kit import metrics
 from alexandrite.kit.breaker import CircuitBreaker
@@ -32,6 +32,18 @@ from alexandrite.kit.messaging.wakeup import ChannelWakeups
 from alexandrite.kit.tracing import SpanKind, message_span, trace_headers
 
 log = structlog.get_logger(__name__)
+
+# A batch, oldest first, locked for the length of its publishing; relays running beside this one skip it.
+CLAIM_SQL = """
+SELECT id, message_id, exchange, routing_key, body, headers FROM outbox
+ ORDER BY id LIMIT $1::int FOR UPDATE SKIP LOCKED
+"""
+# The confirmed messages leave the outbox; the failed ones stay, each with its own error.
+DELETE_SQL = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+FAILED_SQL = """
+UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.error
+  FROM unnest($1::bigint[], $2::text[]) AS f(id, error) WHERE o.id = f.id
+"""
 
 
 class OutboxRelay:
@@ -82,40 +94,38 @@ class OutboxRelay:
         return self._exchanges[name]
 
     async def _publish(self, row: Any) -> None:
-        exchange = await self._exchange(row.exchange)
-        headers = dict(row.headers or {})
+        exchange = await self._exchange(row["exchange"])
+        headers = dict(row["headers"] or {})
         # A child of the context that emitted the message, however long it waited in the outbox.
-        with message_span(f"{row.routing_key} publish", SpanKind.PRODUCER, headers,
-                          **{"messaging.system": "rabbitmq", "messaging.destination.name": row.exchange or "(default)",
-                             "messaging.rabbitmq.destination.routing_key": row.routing_key,
-                             "messaging.message.id": str(row.message_id), "alexandrite.service": self.service}):
+        routing_key, destination = row["routing_key"], row["exchange"] or "(default)"
+        with message_span(f"{routing_key} publish", SpanKind.PRODUCER, headers,
+                          **{"messaging.system": "rabbitmq", "messaging.destination.name": destination,
+                             "messaging.rabbitmq.destination.routing_key": routing_key,
+                             "messaging.message.id": str(row["message_id"]), "alexandrite.service": self.service}):
             headers.update(trace_headers())
             await self._send(exchange, row, headers)
 
     async def _send(self, exchange: AbstractExchange, row: Any, headers: dict[str, Any]) -> None:
         message = aio_pika.Message(
-            body=row.body,
+            body=row["body"],
             headers=headers,
-            message_id=str(row.message_id),
+            message_id=str(row["message_id"]),
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            type=row.routing_key,
+            type=row["routing_key"],
         )
         await exchange.publish(
-            message, routing_key=row.routing_key, mandatory=True, timeout=self.publish_timeout
+            message, routing_key=row["routing_key"], mandatory=True, timeout=self.publish_timeout
         )
 
     async def publish_once(self) -> int:
-        """Publish one batch; returns how many messages left the outbox."""
-        async with self.db.sessions() as session, session.begin():
-            rows = (
-                await session.execute(
-                    select(OUTBOX)
-                    .order_by(OUTBOX.c.id)
-                    .limit(self.batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+        """Publish one batch; returns how many messages left the outbox.
+
+        Plain SQL on the database's raw pool (:data:`CLAIM_SQL`, then :data:`DELETE_SQL` and/or
+        :data:`FAILED_SQL`), in one transaction that holds the claimed rows' locks while they are published."""
+        pool = await self.db.raw()
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(CLAIM_SQL, self.batch_size)
             if not rows:
                 return 0
             self.breaker.before_call()  # open: the rows stay, the batch is retried after the pause
@@ -125,17 +135,13 @@ class OutboxRelay:
                 self.breaker.record_failure()
                 raise
             results = await asyncio.gather(*(self._publish(r) for r in rows), return_exceptions=True)
-            done = [r.id for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+            done = [r["id"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
             failed = [(r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
             if done:
-                await session.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(done)))
+                await conn.execute(DELETE_SQL, done)
             if failed:  # every failed row marked in one statement, each with its own error
-                await session.execute(
-                    update(OUTBOX)
-                    .where(OUTBOX.c.id.in_([row.id for row, _ in failed]))
-                    .values(attempts=OUTBOX.c.attempts + 1,
-                            last_error=case({row.id: repr(error)[:500] for row, error in failed}, value=OUTBOX.c.id))
-                )
+                await conn.execute(FAILED_SQL, [row["id"] for row, _ in failed],
+                                   [repr(error)[:500] for _, error in failed])
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(done))
         self.breaker.record_success() if done else self.breaker.record_failure()
         if failed:

@@ -2,7 +2,7 @@
 webhook dispatcher's).
 
 Every statement that writes outbox rows also runs ``pg_notify(OUTBOX_CHANNEL, '')`` (see
-:func:`alexandrite.kit.db.outbox_insert` and the shop's one-statement writes); PostgreSQL delivers the
+:data:`alexandrite.kit.db.OUTBOX_INSERT_SQL` and the one-statement writes); PostgreSQL delivers the
 notification when that transaction commits, and only to listeners of the same database. A relay
 listening on the channel publishes right after the commit instead of polling every few milliseconds.
 

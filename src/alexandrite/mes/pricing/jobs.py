@@ -18,8 +18,10 @@ from alexandrite.contracts.order_status import OrderStatus, check_transition
 from alexandrite.kit import metrics as metrics_kit
 from alexandrite.kit.db import Database, OutgoingMessage, StatementUnitOfWork, UnitOfWork
 from alexandrite.kit.messaging.topology import PRICING_QUEUE
-from alexandrite.mes import metrics, progress, repository
+from alexandrite.mes import domain, metrics, progress, repository
 from alexandrite.mes.domain import (
+    ACTIVE_JOB_STATES,
+    AVERAGE_WINDOW,
     JOB_MESSAGE_TYPE,
     SERVICE,
     SYSTEM_ACTOR,
@@ -30,7 +32,7 @@ from alexandrite.mes.domain import (
 )
 from alexandrite.mes.tables import order_history, production_orders
 from alexandrite.orders.one_statement import history_and_outbox, message_args, relay_wakeup
-from alexandrite.orders.records import Transition, record_transition
+from alexandrite.orders.records import Transition, record_next_transition
 
 log = structlog.get_logger(__name__)
 S = OrderStatus
@@ -48,21 +50,44 @@ def no_earlier_than(at: datetime | None) -> datetime:
     return max(now, at) if at is not None and at.tzinfo is not None else now
 
 
-async def start_pricing(uow: UnitOfWork, order_id: uuid.UUID, *, submit_seq: int,
-                        estimate: progress.QueueEstimate, not_before: datetime | None = None,
+# Queue a job in one statement: $1 job id, $2 order id, $3 submit seq, $4 enqueued at, $5 confirm (JSON text
+# or NULL), $6 how many finished jobs the average takes. Answers the queue position's inputs as of the
+# statement's snapshot (the new job is not among the jobs ahead: those are strictly before it).
+ACTIVE_STATES = tuple(s.value for s in ACTIVE_JOB_STATES)
+FINISHED_STATES = (JobState.PRICED.value, JobState.FAILED.value)
+QUEUE_SQL = f"""
+WITH j AS (
+    INSERT INTO pricing_jobs (id, order_id, submit_seq, state, enqueued_at, confirm)
+    VALUES ($1::uuid, $2::uuid, $3::int, '{JobState.QUEUED.value}', $4::timestamptz, $5::jsonb)
+)
+SELECT (SELECT count(*) FROM pricing_jobs
+         WHERE state IN ({", ".join(f"'{s}'" for s in ACTIVE_STATES)}) AND enqueued_at <= $4::timestamptz
+           AND (enqueued_at, id) < ($4::timestamptz, $1::uuid)) AS ahead,
+       ARRAY(SELECT duration_ms FROM pricing_jobs
+              WHERE duration_ms IS NOT NULL AND state IN ({", ".join(f"'{s}'" for s in FINISHED_STATES)})
+              ORDER BY finished_at DESC LIMIT $6::int) AS durations
+"""
+
+
+async def start_pricing(uow: UnitOfWork, submitted: Transition, *, estimate: progress.QueueEstimate,
                         correlation_id: str | None = None, confirm: list[str] | None = None) -> dict[str, Any]:
-    """Queue a pricing job for a SUBMITTED order and move it to PRICE_CALCULATING; returns the progress.
+    """Queue a pricing job for an order this unit just moved to SUBMITTED (``submitted``: its row is locked)
+    and move it to PRICE_CALCULATING; returns the progress.
 
     ``confirm``: what the customer confirmed with this submission (e.g. ``["scale"]``), kept on the job.
-    The event and the job message are queued last: nothing reaches the outbox when a step fails.
+    Two statements on the unit's connection (:data:`QUEUE_SQL`, then the order's row and history line);
+    the event and the job message reach the outbox at the commit: nothing does when a step fails.
     """
+    order_id = submitted.order_id
     job_id = uuid.uuid4()
-    now = no_earlier_than(not_before)
-    await repository.insert_job(uow.session, job_id=job_id, order_id=order_id, submit_seq=submit_seq,
-                                enqueued_at=now, confirm=confirm)
-    queue_progress = await progress.new_job_progress(uow.session, job_id, now, estimate)
-    transition = await record_transition(
-        uow, production_orders, order_history, service=SERVICE, order_id=order_id, target=S.PRICE_CALCULATING,
+    now = no_earlier_than(submitted.at)
+    conn = await uow.driver()
+    queued = await conn.fetchrow(QUEUE_SQL, job_id, order_id, submitted.seq, now,
+                                 orjson.dumps(confirm).decode() if confirm else None, AVERAGE_WINDOW)
+    average = domain.average_seconds(queued["durations"], estimate.default_seconds)
+    queue_progress = domain.progress(int(queued["ahead"]) + 1, average, estimate.consumers)
+    transition = await record_next_transition(
+        uow, production_orders, order_history, service=SERVICE, after=submitted, target=S.PRICE_CALCULATING,
         by=SYSTEM_ACTOR, requested_by=SERVICE, at=now,
         values={"progress": queue_progress, "quote": None, "failure": None},
     )
@@ -70,7 +95,7 @@ async def start_pricing(uow: UnitOfWork, order_id: uuid.UUID, *, submit_seq: int
         status=S.PRICE_CALCULATING, previous_status=transition.previous, actor=SYSTEM_ACTOR, at=now,
         progress=Progress.model_validate(queue_progress),
     ), correlation_id)
-    job = PricingJobMessage(job_id=job_id, order_id=order_id, submit_seq=submit_seq, enqueued_at=now)
+    job = PricingJobMessage(job_id=job_id, order_id=order_id, submit_seq=submitted.seq, enqueued_at=now)
     uow.send(OutgoingMessage(
         exchange="",
         routing_key=PRICING_QUEUE,
