@@ -118,7 +118,7 @@ async def inject_faults(drill: Drill, stack: HaStack, vhost: str) -> list[asynci
     fault.details.update(new_leader=new_leader.name if new_leader else None, timeline_before=timeline)
     assert new_leader is not None and new_leader.name != leader.name
 
-    async def pg_rejoins() -> None:
+    async def pg_rejoins(fault: Any = fault) -> None:
         await asyncio.to_thread(patroni.start_node, leader.name)
 
         def replica_on_new_timeline() -> bool:
