@@ -38,7 +38,7 @@ from alexandrite.devtools.simulate import percentile, simulate, stage_latencies 
 from alexandrite.kit.settings import SERVICES, Settings  # noqa: E402
 from alexandrite.ops.ha.layout import HaLayout  # noqa: E402
 from alexandrite.ops.ha.processes import port_open  # noqa: E402
-from tests.e2e.processes import Platform, free_port  # noqa: E402
+from tests.e2e.processes import Platform, free_port, free_port_block  # noqa: E402
 
 TOTAL = "SUBMITTED => PRICE_CALCULATED (total)"
 
@@ -54,19 +54,38 @@ async def measure(settings: Settings, orders: int, warmup: int, concurrency: int
             "p50_ms": percentile(totals, 50) * 1000, "p95_ms": percentile(totals, 95) * 1000}
 
 
+async def measure_while_up(up: subprocess.Popen[bytes], log: Path, settings: Settings, orders: int, warmup: int,
+                           concurrency: int) -> dict[str, Any]:
+    """``measure`` on the HA layout, given up (with the log's end) as soon as ``alexandrite up --ha`` exits."""
+    task = asyncio.create_task(measure(settings, orders, warmup, concurrency))
+    while not task.done():
+        if up.poll() is not None:
+            task.cancel()
+            raise RuntimeError(f"`alexandrite up --ha` exited with {up.returncode} while measuring: "
+                               + (await asyncio.to_thread(log.read_text))[-2000:])
+        await asyncio.wait({task}, timeout=0.5)
+    return task.result()
+
+
 def single_node(orders: int, warmup: int, workers: int, concurrency: int) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="alex-bench-ha-single-"))
     settings = sandbox_settings(root, log_level="WARNING")
     provision(settings)
     platform = Platform.configure(settings, {**sandbox_env(settings, dict(os.environ)), "ALEX_LOG_LEVEL": "WARNING"},
                                   root / "logs")
+    failed = True
     try:
         platform.start_all(workers=workers)
-        return {"layout": "single node", **asyncio.run(measure(platform.settings, orders, warmup, concurrency))}
+        result = {"layout": "single node", **asyncio.run(measure(platform.settings, orders, warmup, concurrency))}
+        failed = False
+        return result
     finally:
         platform.stop_all()
         deprovision(settings)
-        shutil.rmtree(root, ignore_errors=True)
+        if failed:
+            print(f"single node failed: its processes' logs are kept in {root / 'logs'}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def ha_layout(orders: int, warmup: int, workers: int, concurrency: int) -> dict[str, Any]:
@@ -76,7 +95,7 @@ def ha_layout(orders: int, warmup: int, workers: int, concurrency: int) -> dict[
     ports = {service: free_port() for service in SERVICES}
     env = {**sandbox_env(sandbox, dict(os.environ)), "ALEX_LOG_LEVEL": "WARNING",
            "ALEX_HA_BASE_PORT": str(15000 + uuid.uuid4().int % 15000),
-           "ALEX_WORKER_METRICS_PORT": str(free_port())}
+           "ALEX_WORKER_METRICS_PORT": str(free_port_block(workers))}
     for service, port in ports.items():
         env[f"ALEX_{service.upper()}_PORT"] = str(port)
         env[f"ALEX_{service.upper()}_URL"] = f"http://127.0.0.1:{port}"
@@ -100,7 +119,8 @@ def ha_layout(orders: int, warmup: int, workers: int, concurrency: int) -> dict[
         status = json.loads((root / "up.json").read_text())
         settings = sandbox.replace(**{
             **{f"{s}_url": status["services"][s] for s in SERVICES}, **{f"{s}_port": ports[s] for s in SERVICES}})
-        result = {"layout": "HA", **asyncio.run(measure(settings, orders, warmup, concurrency)),
+        measured = asyncio.run(measure_while_up(up, root.parent / "up.log", settings, orders, warmup, concurrency))
+        result = {"layout": "HA", **measured,
                   "startup_seconds": startup}
     finally:
         if up.poll() is None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,6 +26,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_port_block(count: int, low: int = 10_000, high: int = 15_000) -> int:
+    """The first of ``count`` consecutive free ports, below the ephemeral range (32768+ here), so that
+    no outgoing connection takes one of them between this check and the process binding it."""
+    for _ in range(200):
+        base = random.randrange(low, high - count)  # noqa: S311 - a port, not a secret
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(base, base + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports in {low}-{high}")
 
 
 async def fetch(settings: Settings, service: str, query: str, *args: object) -> list[asyncpg.Record]:

@@ -8,7 +8,8 @@
 3. the APIs (``--replicas N``: N instances each behind HAProxy, else one each) and the pricing
    workers start with the cluster endpoints in their environment;
 4. SIGINT/SIGTERM: the platform stops first, then every engine; the run directory is removed
-   unless ``--keep`` (a later ``up --ha`` on it starts the kept clusters again).
+   unless ``--keep`` (a later ``up --ha`` on it starts the kept clusters again). A platform process
+   that exits on its own stops everything too, and the run directory is kept for its logs.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class HaUp:
         self.root = self.stack.root
         self.stopping = False
         self.started = False  # a layout that failed to come up keeps its run directory (logs) for a look
+        self.failed = False  # so does one whose platform process died on its own
         self.supervisor: ReplicaSupervisor | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -107,6 +109,7 @@ class HaUp:
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     self.say(f"{name} exited with {process.returncode}; stopping")
+                    self.failed = True
                     return 1
             time.sleep(0.5)
         return 0
@@ -122,7 +125,7 @@ class HaUp:
             self.say(f"stopped by pid file: {', '.join(leftovers)}")
         if self.keep:
             self.say(f"kept {self.root} (`alexandrite up --ha --dir {self.root}` starts it again)")
-        elif not self.started:
+        elif not self.started or self.failed:
             self.say(f"kept {self.root} for its logs (`alexandrite ha down --dir {self.root}` removes it)")
         else:
             self.stack.remove()
