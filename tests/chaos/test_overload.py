@@ -80,8 +80,17 @@ async def priced_order(client: httpx.AsyncClient, shop: str, auth: dict[str, str
     assert uploaded.status_code == 200, uploaded.text
     submitted = await client.post(f"{url}/submit", headers=auth)
     assert submitted.status_code == 202, submitted.text
-    while (await client.get(url, headers=auth)).json()["status"] not in PRICED:
-        await asyncio.sleep(0.1)
+    deadline = time.monotonic() + 120
+    while True:
+        polled = await client.get(url, headers=auth)
+        if polled.status_code in (429, 503):  # limited or shedding: wait as told, like any client
+            await asyncio.sleep(float(polled.headers.get("Retry-After", "1")))
+        else:
+            assert polled.status_code == 200, polled.text
+            if polled.json()["status"] in PRICED:
+                return
+            await asyncio.sleep(0.1)
+        assert time.monotonic() < deadline, f"not priced within 120 s: {polled.text}"
 
 
 async def capacity(client: httpx.AsyncClient, shop: str, tokens: list[str], seconds: float = 15) -> float:

@@ -1,9 +1,11 @@
-"""Pooled connections: one that died while idle is replaced before use (the idle ping)."""
+"""Pooled connections: one that died while idle is replaced before use (the idle ping); a transaction left
+idle is ended by the server after the configured limit."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 from sqlalchemy import text
 
 from alexandrite.kit import db as kit_db
@@ -26,3 +28,39 @@ async def test_a_connection_killed_while_idle_is_replaced(settings: Settings) ->
     finally:
         await db.dispose()
         await admin.dispose()
+
+
+async def test_a_transaction_left_idle_is_ended_by_the_server_and_its_locks_released(settings: Settings) -> None:
+    """A unit whose task stalls inside its transaction (holding an order's advisory lock) does not block that
+    order for good: the server ends the session after the idle limit and the next claim of the lock gets it."""
+    stalled = Database(settings.database_url("crm"), pool_size=1, idle_in_transaction_seconds=0.5)
+    other = Database(settings.database_url("crm"), pool_size=1, idle_in_transaction_seconds=0.5)
+    unlimited = Database(settings.database_url("crm"), pool_size=1, idle_in_transaction_seconds=0)
+    key = {"key": "an order whose event stalled"}
+    try:
+        session = stalled.sessions()
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), key)
+        async with other.sessions() as waiting:
+            taken = (await waiting.execute(
+                text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), key)).scalar_one()
+            assert taken is False  # held by the stalled unit
+            await waiting.rollback()
+            await asyncio.sleep(1.5)  # the stalled unit sits idle in its transaction past the limit
+            await waiting.execute(text("SET LOCAL lock_timeout = '5s'"))  # fails fast if still held
+            await waiting.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), key)
+            await waiting.commit()  # granted: the server ended the stalled session
+        with pytest.raises(Exception) as ended:  # the stalled unit learns its transaction is gone
+            await session.execute(text("SELECT 1"))
+        assert "idle-in-transaction" in str(ended.value) or "closed" in str(ended.value).lower(), ended.value
+        await session.close()
+
+        # With the limit off, the server leaves such a transaction alone.
+        async with unlimited.sessions() as idle:
+            await idle.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), key)
+            await asyncio.sleep(1.0)
+            assert (await idle.execute(text("SELECT 1"))).scalar_one() == 1
+            timeout = (await idle.execute(text("SHOW idle_in_transaction_session_timeout"))).scalar_one()
+            assert timeout == "0"
+    finally:
+        for database in (stalled, other, unlimited):
+            await database.dispose()

@@ -63,7 +63,7 @@ def create_service_app(
         app.state.db = Database(
             settings.database_url(service), pool_size=settings.db.pool_size,
             replica_url=settings.database_url(service, replica=True) if settings.db.replica_dsn else None,
-            socket_dir=settings.db.socket_dir,
+            socket_dir=settings.db.socket_dir, idle_in_transaction_seconds=settings.db.idle_in_transaction_seconds,
         )
         app.state.storage = LocalStorage(
             settings.uploads.storage_dir, breaker=breaker_from_settings("storage", settings,

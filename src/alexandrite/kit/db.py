@@ -26,14 +26,25 @@ log = structlog.get_logger(__name__)
 PING_AFTER_IDLE_SECONDS = 1.0
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def server_settings(idle_in_transaction_seconds: float | None = None) -> dict[str, str]:
+    """Session settings of every connection: the application name and, for the services, how long the
+    server lets a transaction sit idle. A transaction whose task stalled or lost its connection object
+    would otherwise keep its row and advisory locks until the process dies, and every later event of
+    those orders would wait on them; PostgreSQL ends such a session and the waiting work goes on."""
+    values = {"application_name": "alexandrite"}
+    if idle_in_transaction_seconds:
+        values["idle_in_transaction_session_timeout"] = str(int(idle_in_transaction_seconds * 1000))
+    return values
+
+
+def make_engine(url: str, *, pool_size: int = 10, idle_in_transaction_seconds: float | None = None) -> AsyncEngine:
     # Looked up at call time, so tracing's instrumented create_async_engine is used when tracing is on.
     engine = sa_asyncio.create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=10,
-        connect_args={"server_settings": {"application_name": "alexandrite"}, "command_timeout": 30},
+        connect_args={"server_settings": server_settings(idle_in_transaction_seconds), "command_timeout": 30},
     )
     _ping_idle_connections(engine)
     return engine
@@ -110,12 +121,13 @@ class Database:
     """
 
     def __init__(self, url: str, *, pool_size: int = 10, replica_url: str | None = None,
-                 socket_dir: str | None = None) -> None:
+                 socket_dir: str | None = None, idle_in_transaction_seconds: float | None = 60.0) -> None:
         self.url = url
         self.pool_size = pool_size
         self.socket_dir = socket_dir
+        self.idle_in_transaction_seconds = idle_in_transaction_seconds
         self._raw: asyncpg.Pool | None = None
-        self.engine = make_engine(url, pool_size=pool_size)
+        self.engine = make_engine(url, pool_size=pool_size, idle_in_transaction_seconds=idle_in_transaction_seconds)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.replica_engine = make_engine(replica_url, pool_size=pool_size) if replica_url else None
         # Lag-tolerant reads run outside a transaction (no BEGIN/ROLLBACK round trips); each
@@ -133,7 +145,7 @@ class Database:
         if self._raw is None:
             pool = await asyncpg.create_pool(
                 plain_dsn(self.url), min_size=1, max_size=self.pool_size, init=_json_codecs, reset=_keep_session,
-                command_timeout=30, server_settings={"application_name": "alexandrite"},
+                command_timeout=30, server_settings=server_settings(self.idle_in_transaction_seconds),
                 **({"host": self.socket_dir} if self.socket_dir else {}))
             if self._raw is None:
                 self._raw = pool

@@ -46,6 +46,10 @@ class DatabaseSettings(Group):
     # Directory of the local server's Unix socket (e.g. /var/run/postgresql): the raw pool of the hot
     # paths connects there instead of by TCP, which costs each round trip about half the CPU. None: TCP.
     socket_dir: str | None = Field(default=None, alias="pg_socket_dir")
+    # A service's transaction idle this long (its task stalled or lost the connection) is ended by
+    # PostgreSQL, releasing its locks; 0 turns it off. Longer than any wait inside a transaction (the
+    # outbox relay's publish timeout is 10 s).
+    idle_in_transaction_seconds: float = Field(default=60.0, ge=0, alias="db_idle_in_transaction_seconds")
     # MES order partitions: "alexandrite maintain" creates these months ahead; 0 never archives.
     partition_months_ahead: int = Field(default=3, ge=0, le=60, alias="partition_months_ahead")
     partition_archive_after_months: int = Field(default=24, ge=0, alias="partition_archive_after_months")

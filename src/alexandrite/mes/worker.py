@@ -157,7 +157,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None, *, m
                 installed.append(sig)
     pricing = load_pricing(str(settings.pricing.config_path) if settings.pricing.config_path else None)
     # A connection for each job in hand (an overflow connection would be opened and closed per job).
-    db = Database(settings.database_url("mes"), pool_size=max(2, settings.pricing.worker_prefetch))
+    db = Database(settings.database_url("mes"), pool_size=max(2, settings.pricing.worker_prefetch),
+                  idle_in_transaction_seconds=settings.db.idle_in_transaction_seconds)
     cache = make_cache(settings)  # prices change statuses the dashboard may show
     attach_cache(db, cache)
     storage = LocalStorage(settings.uploads.storage_dir, breaker=breaker_from_settings(
