@@ -4,12 +4,13 @@ idle is ended by the server after the configured limit."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from sqlalchemy import text
 
 from alexandrite.kit import db as kit_db
-from alexandrite.kit.db import Database
+from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.settings import Settings
 
 
@@ -64,3 +65,36 @@ async def test_a_transaction_left_idle_is_ended_by_the_server_and_its_locks_rele
     finally:
         for database in (stalled, other, unlimited):
             await database.dispose()
+
+
+async def test_a_connection_inside_a_transaction_the_pool_does_not_know_of_is_not_reused(settings: Settings) -> None:
+    """A task cancelled while its BEGIN was on the wire leaves asyncpg inside a transaction SQLAlchemy does not
+    track. Reused, every later unit on that connection would run in savepoints of it: its commit would commit
+    nothing and its locks would stay held. The pool closes such a connection instead."""
+    db = Database(settings.database_url("crm"), pool_size=1)
+    other = Database(settings.database_url("crm"), pool_size=1)
+    key = {"key": f"order {uuid.uuid4()}"}
+    try:
+        session = db.sessions()
+        fairy = await (await session.connection()).get_raw_connection()
+        driver = fairy.driver_connection
+        first_pid = driver.get_server_pid()
+        await driver.transaction().start()  # registered by asyncpg, begun on the server, unknown to the adapter
+        assert kit_db.untracked_transaction(fairy.dbapi_connection) is not None
+        await session.close()  # back to the pool: the adapter has nothing to roll back
+
+        async with UnitOfWork(db) as uow:
+            conn = await uow.driver()
+            assert conn.get_server_pid() != first_pid  # a new connection, not the one left inside a transaction
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key["key"])
+            await uow.commit()
+        async with other.sessions() as session:  # the commit was a real one: the lock is free again
+            free = (await session.execute(
+                text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), key)).scalar_one()
+            assert free is True
+            gone = (await session.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": first_pid})).scalar_one()
+            assert gone == 0  # the discarded connection was closed (the server rolled its transaction back)
+    finally:
+        await db.dispose()
+        await other.dispose()

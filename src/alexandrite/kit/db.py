@@ -47,7 +47,53 @@ def make_engine(url: str, *, pool_size: int = 10, idle_in_transaction_seconds: f
         connect_args={"server_settings": server_settings(idle_in_transaction_seconds), "command_timeout": 30},
     )
     _ping_idle_connections(engine)
+    _refuse_untracked_transactions(engine)
     return engine
+
+
+class UntrackedTransaction(exc.DisconnectionError):
+    """The driver connection is inside a transaction that SQLAlchemy does not track (see below)."""
+
+
+def untracked_transaction(dbapi_connection: Any) -> str | None:
+    """Why this pooled connection must not be used again, or None.
+
+    A task cancelled while its ``BEGIN`` was on the wire (a consumer's channel closing, a request
+    cancelled) leaves asyncpg with the transaction registered as its top one (and the server inside it
+    once the BEGIN arrives) while SQLAlchemy's adapter, which tracks a transaction only once BEGIN
+    returned, knows of none: its rollback on return to the pool does nothing. The next user's BEGIN then
+    becomes a SAVEPOINT inside that transaction, its commit a RELEASE: nothing it "commits" is ever
+    committed, and the locks it took are held until the connection dies."""
+    driver = getattr(dbapi_connection, "_connection", None)
+    if not isinstance(driver, asyncpg.Connection) or driver.is_closed():
+        return None
+    tracked = getattr(dbapi_connection, "_transaction", None)
+    top = getattr(driver, "_top_xact", None)
+    if tracked is None and (top is not None or driver.is_in_transaction()):
+        return "inside a transaction the pool does not know of"
+    if tracked is not None and top is not tracked:
+        return "its transaction is nested in another one"
+    return None
+
+
+def _refuse_untracked_transactions(engine: AsyncEngine) -> None:
+    """Such a connection is closed instead of reused (PostgreSQL rolls its transaction back and frees its
+    locks); the pool opens a new one. Checked when it returns to the pool and again when it is taken."""
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "reset")
+    def _on_return(dbapi_connection: Any, record: Any, state: Any) -> None:
+        reason = untracked_transaction(dbapi_connection)
+        if reason is not None:
+            log.warning("db_connection_discarded", reason=reason, on="return")
+            raise UntrackedTransaction(reason)
+
+    @event.listens_for(pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        reason = untracked_transaction(dbapi_connection)
+        if reason is not None:
+            log.warning("db_connection_discarded", reason=reason, on="checkout")
+            raise UntrackedTransaction(reason)
 
 
 def _ping_idle_connections(engine: AsyncEngine) -> None:
