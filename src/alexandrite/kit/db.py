@@ -81,19 +81,14 @@ def _refuse_untracked_transactions(engine: AsyncEngine) -> None:
     locks); the pool opens a new one. Checked when it returns to the pool and again when it is taken."""
     pool = engine.sync_engine.pool
 
-    @event.listens_for(pool, "reset")
-    def _on_return(dbapi_connection: Any, record: Any, state: Any) -> None:
+    def refuse(dbapi_connection: Any, on: str) -> None:
         reason = untracked_transaction(dbapi_connection)
         if reason is not None:
-            log.warning("db_connection_discarded", reason=reason, on="return")
+            log.warning("db_connection_discarded", reason=reason, on=on)
             raise UntrackedTransaction(reason)
 
-    @event.listens_for(pool, "checkout")
-    def _on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        reason = untracked_transaction(dbapi_connection)
-        if reason is not None:
-            log.warning("db_connection_discarded", reason=reason, on="checkout")
-            raise UntrackedTransaction(reason)
+    event.listen(pool, "reset", lambda dbapi_connection, *_: refuse(dbapi_connection, "return"))
+    event.listen(pool, "checkout", lambda dbapi_connection, *_: refuse(dbapi_connection, "checkout"))
 
 
 def _ping_idle_connections(engine: AsyncEngine) -> None:
