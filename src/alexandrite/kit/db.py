@@ -162,7 +162,7 @@ class Database:
     """
 
     def __init__(self, url: str, *, pool_size: int = 10, replica_url: str | None = None,
-                 socket_dir: str | None = None, idle_in_transaction_seconds: float | None = 60.0) -> None:
+                 socket_dir: str | None = None, idle_in_transaction_seconds: float | None = None) -> None:
         self.url = url
         self.pool_size = pool_size
         self.socket_dir = socket_dir
