@@ -12,7 +12,7 @@ import pytest
 
 from alexandrite.mes.pricing.quote import price_model
 from alexandrite.models3d import geometry, rings_detect, walls
-from alexandrite.models3d.bvh import LEAF, build_tree, segment_candidates
+from alexandrite.models3d.bvh import LEAF, build_tree, leaf_facing, segment_candidates
 from alexandrite.models3d.geometry import face_areas
 from alexandrite.models3d.rings import ring
 from alexandrite.models3d.rings_detect import find_hole
@@ -80,6 +80,18 @@ SHAPES = {
     "box": lambda: box(20, 10, 2),
     "torus": lambda: torus(12.0, 2.0, 64, 16) + (3.0, -2.0, 1.0),
 }
+# Shapes whose normals do not all point the usual way: CAD noise (slivers, near-degenerate faces, one
+# collapsed to a line) and a patch of faces turned inside out.
+def _noisy_ring() -> np.ndarray:
+    tri = corpus.with_cad_noise(ring(segments=96, profile_segments=8))
+    tri[5, 2] = tri[5, 0] + 0.5 * (tri[5, 1] - tri[5, 0])  # a triangle with no area
+    return tri
+
+
+ODD_SHAPES = {
+    "noisy ring": _noisy_ring,
+    "flipped patch": lambda: corpus.flipped_patch(ring(segments=96, profile_segments=8)),
+}
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
@@ -124,6 +136,38 @@ def test_wall_thickness_is_bit_for_bit_the_einsum_formulation(shape: str) -> Non
     fast = walls._hits(tri, origins, directions, ray, face, faces, reach)
     assert np.isfinite(fast).any()
     assert np.array_equal(fast, einsum_hits(tri, origins, directions, ray, face, faces, reach))
+
+
+@pytest.mark.parametrize("shape", sorted({**SHAPES, **ODD_SHAPES}))
+@pytest.mark.parametrize("reach", [0.3, 1.4, 6.0])
+def test_skipping_front_faces_changes_no_wall(shape: str, reach: float) -> None:
+    """Leaves whose triangles all face the ray, and front faces, are dropped before the exact test: the
+    walls are bit for bit those of every candidate through the earlier formulation, from fewer pairs."""
+    tri = {**SHAPES, **ODD_SHAPES}[shape]()
+    faces, origins, directions = rays(tri, 1)
+    tree = build_tree(tri)
+    normals = walls._normals(tri)
+    ray, face = segment_candidates(tree, origins, directions, reach)
+    culled_ray, culled_face = segment_candidates(tree, origins, directions, reach, leaf_facing(tree, normals))
+    culled = set(zip(culled_ray.tolist(), culled_face.tolist(), strict=True))
+    assert culled <= set(zip(ray.tolist(), face.tolist(), strict=True))
+    reference = einsum_hits(tri, origins, directions, ray, face, faces, reach)
+    assert np.array_equal(walls._hits(tri, origins, directions, culled_ray, culled_face, faces, reach, normals),
+                          reference)
+    assert np.array_equal(walls._hits(tri, origins, directions, ray, face, faces, reach, normals), reference)
+    if reach == 6.0:  # every shape has walls thinner than that: the comparison is not all inf
+        assert np.isfinite(reference).any()
+    if shape == "ring" and reach == 1.4:  # the pricing case (a wall check reaches twice the 0.7 mm minimum)
+        assert len(culled_ray) < 0.7 * len(ray)
+
+
+def test_a_leaf_with_faces_turned_opposite_ways_is_never_skipped() -> None:
+    strip = np.array([[[x, 0.0, 0.0], [x + 1.0, 0.0, 0.0], [x, 1.0, 0.0]] for x in range(8)], dtype=np.float64)
+    flat = leaf_facing(build_tree(strip), walls._normals(strip))  # one leaf, every normal +z
+    assert flat.axis[:, 0].tolist() == [0.0, 0.0, 1.0]
+    assert -1e-8 < flat.limit[0] < 0.0  # a ray going down (-z) skips it, one a hair off horizontal does not
+    strip[3] = strip[3][::-1]  # one face turned over
+    assert leaf_facing(build_tree(strip), walls._normals(strip)).limit.tolist() == [-2.0]
 
 
 def test_row_dot_products_sum_in_einsum_order() -> None:

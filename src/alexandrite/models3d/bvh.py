@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LEAF", "STEP", "Tree", "build_tree", "segment_candidates"]
+__all__ = ["LEAF", "STEP", "Facing", "Tree", "build_tree", "leaf_facing", "segment_candidates"]
 
 LEAF = 8
 STEP = 3  # levels descended at a time
@@ -76,6 +76,39 @@ def build_tree(tri: np.ndarray) -> Tree:
     return Tree(order, lo, hi)
 
 
+@dataclass(frozen=True)
+class Facing:
+    """Which way each leaf's triangles face: a cone per leaf (its axis, as (3, leaves) rows, and ``limit``, minus
+    the sine of its half-angle). A direction d with d · axis < limit makes an angle of more than 90° with every
+    normal in the leaf: all its triangles face d (d · n < 0), and a search for faces turned away from d skips
+    the leaf. Leaves whose normals spread over a half-space or more, or hold a degenerate triangle, get a
+    limit of -2 and are never skipped."""
+
+    axis: np.ndarray
+    limit: np.ndarray
+
+
+_FACING_MARGIN = 1e-9  # well above rounding in unit-vector dot products
+
+
+def leaf_facing(tree: Tree, normals: np.ndarray) -> Facing:
+    """The leaves' normal cones, from every triangle's normal as (3, n) rows (any length, same direction)."""
+    length = np.sqrt(normals[0] ** 2 + normals[1] ** 2 + normals[2] ** 2)
+    degenerate = length <= 0.0
+    unit = normals / np.where(degenerate, 1.0, length)
+    unit = unit[:, tree.order]
+    starts = np.arange(0, len(tree.order), LEAF)
+    axis = np.add.reduceat(unit, starts, axis=1)
+    size = np.sqrt(axis[0] ** 2 + axis[1] ** 2 + axis[2] ** 2)
+    axis /= np.where(size > 0.0, size, 1.0)
+    leaf_of = np.arange(len(tree.order)) // LEAF
+    cosine = np.minimum.reduceat((unit * axis[:, leaf_of]).sum(axis=0), starts)
+    usable = (cosine > 0.0) & (size > 0.0) & ~np.logical_or.reduceat(degenerate[tree.order], starts)
+    limit = np.where(usable, -np.sqrt(np.clip(1.0 - np.minimum(cosine, 1.0) ** 2, 0.0, 1.0)) - _FACING_MARGIN,
+                     -2.0)
+    return Facing(np.ascontiguousarray(axis), limit)
+
+
 def _meets(origin: np.ndarray, inverse: np.ndarray, reach: float, lo: np.ndarray, hi: np.ndarray,
            ray: np.ndarray, node: np.ndarray) -> np.ndarray:
     """Slab test per (ray, node) pair: does origin + t·direction, 0 <= t <= reach, meet the node's box?"""
@@ -98,11 +131,15 @@ def _meets(origin: np.ndarray, inverse: np.ndarray, reach: float, lo: np.ndarray
 
 
 def segment_candidates(tree: Tree, origins: np.ndarray, directions: np.ndarray,
-                       reach: float) -> tuple[np.ndarray, np.ndarray]:
-    """(segment, triangle) pairs whose leaf box the segment origin + t·direction, 0 <= t <= reach, meets."""
+                       reach: float, away: Facing | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(segment, triangle) pairs whose leaf box the segment origin + t·direction, 0 <= t <= reach, meets.
+
+    With ``away``, leaves whose triangles all face the segment's direction (:class:`Facing`) are left out:
+    for searches that want only faces turned away from it."""
     safe = np.where(directions == 0.0, 1e-300, directions)
     inverse = np.ascontiguousarray((1.0 / safe).T)
     origin = np.ascontiguousarray(origins.T)
+    direction = np.ascontiguousarray(directions.T) if away is not None else origin
     top = len(tree.lo) - 1
     ray = np.arange(len(origins))
     node = np.zeros(len(origins), dtype=np.int64)
@@ -119,6 +156,12 @@ def segment_candidates(tree: Tree, origins: np.ndarray, directions: np.ndarray,
         node = ((node << step)[:, None] + np.arange(fan)).reshape(-1)
         inside = node < tree.lo[level].shape[1]
         ray, node = ray[inside], node[inside]
+        if level == 0 and away is not None:  # before the leaves' slab test: cheaper, and drops most pairs
+            facing = direction[0][ray] * away.axis[0][node]
+            facing += direction[1][ray] * away.axis[1][node]
+            facing += direction[2][ray] * away.axis[2][node]
+            turned = facing >= away.limit[node]
+            ray, node = ray[turned], node[turned]
     first = node * LEAF
     count = np.minimum(first + LEAF, len(tree.order)) - first
     total = int(count.sum())

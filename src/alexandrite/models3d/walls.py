@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from alexandrite.models3d.bvh import build_tree, segment_candidates
+from alexandrite.models3d.bvh import build_tree, leaf_facing, segment_candidates
 from alexandrite.models3d.geometry import face_areas
 
 __all__ = ["DEFAULT_RAYS", "WallReport", "cast_inward", "check_walls", "thin_faces"]
@@ -34,6 +34,9 @@ _BATCH_RAYS = 512
 _BATCH_PAIRS = 1_000_000
 _LOCATION_CELL_MM = 2.0
 _MAX_LOCATIONS = 5
+# Every triangle's normal is computed for the front-face filter when the mesh has at most this many
+# triangles per ray (a large mesh's sample meets few of them: its normals would cost more than they save).
+_FILTER_RATIO = 4
 
 
 @dataclass(frozen=True)
@@ -70,13 +73,19 @@ def _dot(ux: np.ndarray, uy: np.ndarray, uz: np.ndarray, vx: np.ndarray, vy: np.
 
 
 def _hits(tri: np.ndarray, origins: np.ndarray, directions: np.ndarray, ray: np.ndarray, face: np.ndarray,
-          source: np.ndarray, reach: float) -> np.ndarray:
+          source: np.ndarray, reach: float, normals: np.ndarray | None = None) -> np.ndarray:
     """Nearest back-face hit distance per ray (inf if none within reach), Möller–Trumbore per pair.
 
     Pairs are dropped as soon as a test rules them out (front faces first), so later steps work on fewer.
+    ``normals`` (every triangle's e1 × e2, as (3, n) rows), when given, drop the front faces before the
+    corners are gathered: Möller–Trumbore's determinant is −direction · (e1 × e2), so a back face has
+    direction · normal > 0 by far more than rounding; the exact test below still decides, on fewer pairs.
     """
     out = np.full(len(origins), np.inf)
     keep = face != source[ray]
+    if normals is not None:
+        facing = _dot(*(directions[:, k][ray] for k in range(3)), *(normals[k][face] for k in range(3)))
+        keep &= facing > 0.0
     ray, face = ray[keep], face[keep]
     if len(ray) == 0:
         return out
@@ -114,6 +123,15 @@ def _hits(tri: np.ndarray, origins: np.ndarray, directions: np.ndarray, ray: np.
     return out
 
 
+def _normals(tri: np.ndarray) -> np.ndarray:
+    """Every triangle's e1 × e2 as (3, n) coordinate rows."""
+    corners = tri.reshape(-1, 9)
+    ax, ay, az, bx, by, bz, cx, cy, cz = (corners[:, k] for k in range(9))
+    e1x, e1y, e1z = bx - ax, by - ay, bz - az
+    e2x, e2y, e2z = cx - ax, cy - ay, cz - az
+    return np.stack([e1y * e2z - e1z * e2y, e1z * e2x - e1x * e2z, e1x * e2y - e1y * e2x])
+
+
 def cast_inward(tri: np.ndarray, faces: np.ndarray, reach: float) -> np.ndarray:
     """Wall thickness at the centre of each given face (inf where it is at least ``reach``)."""
     tri = np.asarray(tri, dtype=np.float64)
@@ -126,15 +144,17 @@ def cast_inward(tri: np.ndarray, faces: np.ndarray, reach: float) -> np.ndarray:
     normal = np.cross(chosen[:, 1] - chosen[:, 0], chosen[:, 2] - chosen[:, 0])
     length = np.linalg.norm(normal, axis=1)
     directions = -normal / np.where(length > 0, length, 1.0)[:, None]
+    normals = _normals(tri) if len(tri) <= _FILTER_RATIO * len(faces) else None
+    away = leaf_facing(tree, normals) if normals is not None else None
     out = np.full(len(faces), np.inf)
     batch = max(_BATCH_RAYS, _BATCH_PAIRS // tree.leaves)  # rays × leaves bounds the pairs of a batch
     for lo in range(0, len(faces), batch):
         part = slice(lo, lo + batch)
-        ray, face = segment_candidates(tree, origins[part], directions[part], reach)
+        ray, face = segment_candidates(tree, origins[part], directions[part], reach, away)
         hits = np.full(len(origins[part]), np.inf)
         for at in range(0, len(ray), _BATCH_PAIRS):  # bounded memory: about 250 bytes per pair
             np.minimum(hits, _hits(tri, origins[part], directions[part], ray[at:at + _BATCH_PAIRS],
-                                   face[at:at + _BATCH_PAIRS], faces[part], reach), out=hits)
+                                   face[at:at + _BATCH_PAIRS], faces[part], reach, normals), out=hits)
         hits[length[part] <= 0] = np.inf
         out[part] = hits
     return out
