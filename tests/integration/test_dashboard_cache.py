@@ -175,6 +175,27 @@ async def test_a_load_overtaken_by_a_change_is_not_stored(settings: Settings) ->
         await cache.close()
 
 
+async def test_invalidations_made_together_are_sent_as_one_and_each_waits_for_its_own(settings: Settings) -> None:
+    cache = PageCache(settings.redis.url, prefix=settings.redis.prefix, name=f"t-{uuid.uuid4().hex[:6]}",
+                      ttl_seconds=10, timeout_seconds=5)
+    tags = [f"S{n}" for n in range(30)]
+    version = 1
+
+    async def load(fresh: bool) -> bytes:
+        return str(version).encode()
+
+    try:
+        for tag in tags:
+            assert await cache.get_or_load(f"page-{tag}", [tag], load) == b"1"
+        version = 2
+        # 30 commits at once, each dropping its own status's pages: when each call returns, its pages are gone
+        done = await asyncio.gather(*(cache.invalidate([tag]) for tag in tags))
+        assert done == [True] * 30 and cache._invalidations.flushes == 1
+        assert [await cache.get_or_load(f"page-{tag}", [tag], load) for tag in tags] == [b"2"] * 30
+    finally:
+        await cache.close()
+
+
 async def test_a_failing_load_is_not_taken_for_redis_down(settings: Settings) -> None:
     cache = PageCache(settings.redis.url, prefix=settings.redis.prefix, name=f"t-{uuid.uuid4().hex[:6]}",
                       ttl_seconds=10, timeout_seconds=5)

@@ -10,14 +10,15 @@ from typing import Any
 
 import httpx
 import pytest
+from orjson import loads as orjson_loads
 from redis.asyncio import Redis
 
 from alexandrite.contracts.events import Envelope, StatusChanged, status_envelope
 from alexandrite.contracts.order_status import OrderStatus
 from alexandrite.kit import shutdown
-from alexandrite.kit.db import Database
+from alexandrite.kit.db import Database, OrderChange
 from alexandrite.kit.errors import ApiError
-from alexandrite.kit.live.announce import PAYLOAD
+from alexandrite.kit.live.announce import PAYLOAD, Announcer
 from alexandrite.kit.live.hub import Entry, LiveHub
 from alexandrite.kit.messaging.consumer import Delivery
 from alexandrite.kit.settings import Settings
@@ -180,6 +181,30 @@ async def test_the_hub_fans_out_by_topic_and_drops_a_subscriber_that_falls_behin
     finally:
         stop.set()
         await runner
+        await redis.delete(key)
+        await redis.aclose()
+
+
+async def test_changes_committed_together_are_appended_in_one_pipeline_in_order(settings: Settings) -> None:
+    redis = Redis.from_url(settings.redis.url)
+    key = f"{settings.redis.prefix}:live:test-{uuid.uuid4().hex[:8]}"
+    announcer = Announcer(redis, key, maxlen=1_000)
+    orders = [uuid.uuid4() for _ in range(60)]
+    try:
+        await announcer(OrderChange(order_id=orders[0], status="SUBMITTED", previous="INITIATED", seq=3))
+        await asyncio.gather(*(announcer(OrderChange(order_id=o, status="PRICE_CALCULATING", previous="SUBMITTED",
+                                                     seq=4)) for o in orders[1:]))
+        entries = await redis.xrange(key)
+        assert [uuid.UUID(orjson_loads(fields[PAYLOAD])["order_id"]) for _, fields in entries] == orders
+        assert orjson_loads(entries[1][1][PAYLOAD]) == {"order_id": str(orders[1]), "kind": "status",
+                                                        "status": "PRICE_CALCULATING", "previous": "SUBMITTED",
+                                                        "seq": 4}
+        assert announcer._appends.flushes == 2  # one append, then the 59 made in one turn together
+        await redis.delete(key)
+        await redis.set(key, "not a stream")  # a failing append is logged and dropped, never raised
+        await announcer(OrderChange(order_id=orders[0], status="SHIPPED"))
+        await asyncio.gather(*(announcer(OrderChange(order_id=o, status="SHIPPED")) for o in orders[:3]))
+    finally:
         await redis.delete(key)
         await redis.aclose()
 

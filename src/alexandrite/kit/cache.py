@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from alexandrite.kit import metrics
+from alexandrite.kit.coalesce import Coalescer
 from alexandrite.kit.redis_clients import connect_redis, redis_client
 from alexandrite.kit.settings import Settings
 
@@ -93,6 +94,7 @@ class PageCache:
         self._claim = self._redis.register_script(_CLAIM)
         self._fill = self._redis.register_script(_FILL)
         self._invalidate = self._redis.register_script(_INVALIDATE)
+        self._invalidations: Coalescer[list[str], bool] = Coalescer(self._invalidate_together)
         metrics.CACHE_UP.labels(name).set(1)
 
     @classmethod
@@ -218,16 +220,23 @@ class PageCache:
     # --- invalidation -------------------------------------------------------------------------
 
     async def invalidate(self, tags: Iterable[str]) -> bool:
-        """Drop every entry carrying one of ``tags``; call after the commit that changed them."""
+        """Drop every entry carrying one of ``tags``; call after the commit that changed them.
+
+        Invalidations arriving while one is on the wire are sent together by the next (kit/coalesce.py):
+        one script call with the union of their tags. True once this call's tags were dropped."""
         tags = sorted(set(tags))
         if not tags:
             return True
+        return await self._invalidations.submit(tags)
+
+    async def _invalidate_together(self, batches: list[list[str]]) -> bool:
+        tags = sorted({tag for batch in batches for tag in batch})
         keys = [self._base + "fresh", *(self._gen(t) for t in tags), *(self._tagset(t) for t in tags)]
         try:
             await self._invalidate(keys=keys, args=[len(tags), self._fresh_ms])
         except (RedisError, OSError) as error:
             self._failed("invalidate", error)
-            metrics.CACHE_INVALIDATIONS.labels(self.name, "failed").inc()
+            metrics.CACHE_INVALIDATIONS.labels(self.name, "failed").inc(len(batches))
             return False
-        metrics.CACHE_INVALIDATIONS.labels(self.name, "ok").inc()
+        metrics.CACHE_INVALIDATIONS.labels(self.name, "ok").inc(len(batches))
         return True

@@ -8,6 +8,7 @@ import orjson
 import structlog
 from redis.asyncio import Redis
 
+from alexandrite.kit.coalesce import Coalescer
 from alexandrite.kit.db import OrderChange
 
 log = structlog.get_logger(__name__)
@@ -42,17 +43,30 @@ def topics_of(entry: dict[str, Any]) -> tuple[str, ...]:
 class Announcer:
     """An order listener (:attr:`Database.order_listeners`) that appends each change to the stream.
 
-    A failed write is logged and dropped: the change is committed, watchers see it on their next
-    event or reload, and the pages still poll when their stream is away."""
+    Changes committed while an append is on the wire go out together in one pipeline (kit/coalesce.py),
+    in the order they were announced. A failed write is logged and dropped: the change is committed,
+    watchers see it on their next event or reload, and the pages still poll when their stream is away."""
 
     def __init__(self, redis: Redis, key: str, maxlen: int) -> None:
         self.redis = redis
         self.key = key
         self.maxlen = maxlen
+        self._appends: Coalescer[OrderChange, None] = Coalescer(self._append)
 
     async def __call__(self, change: OrderChange) -> None:
+        await self._appends.submit(change)
+
+    async def _append(self, changes: list[OrderChange]) -> None:
         try:
-            await self.redis.xadd(self.key, {PAYLOAD: orjson.dumps(change_entry(change))},
-                                  maxlen=self.maxlen, approximate=True)
+            if len(changes) == 1:
+                await self.redis.xadd(self.key, {PAYLOAD: orjson.dumps(change_entry(changes[0]))},
+                                      maxlen=self.maxlen, approximate=True)
+                return
+            pipe = self.redis.pipeline(transaction=False)
+            for change in changes:
+                pipe.xadd(self.key, {PAYLOAD: orjson.dumps(change_entry(change))}, maxlen=self.maxlen,
+                          approximate=True)
+            await pipe.execute()
         except Exception as error:
-            log.warning("live_announce_failed", error=repr(error)[:200], order_id=str(change.order_id))
+            log.warning("live_announce_failed", error=repr(error)[:200], changes=len(changes),
+                        order_id=str(changes[0].order_id))

@@ -1,0 +1,64 @@
+"""Group flushing: side effects that arrive while one flush is on the wire go out together in the next.
+
+After-commit side effects in Redis (dropping cached pages, announcing a change to watchers) are one round
+trip each. Under load many units commit at once (a consumer handles up to its prefetch of messages
+concurrently), so :class:`Coalescer` sends them the way a database groups commits: the first call flushes
+at once; calls arriving while that flush runs are queued and sent together by one next flush. An idle
+process pays no delay; a busy one makes one round trip per flush instead of one per change. Each caller
+waits until its own item was flushed (a page read after the commit's response never comes from a cache
+the commit made stale) and gets that flush's answer; a cancelled caller's item is flushed all the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Coalescer(Generic[T, R]):
+    """``flush(items)`` sends a batch; :meth:`submit` queues one item and returns its batch's answer."""
+
+    def __init__(self, flush: Callable[[list[T]], Awaitable[R]]) -> None:
+        self._flush = flush
+        self._queued: list[T] = []
+        self._next: asyncio.Future[R] | None = None
+        self._drain: asyncio.Task[None] | None = None
+        self.flushes = 0  # batches sent (for tests and profiles)
+
+    async def submit(self, item: T) -> R:
+        self._queued.append(item)
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            self._next.add_done_callback(_retrieved)
+        future = self._next
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.get_running_loop().create_task(self._run())
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        while self._queued:
+            items, batch = self._queued, self._next
+            self._queued, self._next = [], None
+            assert batch is not None
+            self.flushes += 1
+            try:
+                result = await self._flush(items)
+            except asyncio.CancelledError:  # the process is stopping
+                batch.cancel()
+                raise
+            except Exception as error:  # every waiter of the batch hears of it
+                if not batch.done():
+                    batch.set_exception(error)
+            else:
+                if not batch.done():
+                    batch.set_result(result)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """A batch whose callers were all cancelled logs no "exception never retrieved"."""
+    if not future.cancelled():
+        future.exception()
