@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import structlog
 
 from alexandrite.kit.coalesce import Coalescer
+from alexandrite.kit.db import run_after_commit
 
 
 class Wire:
@@ -82,3 +84,41 @@ async def test_a_cancelled_callers_item_is_still_sent() -> None:
     await first
     await asyncio.sleep(0.05)
     assert wire.batches == [[1], [2]]
+
+
+# --- a committed unit's side effects ---------------------------------------------------------------
+
+async def test_a_units_side_effects_start_in_order_and_wait_together() -> None:
+    wire = Wire(delay=0.02)
+    coalescer = Coalescer(wire.flush)
+    seen: list[str] = []
+
+    async def announce(n: int) -> None:
+        seen.append(f"start {n}")
+        await coalescer.submit(n)
+
+    def count() -> None:
+        seen.append("count")
+
+    await run_after_commit([lambda: announce(1), count, lambda: announce(2), lambda: announce(3)])
+    assert seen == ["count", "start 1", "start 2", "start 3"]  # plain callbacks at once, I/O after, in order
+    assert wire.batches == [[1, 2, 3]]  # one round trip for the unit's three
+
+
+async def test_a_failing_side_effect_is_logged_and_the_others_still_run() -> None:
+    done: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("metrics down")
+
+    async def refused() -> None:
+        raise ConnectionError("redis down")
+
+    async def fine() -> None:
+        await asyncio.sleep(0)
+        done.append("fine")
+
+    with structlog.testing.capture_logs() as logs:
+        await run_after_commit([broken, refused, fine, lambda: done.append("after") and None])
+    assert done == ["after", "fine"]
+    assert [entry["event"] for entry in logs] == ["after_commit_callback_failed"] * 2

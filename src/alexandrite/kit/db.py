@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 import uuid
@@ -359,14 +360,26 @@ def notify_order(uow: Any, change: OrderChange) -> None:
 
 
 async def run_after_commit(callbacks: list[Callable[[], Awaitable[None] | None]]) -> None:
-    """Runs a committed unit's side effects in order; one failing is logged and never undoes the commit."""
+    """Runs a committed unit's side effects; one failing is logged and never undoes the commit.
+
+    Each is called in order; those that wait on I/O (the Redis listeners) then wait together, so a unit's
+    round trips overlap (and coalesce: kit/coalesce.py) instead of following one another."""
+    pending: list[Awaitable[None]] = []
     for callback in callbacks:
         try:
             result = callback()
-            if result is not None:
-                await result
         except Exception:
             log.exception("after_commit_callback_failed")
+            continue
+        if result is not None:
+            pending.append(result)
+    if not pending:
+        return
+    for outcome in await asyncio.gather(*pending, return_exceptions=True):
+        if isinstance(outcome, Exception):
+            log.error("after_commit_callback_failed", exc_info=outcome)
+        elif isinstance(outcome, BaseException):  # cancelled: the caller is being cancelled too
+            raise outcome
 
 
 class StatementUnitOfWork:
