@@ -209,6 +209,27 @@ async def test_changes_committed_together_are_appended_in_one_pipeline_in_order(
         await redis.aclose()
 
 
+async def test_entries_appended_together_reach_the_watchers_in_a_few_reads(settings: Settings) -> None:
+    hub, redis, key = await hub_for(settings, batch_ms=50, queue_size=100)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(hub.run(stop))
+    order = str(uuid.uuid4())
+    try:
+        watcher = hub.subscribe([order], "a")
+        while hub.last_id is None:
+            await asyncio.sleep(0.01)
+        for n in range(40):  # one by one, as forty commits would, faster than the hub's pace
+            await redis.xadd(key, {PAYLOAD: f'{{"order_id": "{order}", "kind": "status", "status": "S{n}"}}'})
+        received = [await asyncio.wait_for(watcher.queue.get(), 5) for _ in range(40)]
+        assert [e.data["status"] for e in received if isinstance(e, Entry)] == [f"S{n}" for n in range(40)]
+        assert hub.reads < 10  # not one read per entry
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, 5)
+        await redis.delete(key)
+        await redis.aclose()
+
+
 async def test_resume_reads_what_was_missed_and_knows_when_it_was_trimmed(settings: Settings) -> None:
     hub, redis, key = await hub_for(settings)
     try:

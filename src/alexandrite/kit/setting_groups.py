@@ -302,4 +302,7 @@ class LiveSettings(Group):
     heartbeat_seconds: float = Field(default=15.0, gt=0, alias="live_heartbeat_seconds")
     queue_size: int = Field(default=256, ge=1, alias="live_queue_size")  # a subscriber this far behind is dropped
     block_ms: int = Field(default=1000, ge=10, alias="live_block_ms")  # one XREAD waits at most this long
+    # After a read that brought entries the reader waits this long, so entries committed meanwhile come in
+    # one read together (at most 1000 / batch_ms reads a second, however busy the service).
+    batch_ms: int = Field(default=20, ge=0, le=200, alias="live_batch_ms")
     retry_ms: int = Field(default=2000, ge=100, alias="live_retry_ms")  # the browser's reconnect delay

@@ -26,7 +26,7 @@ class Live:
                                     sentinels=settings.redis.sentinels, master=settings.redis.sentinel_master)
         self.hub = LiveHub(self.reader, self.key, service=service, max_streams=live.max_streams,
                            max_per_client=live.max_streams_per_client, queue_size=live.queue_size,
-                           block_ms=live.block_ms)
+                           block_ms=live.block_ms, batch_ms=live.batch_ms)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
