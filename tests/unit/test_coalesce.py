@@ -28,6 +28,15 @@ class Wire:
         return len(self.batches)
 
 
+async def on_the_wire(delay: float = 0.02) -> tuple[Wire, Coalescer[int, int], asyncio.Future[int]]:
+    """A coalescer whose first flush (of item 1) is under way."""
+    wire = Wire(delay=delay)
+    coalescer = Coalescer(wire.flush)
+    first = asyncio.ensure_future(coalescer.submit(1))
+    await asyncio.sleep(0)
+    return wire, coalescer, first
+
+
 async def test_a_lone_call_is_flushed_at_once_on_its_own() -> None:
     wire = Wire()
     coalescer = Coalescer(wire.flush)
@@ -50,10 +59,7 @@ async def test_calls_made_during_a_flush_go_out_together_in_order() -> None:
 
 
 async def test_a_caller_returns_only_once_its_item_was_sent() -> None:
-    wire = Wire(delay=0.02)
-    coalescer = Coalescer(wire.flush)
-    first = asyncio.ensure_future(coalescer.submit(1))
-    await asyncio.sleep(0)
+    wire, coalescer, first = await on_the_wire()
     second = asyncio.ensure_future(coalescer.submit(2))
     await first
     assert not second.done() and wire.batches == [[1], [2]]  # 2 is on the wire, not yet through
@@ -72,10 +78,7 @@ async def test_a_failed_flush_reaches_every_caller_of_that_batch_only() -> None:
 
 
 async def test_a_cancelled_callers_item_is_still_sent() -> None:
-    wire = Wire(delay=0.02)
-    coalescer = Coalescer(wire.flush)
-    first = asyncio.ensure_future(coalescer.submit(1))
-    await asyncio.sleep(0)
+    wire, coalescer, first = await on_the_wire()
     gone = asyncio.ensure_future(coalescer.submit(2))
     await asyncio.sleep(0)
     gone.cancel()
@@ -118,7 +121,10 @@ async def test_a_failing_side_effect_is_logged_and_the_others_still_run() -> Non
         await asyncio.sleep(0)
         done.append("fine")
 
+    def after() -> None:
+        done.append("after")
+
     with structlog.testing.capture_logs() as logs:
-        await run_after_commit([broken, refused, fine, lambda: done.append("after") and None])
+        await run_after_commit([broken, refused, fine, after])
     assert done == ["after", "fine"]
     assert [entry["event"] for entry in logs] == ["after_commit_callback_failed"] * 2
