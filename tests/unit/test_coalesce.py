@@ -136,3 +136,24 @@ async def test_a_failing_side_effect_is_logged_and_the_others_still_run(monkeypa
     await run_after_commit([broken, refused, fine, after])
     assert done == ["after", "fine"]
     assert logged == ["after_commit_callback_failed"] * 2
+
+
+def test_a_coalescer_outlives_the_event_loop_it_was_first_used_in() -> None:
+    """A process's objects may meet several loops (tests, a restarted runner): one that ended mid-flush,
+    with items still queued, leaves no future or task of its own behind for the next loop to wait on."""
+    wire = Wire(delay=0.05)
+    coalescer = Coalescer(wire.flush)
+
+    async def cut_short() -> None:
+        asyncio.ensure_future(coalescer.submit(1))
+        await asyncio.sleep(0.001)  # 1 is on the wire
+        asyncio.ensure_future(coalescer.submit(2))  # queued behind it when the loop ends
+        await asyncio.sleep(0.001)
+
+    asyncio.run(cut_short())
+
+    async def next_loop() -> int:
+        return await asyncio.wait_for(coalescer.submit(3), 5)
+
+    assert asyncio.run(next_loop()) >= 2
+    assert wire.batches[0] == [1] and wire.batches[-1][-1] == 3 and 2 in wire.batches[-1]

@@ -30,13 +30,16 @@ class Coalescer(Generic[T, R]):
         self.flushes = 0  # batches sent (for tests and profiles)
 
     async def submit(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        if self._next is not None and self._next.get_loop() is not loop:
+            self._next = None  # left by a loop that is gone (its callers with it): its items go out with ours
         self._queued.append(item)
         if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
+            self._next = loop.create_future()
             self._next.add_done_callback(_retrieved)
         future = self._next
-        if self._drain is None or self._drain.done():
-            self._drain = asyncio.get_running_loop().create_task(self._run())
+        if self._drain is None or self._drain.done() or self._drain.get_loop() is not loop:
+            self._drain = loop.create_task(self._run())
         return await asyncio.shield(future)
 
     async def _run(self) -> None:
