@@ -62,9 +62,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from alexandrite.kit.loops import run_process
     from alexandrite.mes.worker import run_worker
 
-    asyncio.run(run_worker(settings, metrics_port=args.metrics_port, worker_name=args.name))
+    run_process(run_worker(settings, metrics_port=args.metrics_port, worker_name=args.name))
     return 0
 
 

@@ -30,6 +30,7 @@ from alexandrite.kit.breaker import breaker_from_settings
 from alexandrite.kit.db import Database
 from alexandrite.kit.graphite import run_graphite_push
 from alexandrite.kit.logs import configure_logging
+from alexandrite.kit.loops import run_process
 from alexandrite.kit.messaging.consumer import Consumer, Delivery, PermanentError
 from alexandrite.kit.messaging.topology import PRICING_QUEUE, setup_topology
 from alexandrite.kit.settings import Settings, get_settings
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-port", type=int, help="serve /metrics and /health/live on this port")
     parser.add_argument("--name", help="worker name recorded on the jobs it prices (default: host-pid)")
     args = parser.parse_args(argv)
-    asyncio.run(run_worker(get_settings(), metrics_port=args.metrics_port, worker_name=args.name))
+    run_process(run_worker(get_settings(), metrics_port=args.metrics_port, worker_name=args.name))
     return 0
 
 
