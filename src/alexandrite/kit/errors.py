@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
@@ -75,6 +75,15 @@ def infrastructure_unavailable(error: BaseException) -> bool:
         return (bool(error.connection_invalidated) or state.startswith(_UNAVAILABLE_CLASSES)
                 or state in _UNAVAILABLE_STATES or isinstance(error.orig, OSError)
                 or _lost_connection_message(str(error.orig)))
+    if isinstance(error, EmulatedDBAPIException):
+        # SQLAlchemy's asyncpg adapter's own DBAPI errors, which some paths raise unwrapped (seen in the
+        # failover drill: "connection is closed" from a unit's first statement after the leader died)
+        cause = error.__cause__
+        if cause is not None and cause is not error and infrastructure_unavailable(cause):
+            return True
+        state = str(getattr(error, "sqlstate", None) or "")
+        return (state.startswith(_UNAVAILABLE_CLASSES) or state in _UNAVAILABLE_STATES
+                or _lost_connection_message(str(error)))
     if isinstance(error, asyncpg.PostgresError):  # raw asyncpg (the hot paths' pool)
         state = str(getattr(error, "sqlstate", None) or "")
         return state.startswith(_UNAVAILABLE_CLASSES) or state in _UNAVAILABLE_STATES
@@ -130,9 +139,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(asyncpg.InterfaceError)
     @app.exception_handler(asyncpg.exceptions.InternalClientError)
+    @app.exception_handler(EmulatedDBAPIException)
     @app.exception_handler(OSError)
     async def _outage(_: Request, exc: Exception) -> JSONResponse:
-        # A raw pool's connection closed by a failover, or a timeout reaching a backing service.
+        # A connection closed by a failover (raw pool or SQLAlchemy's adapter), or a timeout reaching a backing service.
         if not infrastructure_unavailable(exc):
             raise exc
         return JSONResponse(error_body("unavailable", "A backing service is not available; retry shortly."),
