@@ -13,7 +13,7 @@ import pytest
 from alexandrite.mes.pricing.quote import price_model
 from alexandrite.models3d import geometry, rings_detect, walls
 from alexandrite.models3d.bvh import LEAF, build_tree, leaf_facing, segment_candidates
-from alexandrite.models3d.geometry import face_areas
+from alexandrite.models3d.geometry import face_areas, face_normal_rows
 from alexandrite.models3d.rings import ring
 from alexandrite.models3d.rings_detect import find_hole
 from alexandrite.models3d.shapes import box, torus
@@ -40,6 +40,10 @@ def test_the_quote_is_the_one_the_earlier_checks_gave(name: str) -> None:
     """Every figure of the quote, floats to the last bit, as the code before the faster checks priced it."""
     quote = price_model(to_binary_stl(pinned_models()[name]), "model.stl", "silver_925", confirm=("scale",)).as_dict()
     assert {key: quote[key] for key in PINNED_KEYS} == PINS[name]
+
+
+def normal_rows(tri: np.ndarray) -> np.ndarray:
+    return np.stack(face_normal_rows(tri))
 
 
 # --- walls: the tree search and the ray-triangle test --------------------------------------------
@@ -146,7 +150,7 @@ def test_skipping_front_faces_changes_no_wall(shape: str, reach: float) -> None:
     tri = {**SHAPES, **ODD_SHAPES}[shape]()
     faces, origins, directions = rays(tri, 1)
     tree = build_tree(tri)
-    normals = walls._normals(tri)
+    normals = normal_rows(tri)
     ray, face = segment_candidates(tree, origins, directions, reach)
     culled_ray, culled_face = segment_candidates(tree, origins, directions, reach, leaf_facing(tree, normals))
     culled = set(zip(culled_ray.tolist(), culled_face.tolist(), strict=True))
@@ -163,11 +167,11 @@ def test_skipping_front_faces_changes_no_wall(shape: str, reach: float) -> None:
 
 def test_a_leaf_with_faces_turned_opposite_ways_is_never_skipped() -> None:
     strip = np.array([[[x, 0.0, 0.0], [x + 1.0, 0.0, 0.0], [x, 1.0, 0.0]] for x in range(8)], dtype=np.float64)
-    flat = leaf_facing(build_tree(strip), walls._normals(strip))  # one leaf, every normal +z
+    flat = leaf_facing(build_tree(strip), normal_rows(strip))  # one leaf, every normal +z
     assert flat.axis[:, 0].tolist() == [0.0, 0.0, 1.0]
     assert -1e-8 < flat.limit[0] < 0.0  # a ray going down (-z) skips it, one a hair off horizontal does not
     strip[3] = strip[3][::-1]  # one face turned over
-    assert leaf_facing(build_tree(strip), walls._normals(strip)).limit.tolist() == [-2.0]
+    assert leaf_facing(build_tree(strip), normal_rows(strip)).limit.tolist() == [-2.0]
 
 
 def test_row_dot_products_sum_in_einsum_order() -> None:

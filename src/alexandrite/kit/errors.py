@@ -58,6 +58,12 @@ _UNAVAILABLE_CLASSES = ("08", "53", "57P")
 _UNAVAILABLE_STATES = ("25006",)
 
 
+def _unavailable_state(error: object) -> bool:
+    """Its SQLSTATE says the server is away, full, shutting down or no longer the primary."""
+    state = str(getattr(error, "sqlstate", None) or "")
+    return state.startswith(_UNAVAILABLE_CLASSES) or state in _UNAVAILABLE_STATES
+
+
 def _lost_connection_message(text: str) -> bool:
     """asyncpg's words for a connection that died under a statement: "connection is closed", or the
     protocol's state machine after the socket went mid-statement ("cannot switch to state 15; another
@@ -71,22 +77,17 @@ def infrastructure_unavailable(error: BaseException) -> bool:
     if isinstance(error, (PoolTimeout, ConnectionError, TimeoutError)):
         return True
     if isinstance(error, DBAPIError):
-        state = str(getattr(error.orig, "sqlstate", None) or "")
-        return (bool(error.connection_invalidated) or state.startswith(_UNAVAILABLE_CLASSES)
-                or state in _UNAVAILABLE_STATES or isinstance(error.orig, OSError)
-                or _lost_connection_message(str(error.orig)))
+        return (bool(error.connection_invalidated) or _unavailable_state(error.orig)
+                or isinstance(error.orig, OSError) or _lost_connection_message(str(error.orig)))
     if isinstance(error, EmulatedDBAPIException):
         # SQLAlchemy's asyncpg adapter's own DBAPI errors, which some paths raise unwrapped (seen in the
         # failover drill: "connection is closed" from a unit's first statement after the leader died)
         cause = error.__cause__
         if cause is not None and cause is not error and infrastructure_unavailable(cause):
             return True
-        state = str(getattr(error, "sqlstate", None) or "")
-        return (state.startswith(_UNAVAILABLE_CLASSES) or state in _UNAVAILABLE_STATES
-                or _lost_connection_message(str(error)))
+        return _unavailable_state(error) or _lost_connection_message(str(error))
     if isinstance(error, asyncpg.PostgresError):  # raw asyncpg (the hot paths' pool)
-        state = str(getattr(error, "sqlstate", None) or "")
-        return state.startswith(_UNAVAILABLE_CLASSES) or state in _UNAVAILABLE_STATES
+        return _unavailable_state(error)
     if isinstance(error, asyncpg.exceptions.ConnectionDoesNotExistError):
         return True
     if isinstance(error, (asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)):

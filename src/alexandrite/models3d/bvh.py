@@ -139,7 +139,6 @@ def segment_candidates(tree: Tree, origins: np.ndarray, directions: np.ndarray,
     safe = np.where(directions == 0.0, 1e-300, directions)
     inverse = np.ascontiguousarray((1.0 / safe).T)
     origin = np.ascontiguousarray(origins.T)
-    direction = np.ascontiguousarray(directions.T) if away is not None else origin
     top = len(tree.lo) - 1
     ray = np.arange(len(origins))
     node = np.zeros(len(origins), dtype=np.int64)
@@ -157,9 +156,9 @@ def segment_candidates(tree: Tree, origins: np.ndarray, directions: np.ndarray,
         inside = node < tree.lo[level].shape[1]
         ray, node = ray[inside], node[inside]
         if level == 0 and away is not None:  # before the leaves' slab test: cheaper, and drops most pairs
-            facing = direction[0][ray] * away.axis[0][node]
-            facing += direction[1][ray] * away.axis[1][node]
-            facing += direction[2][ray] * away.axis[2][node]
+            facing = directions[:, 0][ray] * away.axis[0][node]
+            facing += directions[:, 1][ray] * away.axis[1][node]
+            facing += directions[:, 2][ray] * away.axis[2][node]
             turned = facing >= away.limit[node]
             ray, node = ray[turned], node[turned]
     first = node * LEAF

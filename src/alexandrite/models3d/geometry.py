@@ -244,15 +244,18 @@ def _closed_and_oriented(merged: VertexMerge) -> bool:
     return bool(np.array_equal(forward, backward) and (forward[1:] > forward[:-1]).all())
 
 
-def face_areas(tri: np.ndarray) -> np.ndarray:
-    """Area of each float64 triangle (n, 3, 3): half the norm of (b - a) × (c - a), the same sums as
-    ``np.linalg.norm(np.cross(b - a, c - a), axis=1) / 2`` on whole coordinate rows (sqrt((x² + y²) + z²))."""
+def face_normal_rows(tri: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(b - a) × (c - a) of each float64 triangle (n, 3, 3), as its x, y and z rows (not unit length)."""
     ab = tri[:, 1] - tri[:, 0]
     ac = tri[:, 2] - tri[:, 0]
     (bx, by, bz), (cx, cy, cz) = ab.T, ac.T
-    x = by * cz - bz * cy
-    y = bz * cx - bx * cz
-    z = bx * cy - by * cx
+    return by * cz - bz * cy, bz * cx - bx * cz, bx * cy - by * cx
+
+
+def face_areas(tri: np.ndarray) -> np.ndarray:
+    """Area of each float64 triangle (n, 3, 3): half the norm of (b - a) × (c - a), the same sums as
+    ``np.linalg.norm(np.cross(b - a, c - a), axis=1) / 2`` on whole coordinate rows (sqrt((x² + y²) + z²))."""
+    x, y, z = face_normal_rows(tri)
     x *= x
     y *= y
     z *= z

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from alexandrite.models3d.bvh import build_tree, leaf_facing, segment_candidates
-from alexandrite.models3d.geometry import face_areas
+from alexandrite.models3d.geometry import face_areas, face_normal_rows
 
 __all__ = ["DEFAULT_RAYS", "WallReport", "cast_inward", "check_walls", "thin_faces"]
 
@@ -123,15 +123,6 @@ def _hits(tri: np.ndarray, origins: np.ndarray, directions: np.ndarray, ray: np.
     return out
 
 
-def _normals(tri: np.ndarray) -> np.ndarray:
-    """Every triangle's e1 × e2 as (3, n) coordinate rows."""
-    corners = tri.reshape(-1, 9)
-    ax, ay, az, bx, by, bz, cx, cy, cz = (corners[:, k] for k in range(9))
-    e1x, e1y, e1z = bx - ax, by - ay, bz - az
-    e2x, e2y, e2z = cx - ax, cy - ay, cz - az
-    return np.stack([e1y * e2z - e1z * e2y, e1z * e2x - e1x * e2z, e1x * e2y - e1y * e2x])
-
-
 def cast_inward(tri: np.ndarray, faces: np.ndarray, reach: float) -> np.ndarray:
     """Wall thickness at the centre of each given face (inf where it is at least ``reach``)."""
     tri = np.asarray(tri, dtype=np.float64)
@@ -144,7 +135,7 @@ def cast_inward(tri: np.ndarray, faces: np.ndarray, reach: float) -> np.ndarray:
     normal = np.cross(chosen[:, 1] - chosen[:, 0], chosen[:, 2] - chosen[:, 0])
     length = np.linalg.norm(normal, axis=1)
     directions = -normal / np.where(length > 0, length, 1.0)[:, None]
-    normals = _normals(tri) if len(tri) <= _FILTER_RATIO * len(faces) else None
+    normals = np.stack(face_normal_rows(tri)) if len(tri) <= _FILTER_RATIO * len(faces) else None
     away = leaf_facing(tree, normals) if normals is not None else None
     out = np.full(len(faces), np.inf)
     batch = max(_BATCH_RAYS, _BATCH_PAIRS // tree.leaves)  # rays × leaves bounds the pairs of a batch

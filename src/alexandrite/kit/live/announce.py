@@ -58,10 +58,6 @@ class Announcer:
 
     async def _append(self, changes: list[OrderChange]) -> None:
         try:
-            if len(changes) == 1:
-                await self.redis.xadd(self.key, {PAYLOAD: orjson.dumps(change_entry(changes[0]))},
-                                      maxlen=self.maxlen, approximate=True)
-                return
             pipe = self.redis.pipeline(transaction=False)
             for change in changes:
                 pipe.xadd(self.key, {PAYLOAD: orjson.dumps(change_entry(change))}, maxlen=self.maxlen,
