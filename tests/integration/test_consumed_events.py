@@ -1,6 +1,6 @@
-"""A consumed order event in four statements: the claim reads the order's row as committed, whatever another
-consumer committed while this one waited for the order's lock; duplicates and gaps through the broker.
-Real PostgreSQL and RabbitMQ."""
+"""A consumed order event: one statement in its turn, four otherwise. The claim reads the order's row as
+committed, whatever another consumer committed while this one waited for the order's lock; duplicates and
+gaps through the broker. Real PostgreSQL and RabbitMQ."""
 
 from __future__ import annotations
 
@@ -163,18 +163,23 @@ async def test_duplicates_and_a_gap_through_the_broker(settings: Settings, db: D
             assert await inbox_rows() == {1: "applied", 2: "applied", 3: "applied"}
 
 
-async def test_an_event_in_order_is_four_statements(settings: Settings) -> None:
-    """BEGIN, the claim, the write with the inbox mark, COMMIT; none through SQLAlchemy's statement path.
+async def test_an_event_in_its_turn_is_one_statement(settings: Settings) -> None:
+    """A transition in its turn: one statement on the raw pool, no BEGIN, no COMMIT. A creation takes the
+    general path (BEGIN, the claim, the write with the inbox mark, COMMIT), as does a duplicate after the one
+    statement found it applied (BEGIN, the claim, COMMIT); none through SQLAlchemy's statement path.
 
-    Counted by asyncpg's query log of the one pooled connection; SQLAlchemy sees no statement at all."""
+    Counted by asyncpg's query logs of the one pooled connection of each pool."""
     from sqlalchemy import event
 
     database = Database(settings.database_url("crm"), pool_size=1)
     try:
         async with UnitOfWork(database) as uow:  # the one pooled connection, to listen to
             conn = await uow.driver()
-        queries: list[str] = []
-        conn.add_query_logger(lambda logged: queries.append(logged.query))
+        general: list[str] = []
+        conn.add_query_logger(lambda logged: general.append(logged.query))
+        raw: list[str] = []
+        async with (await database.raw()).acquire() as raw_conn:
+            raw_conn.add_query_logger(lambda logged: raw.append(logged.query))
         through_sqlalchemy: list[str] = []
 
         def _seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
@@ -184,13 +189,20 @@ async def test_an_event_in_order_is_four_statements(settings: Settings) -> None:
         order_id = uuid.uuid4()
         events = pipeline(order_id)
         assert await feed(database, events[0]) == "ok"  # a creation
-        assert await feed(database, events[1]) == "ok"  # a transition
+        assert await feed(database, events[1]) == "ok"  # a transition in its turn
         assert await feed(database, events[1]) == "duplicate"
         for _ in range(5):  # asyncpg calls its query loggers soon after each query, not during it
             await asyncio.sleep(0)
-        kinds = ["claim" if q.startswith("WITH locked") else "write" if "UPDATE inbox" in q else q.strip(" ;")
-                 for q in queries]
-        assert kinds == ["BEGIN", "claim", "write", "COMMIT"] * 2 + ["BEGIN", "claim", "COMMIT"], queries
+        kinds = ["claim" if "claimed AS" in q else "write" if "UPDATE inbox" in q else q.strip(" ;")
+                 for q in general]
+        assert kinds == ["BEGIN", "claim", "write", "COMMIT", "BEGIN", "claim", "COMMIT"], general
+        assert len(raw) == 2 and all("inbox_parked" in q for q in raw), raw
         assert through_sqlalchemy == []
+        row, history = await projection(database, order_id)
+        assert row.status == "FILE_UPLOADED" and row.seq == 2 and [h.seq for h in history] == [1, 2]
+        async with database.sessions() as session:
+            marks = (await session.execute(select(inbox.c.seq, inbox.c.outcome, inbox.c.applied_at.is_not(None))
+                                           .where(inbox.c.order_id == order_id).order_by(inbox.c.seq))).all()
+        assert [tuple(m) for m in marks] == [(1, "applied", True), (2, "applied", True)]
     finally:
         await database.dispose()

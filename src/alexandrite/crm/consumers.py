@@ -25,7 +25,8 @@ async def handle_event(db: Database, delivery: Delivery) -> str:
     if is_order_delayed(delivery.routing_key, delivery.headers):
         return "ignored"  # delay notices are the shop's to send; the seller sees delays on the dashboards
     return await consume_order_event(db, delivery, service=SERVICE, producers=PRODUCERS, orders=orders,
-                                     apply=handlers.apply_event, cannot_apply=CANNOT_APPLY)
+                                     apply=handlers.apply_event, cannot_apply=CANNOT_APPLY,
+                                     in_turn=handlers.in_turn)
 
 
 def event_handler(app: FastAPI) -> Callable[[Delivery], Awaitable[str]]:

@@ -31,6 +31,7 @@ from alexandrite.kit.db import Database, UnitOfWork
 from alexandrite.kit.errors import ApiError, not_found
 from alexandrite.kit.peers import Peers
 from alexandrite.kit.security import Principal
+from alexandrite.orders.in_turn import InTurn
 from alexandrite.orders.records import ensure_may_cancel, order_in_transit, record_creation, record_transition
 
 log = structlog.get_logger(__name__)
@@ -209,6 +210,11 @@ async def carrier_event(db: Database, tracking_number: str, event: str, occurred
 
 
 # --- events from the other services --------------------------------------------------------------
+
+def in_turn(_: Envelope, change: StatusChanged) -> InTurn:
+    """An event in its turn as one statement: the projection's columns (orders/in_turn.py)."""
+    return InTurn(history=order_history, values=projection_values(change))
+
 
 async def apply_event(uow: UnitOfWork, envelope: Envelope, change: StatusChanged) -> None:
     """Apply one status event to the projection (called in order, once, by the consumer).

@@ -32,7 +32,8 @@ async def handle_event(db: Database, delivery: Delivery, estimate: QueueEstimate
         await handlers.apply_event(uow, env, change, estimate)
 
     return await consume_order_event(db, delivery, service=SERVICE, producers=PRODUCERS,
-                                     orders=production_orders, apply=_apply, cannot_apply=CANNOT_APPLY)
+                                     orders=production_orders, apply=_apply, cannot_apply=CANNOT_APPLY,
+                                     in_turn=handlers.in_turn)
 
 
 def event_handler(app: FastAPI) -> Callable[[Delivery], Awaitable[str]]:

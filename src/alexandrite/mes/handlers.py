@@ -26,6 +26,7 @@ from alexandrite.mes.domain import (
 )
 from alexandrite.mes.pricing.jobs import no_earlier_than, start_pricing
 from alexandrite.mes.tables import order_history, production_orders
+from alexandrite.orders.in_turn import InTurn
 from alexandrite.orders.records import Transition, ensure_may_cancel, record_creation, record_transition
 
 log = structlog.get_logger(__name__)
@@ -39,6 +40,14 @@ def _emit(uow: UnitOfWork, order_id: uuid.UUID, transition: Transition, change: 
 
 
 # --- events from the other services --------------------------------------------------------------
+
+def in_turn(_: Envelope, change: StatusChanged) -> InTurn | None:
+    """An event in its turn as one statement (orders/in_turn.py), unless applying it does more than move
+    the order: SUBMITTED queues a pricing job, CANCELLED cancels the order's jobs."""
+    if change.status in (S.SUBMITTED, S.CANCELLED):
+        return None
+    return InTurn(history=order_history, values=projection_values(change))
+
 
 async def apply_event(uow: UnitOfWork, envelope: Envelope, change: StatusChanged,
                       estimate: progress.QueueEstimate) -> None:

@@ -2,10 +2,12 @@
 and only from the service that owns the order's current status (the single-writer rule, checked here for
 every service so no projection can be moved by a service that did not own the step).
 
-An event in order costs four statements: BEGIN, the claim (the order's lock, the inbox row and the order's
-row locked and read), the service's write of the order (row, history line and the event's inbox mark with a
-count of what else is parked; see :func:`~alexandrite.orders.records.record_transition`), COMMIT, plus
-whatever else the service's handler writes (a webhook delivery, a pricing job, the outbox).
+An event in its turn whose whole write the service can state in advance (``in_turn``) is one statement
+(:mod:`alexandrite.orders.in_turn`). Otherwise, or when that statement finds the order elsewhere, an event
+costs four statements: BEGIN, the claim (the order's lock, the inbox row and the order's row locked and
+read), the service's write of the order (row, history line and the event's inbox mark with a count of what
+else is parked; see :func:`~alexandrite.orders.records.record_transition`), COMMIT, plus whatever else the
+service's handler writes (a webhook delivery, a pricing job, the outbox).
 
 An event that cannot apply raises PermanentError (dead-lettered, nothing kept). A *parked*
 event that fails when its predecessor arrives must not take that innocent predecessor down
@@ -35,8 +37,9 @@ from alexandrite.kit.db import Database, OutgoingMessage, UnitOfWork
 from alexandrite.kit.messaging.consumer import Delivery, PermanentError
 from alexandrite.kit.messaging.tables import INBOX
 from alexandrite.kit.messaging.topology import dead_letter_queue, events_queue
+from alexandrite.orders.in_turn import InTurnOf, apply_in_turn
 from alexandrite.orders.records import current_state
-from alexandrite.orders.sequencing import accept_claimed, claim_event
+from alexandrite.orders.sequencing import accept_claimed, apply_parked, claim, lock_order
 
 log = structlog.get_logger(__name__)
 
@@ -95,9 +98,34 @@ async def consume_order_event(
     orders: Table,
     apply: ApplyEvent,
     cannot_apply: tuple[type[BaseException], ...] = (IllegalTransition, LookupError, ValueError),
+    in_turn: InTurnOf | None = None,
 ) -> str:
-    """Returns the inbox outcome: "ok", "duplicate", "stale" or "deferred" (parked until its turn)."""
+    """Returns the inbox outcome: "ok", "duplicate", "stale" or "deferred" (parked until its turn).
+
+    With ``in_turn`` (how the service writes an event in its turn in one statement), an event in its turn
+    is applied by one statement (:mod:`alexandrite.orders.in_turn`); anything else, or an event that
+    statement did not apply, takes the general path below."""
     envelope = parse_order_event(delivery, producers)
+    if in_turn is not None:
+        change = parse_status_change(envelope)
+        write = in_turn(envelope, change)
+        if write is not None:
+            applied = await apply_in_turn(db, orders, envelope, change, write, service=service)
+            if applied is not None:
+                if applied.parked:  # successors waited for this one: they apply now, in a unit of their own
+                    await _in_unit(db, envelope, service=service, orders=orders, apply=apply,
+                                   cannot_apply=cannot_apply, catch_up=True)
+                return "ok"
+    return await _in_unit(db, envelope, service=service, orders=orders, apply=apply, cannot_apply=cannot_apply)
+
+
+async def _in_unit(db: Database, envelope: Envelope, *, service: str, orders: Table, apply: ApplyEvent,
+                   cannot_apply: tuple[type[BaseException], ...], catch_up: bool = False) -> str:
+    """The general path: the event claimed, checked and applied (or parked) in a transaction.
+
+    ``catch_up``: the event is applied already; only its parked successors now in turn are applied. A
+    duplicate does the same, so successors left parked by a delivery that stopped between applying its
+    event and catching up are applied when the event is delivered again."""
     cannot_apply = (*cannot_apply, WrongProducer)
     async with UnitOfWork(db) as uow:
         broken: list[tuple[Envelope, str]] = []
@@ -121,9 +149,15 @@ async def consume_order_event(
                     raise PermanentError(reason) from error
                 broken.append((env, reason))
 
-        consumed = await claim_event(uow, orders, envelope)  # lock + inbox row + the order's row, read
+        if catch_up:
+            await lock_order(uow.session, envelope.order_id)
+            consumed, parked = None, 1
+        else:  # the order's lock, the inbox row and the order's row, read
+            consumed, parked = await claim(uow, orders, envelope)
         if consumed is None:
-            outcome = "duplicate"
+            outcome = "ok" if catch_up else "duplicate"
+            if parked:
+                await apply_parked(uow.session, envelope.order_id, current_seq=_current_seq, apply=_apply)
         else:
             status[envelope.order_id] = consumed.status
             outcome = await accept_claimed(uow, envelope, consumed, current_seq=_current_seq, apply=_apply)

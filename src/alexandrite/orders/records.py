@@ -313,18 +313,18 @@ async def record_next_transition(
 def _observed(uow: UnitOfWork, service: str, previous: OrderStatus, target: OrderStatus, at: datetime,
               status_since: datetime | None, created_at: datetime | None) -> None:
     """The transition's metrics, counted once the unit committed."""
-    spent = max((at - status_since).total_seconds(), 0.0) if status_since else None
-    lifetime = (max((at - created_at).total_seconds(), 0.0)
-                if target in TERMINAL and previous not in TERMINAL and created_at else None)
+    uow.after_commit(functools.partial(observe_transition, service, previous, target, at, status_since, created_at))
 
-    def _observe() -> None:
-        metrics.ORDER_TRANSITIONS.labels(service, target.value).inc()
-        if spent is not None:
-            metrics.TIME_IN_STATUS.labels(service, previous.value).observe(spent)
-        if lifetime is not None:
-            metrics.ORDER_DURATION.labels(service, target.value).observe(lifetime)
 
-    uow.after_commit(_observe)
+def observe_transition(service: str, previous: OrderStatus, target: OrderStatus, at: datetime,
+                       status_since: datetime | None, created_at: datetime | None) -> None:
+    """A committed transition's metrics: the count, the time spent in ``previous`` (when ``status_since``
+    is known) and, for a terminal ``target``, the order's lifetime."""
+    metrics.ORDER_TRANSITIONS.labels(service, target.value).inc()
+    if status_since is not None:
+        metrics.TIME_IN_STATUS.labels(service, previous.value).observe(max((at - status_since).total_seconds(), 0.0))
+    if target in TERMINAL and previous not in TERMINAL and created_at is not None:
+        metrics.ORDER_DURATION.labels(service, target.value).observe(max((at - created_at).total_seconds(), 0.0))
 
 
 async def record_creation(

@@ -77,7 +77,9 @@ claimed AS (
     SELECT o.seq, o.status, o.status_since, o.created_at FROM locked, "{orders}" o WHERE o.id = $3::uuid
     FOR UPDATE OF o
 )
-SELECT (SELECT count(*) FROM claimed) AS claimed, cur.seq, cur.status, cur.status_since, cur.created_at
+SELECT (SELECT count(*) FROM claimed) AS claimed, cur.seq, cur.status, cur.status_since, cur.created_at,
+       (SELECT count(*) FROM inbox WHERE order_id = $3::uuid AND applied_at IS NULL AND event_id <> $2::uuid)
+         AS parked
   FROM (VALUES (1)) AS one (x) LEFT JOIN cur ON true
 """
 
@@ -90,11 +92,18 @@ async def claim_event(uow: UnitOfWork, orders: Table, envelope: Envelope) -> Con
 
     Otherwise the order's row is locked and read into the returned :class:`ConsumedEvent`, which is kept
     on the unit for the order's first write (:func:`~alexandrite.orders.records.take_consumed`)."""
+    return (await claim(uow, orders, envelope))[0]
+
+
+async def claim(uow: UnitOfWork, orders: Table, envelope: Envelope) -> tuple[ConsumedEvent | None, int]:
+    """:func:`claim_event`, and how many other events of the order waited in the inbox (as the statement's
+    snapshot saw them: for a duplicate, whether a successor may be left to apply)."""
     conn = await uow.driver()
     row = await conn.fetchrow(claim_sql(orders.name), str(envelope.order_id), envelope.event_id,
                               envelope.order_id, envelope.seq, envelope.type, envelope.model_dump_json())
+    parked = int(row["parked"])
     if not row["claimed"]:
-        return None
+        return None, parked
     if row["seq"] is None and envelope.seq > 1:  # created after the statement's snapshot? read it afresh
         row = await conn.fetchrow(_STATE_SQL.format(orders=orders.name), envelope.order_id)
     consumed = ConsumedEvent(orders=orders.name, order_id=envelope.order_id, event_id=envelope.event_id)
@@ -102,7 +111,7 @@ async def claim_event(uow: UnitOfWork, orders: Table, envelope: Envelope) -> Con
         consumed.seq, consumed.status = int(row["seq"]), str(row["status"])
         consumed.status_since, consumed.created_at = row["status_since"], row["created_at"]
     uow.context[CONSUMED] = consumed
-    return consumed
+    return consumed, parked
 
 
 async def accept_claimed(
@@ -134,7 +143,7 @@ async def accept_claimed(
     else:
         parked = consumed.parked
     if parked:
-        await _apply_parked(uow.session, envelope.order_id, current_seq=current_seq, apply=apply)
+        await apply_parked(uow.session, envelope.order_id, current_seq=current_seq, apply=apply)
     return "ok"
 
 
@@ -169,11 +178,11 @@ async def accept_in_order(
                                                        "order_id": envelope.order_id})
     ).scalar_one()
     if parked:
-        await _apply_parked(session, envelope.order_id, current_seq=current_seq, apply=apply)
+        await apply_parked(session, envelope.order_id, current_seq=current_seq, apply=apply)
     return "ok"
 
 
-async def _apply_parked(session: AsyncSession, order_id: uuid.UUID, *, current_seq: CurrentSeq,
+async def apply_parked(session: AsyncSession, order_id: uuid.UUID, *, current_seq: CurrentSeq,
                         apply: Apply) -> None:
     """Apply the order's parked events that are now in turn, each in its own trace, and mark them."""
     while True:

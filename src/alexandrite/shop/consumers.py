@@ -20,7 +20,7 @@ async def handle_event(db: Database, delivery: Delivery) -> str:
     if is_order_delayed(delivery.routing_key, delivery.headers):
         return await delays.record_delay(db, delivery)
     return await consume_order_event(db, delivery, service=handlers.SERVICE, producers=PRODUCERS, orders=orders,
-                                     apply=handlers.apply_event)
+                                     apply=handlers.apply_event, in_turn=handlers.in_turn)
 
 
 def event_handler(app: FastAPI) -> Callable[[Delivery], Awaitable[str]]:

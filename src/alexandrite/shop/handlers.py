@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from alexandrite.contracts.events import ModelRef, StatusChanged, status_envelope
+from alexandrite.contracts.events import Envelope, ModelRef, StatusChanged, status_envelope
 from alexandrite.contracts.order_status import CANCELLABLE, IllegalTransition, OrderStatus, owner_of
 from alexandrite.kit import auth_failures
 from alexandrite.kit.db import Database, UnitOfWork
@@ -29,6 +29,7 @@ from alexandrite.kit.settings import Settings
 from alexandrite.kit.storage import LocalStorage
 from alexandrite.kit.tokens import issue_token
 from alexandrite.models3d.formats import ModelFormatError
+from alexandrite.orders.in_turn import TAIL_FIRST, InTurn
 from alexandrite.orders.records import ensure_may_cancel, order_in_transit, record_transition
 from alexandrite.shop import order_reads, order_writes, repository, webhooks
 from alexandrite.shop.domain import LookalikeEmail, Owner, normalise_email
@@ -242,7 +243,8 @@ async def cancel(db: Database, peers: Peers, principal: Principal, order_id: uui
 
 # --- events from the other services --------------------------------------------------------
 
-async def apply_event(uow: UnitOfWork, envelope: Any, change: StatusChanged) -> None:
+def _event_values(change: StatusChanged) -> dict[str, Any]:
+    """Columns of the shop's order that another service's event updates besides the status."""
     values: dict[str, Any] = {}
     if change.status is S.PRICE_CALCULATING:
         values["progress"] = change.progress.model_dump() if change.progress else None
@@ -255,9 +257,26 @@ async def apply_event(uow: UnitOfWork, envelope: Any, change: StatusChanged) -> 
         values.update(tracking_number=change.tracking_number, carrier=change.carrier)
     elif change.status is S.CANCELLED:
         values["progress"] = None
+    return values
+
+
+# The partner's webhook delivery of an event in its turn: $12 delivery id, $13 payload (event type: $10).
+_DELIVERY_TAIL = webhooks.delivery_cte("w", f"${TAIL_FIRST}", "$10", f"${TAIL_FIRST + 1}")
+
+
+def in_turn(envelope: Envelope, change: StatusChanged) -> InTurn:
+    """An event in its turn as one statement (orders/in_turn.py): the order's columns, and the partner's
+    webhook delivery that :func:`apply_event` queues."""
+    return InTurn(history=order_history, values=_event_values(change), returning=", o.owner_kind, o.owner_id",
+                  tail=_DELIVERY_TAIL, selected=f", {webhooks.DISPATCHER_WAKEUP} AS dispatcher_woken",
+                  tail_args=(uuid.uuid4(), webhooks.status_payload(envelope.order_id, envelope.seq, change)))
+
+
+async def apply_event(uow: UnitOfWork, envelope: Any, change: StatusChanged) -> None:
     await record_transition(
         uow, orders, order_history, service=SERVICE, order_id=envelope.order_id, target=change.status,
-        by=change.actor, requested_by=envelope.producer, seq=envelope.seq, at=change.at, values=values,
+        by=change.actor, requested_by=envelope.producer, seq=envelope.seq, at=change.at,
+        values=_event_values(change),
     )
     await webhooks.enqueue(uow, envelope.order_id, envelope.type,
                            webhooks.status_payload(envelope.order_id, envelope.seq, change))

@@ -32,7 +32,7 @@ from alexandrite.kit.security import Principal
 from alexandrite.orders.one_statement import OUTBOX_PARAMS, history_and_outbox, message_args, relay_wakeup
 from alexandrite.shop.domain import Owner, request_fingerprint
 from alexandrite.shop.order_reads import ORDER_SQL, fetch_order, owned, view_of
-from alexandrite.shop.webhooks.deliveries import WEBHOOK_CHANNEL
+from alexandrite.shop.webhooks.deliveries import DISPATCHER_WAKEUP, delivery_cte
 
 SERVICE = "shop"
 S = OrderStatus
@@ -48,16 +48,8 @@ def _writes_of(row: str, history: str, outbox: int) -> str:
     relay and the dispatcher."""
     routing = f"${outbox + 2}"
     delivery, payload = f"${outbox + OUTBOX_PARAMS}", f"${outbox + OUTBOX_PARAMS + 1}"
-    return ")" + history_and_outbox(row, history, outbox) + f""", w AS (
-    INSERT INTO webhook_deliveries (delivery_id, partner_id, order_id, event_type, payload)
-    SELECT {delivery}::uuid, p.id, {row}.id, {routing}::text, {payload}::jsonb
-      FROM {row} JOIN partners p ON {row}.owner_kind = 'partner' AND p.id = {row}.owner_id
-     WHERE p.webhook_url IS NOT NULL AND p.active
-    RETURNING 1
-)
-SELECT id, {relay_wakeup()} AS relay_woken,
-       (SELECT pg_notify('{WEBHOOK_CHANNEL}', '') FROM w) AS dispatcher_woken FROM {row}
-"""
+    return (")" + history_and_outbox(row, history, outbox) + delivery_cte(row, delivery, routing, payload)
+            + f"\nSELECT id, {relay_wakeup()} AS relay_woken, {DISPATCHER_WAKEUP} AS dispatcher_woken FROM {row}\n")
 
 
 # $1 id, $2 owner_kind, $3 owner_id, $4 owner_name, $5 alloy, $6 at, $7 by, then from $8 the event's writes

@@ -66,3 +66,16 @@ OUTBOX_CHANNEL = "alexandrite_outbox"
 _shared = MetaData()
 OUTBOX = define_outbox(_shared)
 INBOX = define_inbox(_shared)
+
+# How many events of an order wait in the inbox, besides one. VOLATILE plpgsql: its query takes a snapshot
+# of its own when it runs, so a statement that waited for the order's lock counts what was parked and
+# committed meanwhile, which the statement's own snapshot (taken before the wait) does not show.
+# Created by each service's migrations.
+INBOX_PARKED_FUNCTION = """
+CREATE OR REPLACE FUNCTION inbox_parked(p_order uuid, p_except uuid) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  RETURN (SELECT count(*) FROM inbox WHERE order_id = p_order AND applied_at IS NULL AND event_id <> p_except);
+END $$
+"""
+DROP_INBOX_PARKED_FUNCTION = "DROP FUNCTION IF EXISTS inbox_parked(uuid, uuid)"

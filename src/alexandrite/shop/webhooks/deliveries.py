@@ -53,6 +53,23 @@ def _enqueue_statement() -> Any:
 _ENQUEUE = _enqueue_statement()
 
 
+def delivery_cte(row: str, delivery: str, event_type: str, payload: str) -> str:
+    """``wh``: a partner's delivery for the order the CTE ``row`` wrote (returning ``id, owner_kind,
+    owner_id``), when its owner is a partner with a webhook; starts with a comma. The other arguments are
+    the parameters of the delivery's id, event type and payload. :data:`DISPATCHER_WAKEUP` wakes the sender."""
+    return f""", wh AS (
+    INSERT INTO webhook_deliveries (delivery_id, partner_id, order_id, event_type, payload)
+    SELECT {delivery}::uuid, p.id, {row}.id, {event_type}::text, {payload}::jsonb
+      FROM {row} JOIN partners p ON {row}.owner_kind = 'partner' AND p.id = {row}.owner_id
+     WHERE p.webhook_url IS NOT NULL AND p.active
+    RETURNING 1
+)"""
+
+
+# A select-list expression after :func:`delivery_cte`: the dispatcher's wake-up, sent at commit.
+DISPATCHER_WAKEUP = f"(SELECT pg_notify('{WEBHOOK_CHANNEL}', '') FROM wh)"
+
+
 async def enqueue(uow: UnitOfWork, order_id: uuid.UUID, event_type: str, payload: dict[str, Any]) -> None:
     """Queue a delivery if the order belongs to a partner with a webhook (one INSERT ... SELECT)."""
     await uow.session.execute(_ENQUEUE, {"delivery_id": uuid.uuid4(), "order_id": order_id, "event_type": event_type,

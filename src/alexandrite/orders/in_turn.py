@@ -1,0 +1,142 @@
+"""An order event in its turn, applied in ONE statement: no BEGIN and no COMMIT of its own.
+
+The common case of a consumed event: it is the order's next (``seq`` = the row's + 1), it left the status
+the row is in (``previous_status``), its producer owned that status and the move is legal. Then the
+order's advisory lock, the row's update, its history line, the event's inbox row (already marked
+applied) and what else the service writes for it (a webhook delivery) are one data-modifying statement
+on the raw pool, which PostgreSQL runs as its own transaction: one round trip instead of four (BEGIN,
+claim, write, COMMIT; :mod:`alexandrite.orders.events`).
+
+The statement writes only when the row is where the event expects it and the inbox has not seen the
+event; otherwise it writes nothing and the consumer takes the general path (claim, checks, parking,
+dead-lettering), which says why. It takes the order's advisory lock first, as the general path does, so
+the two serialise per order in the same way; a row changed while it waited is re-checked by PostgreSQL
+on its latest version. A successor *parked* while it waited was committed after the statement's
+snapshot: it is counted by ``inbox_parked()``, a VOLATILE function whose query takes a snapshot of its own
+once the row is locked. A non-zero count makes the consumer apply the parked events in a unit of its own.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import JSON, Table
+
+from alexandrite.contracts.events import Envelope, StatusChanged, utcnow
+from alexandrite.contracts.order_status import IllegalTransition, OrderStatus, check_transition, owner_of
+from alexandrite.kit.db import Database, StatementUnitOfWork, notify_after_commit
+from alexandrite.orders.records import Transition, observe_transition
+
+# Parameters of the statement: $1 lock key, $2 order id, $3 status, $4 seq, $5 at, $6 updated_at,
+# $7 status left, $8 event id, $9 by, $10 event type, $11 envelope; a service's tail from $12, then the
+# columns of :attr:`InTurn.values`.
+TAIL_FIRST = 12
+
+
+@dataclass(frozen=True)
+class InTurn:
+    """What a service writes for an event in its turn: the order row's columns besides the status, and
+    optionally more CTEs after ``w`` (the updated row, returning ``id`` and :attr:`returning`), each
+    starting with a comma, whose parameters start at ``$12`` (:data:`TAIL_FIRST`), with select-list
+    expressions of their own (``selected``, each starting with a comma)."""
+
+    history: Table
+    values: dict[str, Any] = field(default_factory=dict)
+    returning: str = ""
+    tail: str = ""
+    tail_args: tuple[Any, ...] = ()
+    selected: str = ""
+
+
+# A service's way to say how an event in its turn is written; None: the general path only.
+InTurnOf = Callable[[Envelope, StatusChanged], InTurn | None]
+
+
+@functools.lru_cache(maxsize=256)
+def in_turn_sql(orders: str, history: str, columns: tuple[str, ...], tail_params: int, returning: str,
+                tail: str, selected: str) -> str:
+    first = TAIL_FIRST + tail_params
+    extra = "".join(f', "{name}" = ${first + i}' for i, name in enumerate(columns))
+    return f"""WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0)) AS l),
+old AS (SELECT seq, status_since, created_at FROM "{orders}" WHERE id = $2::uuid),
+w AS (
+    UPDATE "{orders}" o SET status = $3::text, seq = $4::int, status_since = $5, updated_at = $6{extra}
+      FROM locked
+     WHERE o.id = $2::uuid AND o.seq = $4::int - 1 AND o.status = $7::text
+       AND NOT EXISTS (SELECT 1 FROM inbox WHERE event_id = $8::uuid)
+    RETURNING o.id{returning}
+), h AS (
+    INSERT INTO "{history}" (order_id, seq, status, previous_status, at, by)
+    SELECT id, $4::int, $3::text, $7::text, $5::timestamptz, $9::text FROM w
+), i AS (
+    INSERT INTO inbox (event_id, order_id, seq, type, envelope, applied_at, outcome)
+    SELECT $8::uuid, id, $4::int, $10::text, $11::jsonb, now(), 'applied' FROM w
+    ON CONFLICT (event_id) DO NOTHING
+){tail}
+SELECT (SELECT count(*) FROM w) AS written, (SELECT inbox_parked(id, $8::uuid) FROM w) AS parked,
+       old.seq AS old_seq, old.status_since, old.created_at{selected}
+  FROM (VALUES (1)) AS one (x) LEFT JOIN old ON true
+"""
+
+
+def may_apply_in_turn(envelope: Envelope, change: StatusChanged) -> OrderStatus | None:
+    """The status the event left, when the one statement may apply it: not a creation, the producer owned
+    that status and may make the move. None: the general path decides (and says why not)."""
+    previous = change.previous_status
+    if previous is None or envelope.seq < 2 or owner_of(previous) != envelope.producer:
+        return None
+    try:
+        check_transition(previous, change.status, envelope.producer)
+    except IllegalTransition:
+        return None
+    return previous
+
+
+def raw_values(db: Database, orders: Table, values: dict[str, Any]) -> list[Any]:
+    """``values`` for the raw pool: JSON columns as Python values (its codec encodes them; None is JSON
+    null, as SQLAlchemy writes it), others as SQLAlchemy would send them."""
+    out = []
+    for name, value in values.items():
+        if name not in orders.c:  # a bug, not data that "cannot apply"
+            raise RuntimeError(f"{orders.name} has no column {name!r}")
+        kind = orders.c[name].type
+        process = None if isinstance(kind, JSON) else kind._cached_bind_processor(db.engine.dialect)
+        out.append(process(value) if process is not None else value)
+    return out
+
+
+@dataclass(frozen=True)
+class Applied:
+    """An event applied in its turn: the transition, what else of the order is parked, the statement's row."""
+
+    transition: Transition
+    parked: int
+    row: Any
+
+
+async def apply_in_turn(db: Database, orders: Table, envelope: Envelope, change: StatusChanged, write: InTurn,
+                        *, service: str) -> Applied | None:
+    """Apply the event in one statement; None when it wrote nothing (take the general path)."""
+    previous = may_apply_in_turn(envelope, change)
+    if previous is None:
+        return None
+    uow = StatementUnitOfWork(db)
+    target, at = change.status, change.at
+    notify_after_commit(uow, previous.value, target.value, envelope.order_id, envelope.seq)
+    sql = in_turn_sql(orders.name, write.history.name, tuple(write.values), len(write.tail_args), write.returning,
+                      write.tail, write.selected)
+    row = await uow.commit(
+        sql, str(envelope.order_id), envelope.order_id, target.value, envelope.seq, at, utcnow(), previous.value,
+        envelope.event_id, change.actor, envelope.type, envelope.model_dump(mode="json"), *write.tail_args,
+        *raw_values(db, orders, write.values), applied=lambda found: bool(found["written"]))
+    if not row["written"]:
+        return None
+    # The time in the status left, from status_since as the statement's snapshot saw it: only when the row
+    # had not moved on meanwhile (then the statement updated a later version than it read).
+    since = row["status_since"] if row["old_seq"] == envelope.seq - 1 else None
+    observe_transition(service, previous, target, at, since, row["created_at"])
+    return Applied(Transition(envelope.order_id, previous, target, envelope.seq, at, change.actor),
+                   int(row["parked"]), row)
