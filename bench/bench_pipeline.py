@@ -14,7 +14,9 @@ ring, where pricing itself is the limit), and the run waits until mes and crm kn
 configuration, the clock runs from the first submit (``--concurrency`` submits in flight, 429/503
 retried after ``Retry-After``) until every order of the batch is PRICE_CALCULATED (or _FAILED) in the
 shop's and the CRM's databases, counted there with one query per database every 0.2 s: no HTTP polling.
-Latency per order is PRICE_CALCULATED − SUBMITTED from the shop's order history.
+Latency per order is PRICE_CALCULATED − SUBMITTED from the shop's order history. The submits go out on
+bench/light_http.py (httpx, the load generator before, took about a third of a core of the two); the
+configuration's line reports the load generator's own CPU per order and how many submits were refused.
 
 The anchor (bench/anchors/bare_amqp.py) runs right before and right after each configuration (half the
 messages each, added up), with the workers' queue empty and the APIs idle: persistent
@@ -33,6 +35,7 @@ import asyncio
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import support  # noqa: E402
 from anchors import bare_amqp  # noqa: E402
+from light_http import LightClient  # noqa: E402
 
 from alexandrite.kit.settings import Settings  # noqa: E402
 from tests.e2e.processes import Platform  # noqa: E402
@@ -115,37 +119,52 @@ async def wait_known(settings: Settings, ids: list[str], timeout: float = 600) -
         await asyncio.sleep(0.5)
 
 
+@dataclass
+class Submitted:
+    seconds: float  # from the first submit until every order is priced in the shop's and the CRM's databases
+    refused: int  # 429 / 503 answers, each retried after Retry-After
+    client_cpu: float  # CPU seconds of this process meanwhile (the load generator and the counting)
+
+
 async def submit_and_wait(settings: Settings, shop: str, auth: dict[str, str], ids: list[str], concurrency: int,
-                          timeout: float) -> float:
-    """Seconds from the first submit until every order is priced in the shop's and the CRM's databases."""
+                          timeout: float) -> Submitted:
+    """Submit every order (``concurrency`` in flight, on the light client) and wait until all are priced."""
     uuids = [uuid.UUID(i) for i in ids]
     shop_conn = await asyncpg.connect(support.plain_dsn(settings.database_url("shop")))  # type: ignore[arg-type]
     crm_conn = await asyncpg.connect(support.plain_dsn(settings.database_url("crm")))  # type: ignore[arg-type]
     query_shop = "SELECT count(*) FROM orders WHERE id = ANY($1) AND status = ANY($2)"
+    client = LightClient(shop, concurrency)
+    refused = 0
     try:
-        semaphore = asyncio.Semaphore(concurrency)
-        async with httpx.AsyncClient(base_url=shop, timeout=120,
-                                     limits=httpx.Limits(max_connections=concurrency)) as client:
+        async def one(order_id: str) -> None:
+            nonlocal refused
+            for _ in range(200):
+                status, headers, body = await client.request("POST", f"/api/v1/orders/{order_id}/submit", auth)
+                if status not in (429, 503):
+                    if status >= 400:
+                        raise RuntimeError(f"submit {order_id}: {status} {body[:300]!r}")
+                    return
+                refused += 1
+                await asyncio.sleep(min(float(headers.get("retry-after", "1") or 1), 5.0))
+            raise RuntimeError(f"submit {order_id}: still refused after 200 tries")
 
-            async def one(order_id: str) -> None:
-                async with semaphore:
-                    await _retrying(client, "POST", f"/api/v1/orders/{order_id}/submit", headers=auth)
-
-            started = time.perf_counter()
-            submits = asyncio.gather(*(one(i) for i in ids))
-            deadline = time.monotonic() + timeout
-            while True:
-                await asyncio.sleep(0.2)
-                shop_done = int(await shop_conn.fetchval(query_shop, uuids, PRICED))
-                crm_done = int(await crm_conn.fetchval(query_shop, uuids, PRICED))
-                if shop_done == crm_done == len(ids):
-                    elapsed = time.perf_counter() - started
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"priced: shop {shop_done}, crm {crm_done} of {len(ids)} after {timeout:.0f} s")
-            await submits
-        return elapsed
+        cpu_before = time.process_time()
+        started = time.perf_counter()
+        submits = asyncio.gather(*(one(i) for i in ids))
+        deadline = time.monotonic() + timeout
+        while True:
+            await asyncio.sleep(0.2)
+            shop_done = int(await shop_conn.fetchval(query_shop, uuids, PRICED))
+            crm_done = int(await crm_conn.fetchval(query_shop, uuids, PRICED))
+            if shop_done == crm_done == len(ids):
+                elapsed = time.perf_counter() - started
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"priced: shop {shop_done}, crm {crm_done} of {len(ids)} after {timeout:.0f} s")
+        await submits
+        return Submitted(elapsed, refused, time.process_time() - cpu_before)
     finally:
+        await client.close()
         await shop_conn.close()
         await crm_conn.close()
 
@@ -217,8 +236,9 @@ def run(args: argparse.Namespace) -> int:
                         measured = ["shop", "crm", "mes", *names]
                         cpu_before = cpu_of(platform, measured)
                         try:
-                            elapsed = asyncio.run(submit_and_wait(platform.settings, shop, auth, ids, args.concurrency,
-                                                                  args.timeout))
+                            submitted = asyncio.run(submit_and_wait(platform.settings, shop, auth, ids,
+                                                                    args.concurrency, args.timeout))
+                            elapsed = submitted.seconds
                             cpu_after = cpu_of(platform, measured)
                         finally:
                             for name in names:
@@ -239,7 +259,9 @@ def run(args: argparse.Namespace) -> int:
                                      f"{rate / base_rate:.2f}x", apis_ms + workers_ms, apis_ms, workers_ms))
                         print(f"# {kind} x{workers}: {rate:.1f} orders/s, load {load_before:.1f} -> "
                               f"{support.loadavg():.1f}; cpu ms per order: "
-                              + ", ".join(f"{n} {v:.1f}" for n, v in spent.items()), flush=True)
+                              + ", ".join(f"{n} {v:.1f}" for n, v in spent.items())
+                              + f"; load generator {submitted.client_cpu * 1000 / len(ids):.1f}; "
+                              f"{submitted.refused} submits refused (429/503) and retried", flush=True)
             finally:
                 platform.stop_all()
         print()
