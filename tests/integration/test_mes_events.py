@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope, StatusChanged, status_envelope
 from alexandrite.contracts.order_status import OrderStatus
-from alexandrite.kit.db import Database, UnitOfWork
+from alexandrite.kit.db import Database, OutgoingMessage, UnitOfWork
 from alexandrite.kit.messaging.consumer import Delivery, PermanentError
 from alexandrite.kit.messaging.tables import OUTBOX
 from alexandrite.kit.messaging.topology import PRICING_QUEUE, dead_letter_queue
@@ -334,9 +334,9 @@ async def test_crm_approval_puts_the_order_on_the_dashboard(db: Database) -> Non
     assert (await history(db, order_id))[-1].by == "seller:bob"
 
 
-async def test_a_submission_is_seven_statements_none_through_sqlalchemy(settings: Settings) -> None:
+async def test_a_submission_is_six_statements_none_through_sqlalchemy(settings: Settings) -> None:
     """BEGIN, the claim, the SUBMITTED write, the job with its queue position's inputs, the move to
-    PRICE_CALCULATING, the outbox, COMMIT: all plain SQL on the unit's connection (asyncpg's query log of
+    PRICE_CALCULATING with the event and the job message written to the outbox, COMMIT: all plain SQL on the unit's connection (asyncpg's query log of
     the one pooled connection); SQLAlchemy sees no statement at all. What the customer confirmed is kept."""
     from sqlalchemy import event
 
@@ -365,7 +365,8 @@ async def test_a_submission_is_seven_statements_none_through_sqlalchemy(settings
         kinds = ["claim" if q.startswith("WITH locked") else "write" if "UPDATE inbox" in q
                  else "job" if "INSERT INTO pricing_jobs" in q else "transition" if "order_history" in q
                  else "outbox" if "INSERT INTO outbox" in q else q.strip(" ;") for q in queries]
-        assert kinds == ["BEGIN", "claim", "write", "job", "transition", "outbox", "COMMIT"], queries
+        assert kinds == ["BEGIN", "claim", "write", "job", "transition", "COMMIT"], queries
+        assert "INSERT INTO outbox" in queries[4]
         assert through_sqlalchemy == []
         event.remove(database.engine.sync_engine, "before_cursor_execute", _seen)
         row = await order_row(database, order_id)
@@ -387,10 +388,14 @@ async def test_the_next_transition_writes_nothing_when_the_row_moved_meanwhile(d
     row = await order_row(db, order_id)
     assert (row.status, row.seq) == ("PRICE_CALCULATING", 4)
     stale = Transition(order_id, S.FILE_UPLOADED, S.SUBMITTED, 3, row.status_since, "customer:cust-1")
+    messages_before = len(await outbox_rows(db, order_id))
     async with UnitOfWork(db) as uow:
+        uow.send(OutgoingMessage(exchange="", routing_key=PRICING_QUEUE, body=b"{}", order_id=order_id))
         with pytest.raises(LookupError):
             await record_next_transition(uow, production_orders, order_history, service="mes", after=stale,
-                                         target=S.PRICE_CALCULATING, by=domain.SYSTEM_ACTOR, requested_by="mes")
+                                         target=S.PRICE_CALCULATING, by=domain.SYSTEM_ACTOR, requested_by="mes",
+                                         with_messages=True)
         await uow.commit()
     assert [h.seq for h in await history(db, order_id)] == [1, 2, 3, 4]
     assert (await order_row(db, order_id)).seq == 4
+    assert len(await outbox_rows(db, order_id)) == messages_before  # the statement took the message: not written

@@ -245,13 +245,20 @@ def outbox_insert(messages: list[OutgoingMessage]) -> Select[Any]:
     return select(func.pg_notify(OUTBOX_CHANNEL, "")).add_cte(written)
 
 
-# :func:`outbox_insert` as plain SQL for a unit's own connection (:meth:`UnitOfWork.driver`): one statement
-# for any number of messages (one array per column), built once instead of per commit.
+def outbox_rows_sql(first: int) -> str:
+    """:func:`outbox_insert` as plain SQL: an INSERT of the messages whose :func:`outbox_args` are the
+    parameters from ``$first`` on (one array per column), for any number of messages."""
+    m, e, r, b, h, o = (f"${first + i}" for i in range(6))
+    return f"""INSERT INTO outbox (message_id, exchange, routing_key, body, headers, order_id)
+    SELECT m, e, r, b, h::jsonb, o
+      FROM unnest({m}::uuid[], {e}::text[], {r}::text[], {b}::bytea[], {h}::text[], {o}::uuid[])
+           AS t(m, e, r, b, h, o)"""
+
+
+# For a unit's own connection (:meth:`UnitOfWork.driver`), built once instead of per commit.
 OUTBOX_INSERT_SQL = f"""
 WITH x AS (
-    INSERT INTO outbox (message_id, exchange, routing_key, body, headers, order_id)
-    SELECT m, e, r, b, h::jsonb, o
-      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::uuid[]) AS t(m, e, r, b, h, o)
+    {outbox_rows_sql(1)}
 )
 SELECT pg_notify('{OUTBOX_CHANNEL}', '')
 """
@@ -323,6 +330,12 @@ class UnitOfWork:
 
     def after_commit(self, callback: Callable[[], Awaitable[None] | None]) -> None:
         self._after_commit.append(callback)
+
+    def take_messages(self) -> list[OutgoingMessage]:
+        """The messages queued so far, for a statement of this unit that writes them to the outbox itself
+        (:func:`outbox_rows_sql`): the commit no longer writes them."""
+        messages, self._messages = self._messages, []
+        return messages
 
     async def commit(self) -> None:
         if self._messages:  # on the unit's connection, inside its transaction

@@ -35,8 +35,9 @@ from sqlalchemy import (
 from alexandrite.contracts.events import utcnow
 from alexandrite.contracts.order_status import CANCELLABLE, TERMINAL, OrderStatus, check_transition, owner_of
 from alexandrite.kit import metrics
-from alexandrite.kit.db import UnitOfWork, notify_after_commit
+from alexandrite.kit.db import UnitOfWork, notify_after_commit, outbox_args, outbox_rows_sql
 from alexandrite.kit.errors import ApiError
+from alexandrite.kit.messaging.tables import OUTBOX_CHANNEL
 
 
 def define_history(metadata: MetaData) -> Table:
@@ -262,18 +263,28 @@ async def _consumed_transition(
 
 
 @functools.lru_cache(maxsize=256)
-def _next_transition_sql(orders: str, history: str, columns: tuple[str, ...]) -> str:
-    """$1 id, $2 status, $3 seq, $4 at, $5 updated_at, $6 previous, $7 by, then ``columns``: the row moves on
-    only from ($6, $3 - 1); returns the history line's seq, or no row."""
+def _next_transition_sql(orders: str, history: str, columns: tuple[str, ...], outbox: bool) -> str:
+    """$1 id, $2 status, $3 seq, $4 at, $5 updated_at, $6 previous, $7 by, then ``columns``, then with
+    ``outbox`` the unit's messages (:func:`~alexandrite.kit.db.outbox_args`): the row moves on only from
+    ($6, $3 - 1), the messages are written only then; returns the history line's seq, or no row."""
     extra = "".join(f', "{name}" = ${8 + i}' for i, name in enumerate(columns))
-    return f"""WITH w AS (
+    moved = f"""WITH w AS (
     UPDATE "{orders}" SET status = $2::text, seq = $3::int, status_since = $4, updated_at = $5{extra}
      WHERE id = $1::uuid AND seq = $3::int - 1 AND status = $6::text
     RETURNING id
+), h AS (
+    INSERT INTO "{history}" (order_id, seq, status, previous_status, at, by)
+    SELECT id, $3::int, $2::text, $6::text, $4::timestamptz, $7::text FROM w
+    RETURNING seq
+)"""
+    if not outbox:
+        return moved + "\nSELECT seq FROM h\n"
+    return moved + f""", x AS (
+    {outbox_rows_sql(8 + len(columns))}
+     WHERE EXISTS (SELECT 1 FROM w)
+    RETURNING 1
 )
-INSERT INTO "{history}" (order_id, seq, status, previous_status, at, by)
-SELECT id, $3::int, $2::text, $6::text, $4::timestamptz, $7::text FROM w
-RETURNING seq
+SELECT seq, (SELECT pg_notify('{OUTBOX_CHANNEL}', '') FROM x LIMIT 1) AS relay_woken FROM h
 """
 
 
@@ -290,19 +301,22 @@ async def record_next_transition(
     at: datetime | None = None,
     values: dict[str, Any] | None = None,
     created_at: datetime | None = None,
+    with_messages: bool = False,
 ) -> Transition:
     """:func:`record_transition` right after ``after``, a transition this unit made (so the order's row is
     locked and its status, seq and status_since known): no read, the row and its history line are one
     statement on the unit's connection. LookupError when the row is not where ``after`` left it.
-    ``created_at``: the order's, for the lifetime metric of a terminal ``target``."""
+    ``created_at``: the order's, for the lifetime metric of a terminal ``target``. ``with_messages``: the
+    messages the unit queued so far are written by this statement (not by the commit)."""
     check_transition(after.status, target, requested_by)
     at = at or utcnow()
     new_seq = after.seq + 1
     values = values or {}
+    messages = uow.take_messages() if with_messages else []
     conn = await uow.driver()
-    row = await conn.fetchrow(_next_transition_sql(orders.name, history.name, tuple(values)), after.order_id,
-                              target.value, new_seq, at, utcnow(), after.status.value, by,
-                              *_bound(uow, orders, values))
+    row = await conn.fetchrow(_next_transition_sql(orders.name, history.name, tuple(values), bool(messages)),
+                              after.order_id, target.value, new_seq, at, utcnow(), after.status.value, by,
+                              *_bound(uow, orders, values), *(outbox_args(messages) if messages else ()))
     if row is None:
         raise LookupError(f"order {after.order_id} is not at seq {after.seq} in {after.status}")
     _observed(uow, service, after.status, target, at, after.at, created_at)

@@ -38,12 +38,6 @@ log = structlog.get_logger(__name__)
 S = OrderStatus
 
 
-def _emit(uow: UnitOfWork, order_id: uuid.UUID, transition: Transition, change: StatusChanged,
-          correlation_id: str | None) -> None:
-    uow.emit(status_envelope(producer=SERVICE, order_id=order_id, seq=transition.seq, change=change,
-                             correlation_id=correlation_id))
-
-
 def no_earlier_than(at: datetime | None) -> datetime:
     """Now, but never before the previous step (another host's clock may run a little ahead)."""
     now = utcnow()
@@ -75,8 +69,8 @@ async def start_pricing(uow: UnitOfWork, submitted: Transition, *, estimate: pro
     and move it to PRICE_CALCULATING; returns the progress.
 
     ``confirm``: what the customer confirmed with this submission (e.g. ``["scale"]``), kept on the job.
-    Two statements on the unit's connection (:data:`QUEUE_SQL`, then the order's row and history line);
-    the event and the job message reach the outbox at the commit: nothing does when a step fails.
+    Two statements on the unit's connection (:data:`QUEUE_SQL`, then the order's row, its history line and
+    the unit's messages: the event and the job message); nothing is kept when a step fails.
     """
     order_id = submitted.order_id
     job_id = uuid.uuid4()
@@ -86,15 +80,11 @@ async def start_pricing(uow: UnitOfWork, submitted: Transition, *, estimate: pro
                                  orjson.dumps(confirm).decode() if confirm else None, AVERAGE_WINDOW)
     average = domain.average_seconds(queued["durations"], estimate.default_seconds)
     queue_progress = domain.progress(int(queued["ahead"]) + 1, average, estimate.consumers)
-    transition = await record_next_transition(
-        uow, production_orders, order_history, service=SERVICE, after=submitted, target=S.PRICE_CALCULATING,
-        by=SYSTEM_ACTOR, requested_by=SERVICE, at=now,
-        values={"progress": queue_progress, "quote": None, "failure": None},
-    )
-    _emit(uow, order_id, transition, StatusChanged(
-        status=S.PRICE_CALCULATING, previous_status=transition.previous, actor=SYSTEM_ACTOR, at=now,
-        progress=Progress.model_validate(queue_progress),
-    ), correlation_id)
+    # The event and the job message first: the order's move writes them to the outbox in its statement.
+    uow.emit(status_envelope(producer=SERVICE, order_id=order_id, seq=submitted.seq + 1, correlation_id=correlation_id,
+                             change=StatusChanged(status=S.PRICE_CALCULATING, previous_status=submitted.status,
+                                                  actor=SYSTEM_ACTOR, at=now,
+                                                  progress=Progress.model_validate(queue_progress))))
     job = PricingJobMessage(job_id=job_id, order_id=order_id, submit_seq=submitted.seq, enqueued_at=now)
     uow.send(OutgoingMessage(
         exchange="",
@@ -104,6 +94,11 @@ async def start_pricing(uow: UnitOfWork, submitted: Transition, *, estimate: pro
         message_id=job_id,
         order_id=order_id,
     ))
+    await record_next_transition(
+        uow, production_orders, order_history, service=SERVICE, after=submitted, target=S.PRICE_CALCULATING,
+        by=SYSTEM_ACTOR, requested_by=SERVICE, at=now,
+        values={"progress": queue_progress, "quote": None, "failure": None}, with_messages=True,
+    )
     uow.after_commit(metrics.PRICING_JOBS_CREATED.inc)
     log.info("pricing_job_queued", order_id=str(order_id), job_id=str(job_id), **queue_progress)
     return queue_progress
