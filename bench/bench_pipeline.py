@@ -16,7 +16,9 @@ retried after ``Retry-After``) until every order of the batch is PRICE_CALCULATE
 shop's and the CRM's databases, counted there with one query per database every 0.2 s: no HTTP polling.
 Latency per order is PRICE_CALCULATED − SUBMITTED from the shop's order history. The submits go out on
 bench/light_http.py (httpx, the load generator before, took about a third of a core of the two); the
-configuration's line reports the load generator's own CPU per order and how many submits were refused.
+configuration's line reports the load generator's own CPU per order and how many submits were refused,
+and the CPU per order of the servers the platform drives (every PostgreSQL, RabbitMQ and Redis process of
+the machine: on a shared machine they also serve other tenants, so this is an upper bound).
 
 The anchor (bench/anchors/bare_amqp.py) runs right before and right after each configuration (half the
 messages each, added up), with the workers' queue empty and the APIs idle: persistent
@@ -235,15 +237,18 @@ def run(args: argparse.Namespace) -> int:
                         ids = batches[(kind, workers)]
                         measured = ["shop", "crm", "mes", *names]
                         cpu_before = cpu_of(platform, measured)
+                        servers_before = support.server_cpu_seconds()
                         try:
                             submitted = asyncio.run(submit_and_wait(platform.settings, shop, auth, ids,
                                                                     args.concurrency, args.timeout))
                             elapsed = submitted.seconds
                             cpu_after = cpu_of(platform, measured)
+                            servers_after = support.server_cpu_seconds()
                         finally:
                             for name in names:
                                 platform.kill(name, 15)
                         spent = {n: (cpu_after[n] - cpu_before[n]) * 1000 / len(ids) for n in measured}
+                        servers = {n: (servers_after[n] - servers_before[n]) * 1000 / len(ids) for n in servers_after}
                         apis_ms = spent["shop"] + spent["crm"] + spent["mes"]
                         workers_ms = sum(spent[n] for n in names)
                         lat = asyncio.run(latencies(platform.settings, ids))
@@ -260,7 +265,9 @@ def run(args: argparse.Namespace) -> int:
                         print(f"# {kind} x{workers}: {rate:.1f} orders/s, load {load_before:.1f} -> "
                               f"{support.loadavg():.1f}; cpu ms per order: "
                               + ", ".join(f"{n} {v:.1f}" for n, v in spent.items())
-                              + f"; load generator {submitted.client_cpu * 1000 / len(ids):.1f}; "
+                              + f"; load generator {submitted.client_cpu * 1000 / len(ids):.1f}; servers "
+                              + ", ".join(f"{n} {v:.1f}" for n, v in servers.items())
+                              + f" (all: {sum(spent.values()) + sum(servers.values()):.1f}); "
                               f"{submitted.refused} submits refused (429/503) and retried", flush=True)
             finally:
                 platform.stop_all()

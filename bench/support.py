@@ -187,6 +187,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# The shared servers a run drives, by the command name of their processes (/proc/<pid>/comm).
+SERVERS = {"PostgreSQL": ("postgres",), "RabbitMQ": ("beam.smp", "erl_child_setup"), "Redis": ("redis-server",)}
+
+
+def server_cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far of every process of each of :data:`SERVERS` (a process that ends between two
+    readings takes its CPU with it: PostgreSQL backends of pooled connections live through a run)."""
+    totals = dict.fromkeys(SERVERS, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+            server = next((s for s, names in SERVERS.items() if name in names), None)
+            if server is not None:
+                totals[server] += cpu_seconds(int(entry.name))
+        except (OSError, ValueError):  # gone meanwhile, or not ours to read
+            continue
+    return totals
+
+
 # --- the anchor app -------------------------------------------------------------------------------------
 
 @dataclass
