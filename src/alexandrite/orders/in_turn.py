@@ -110,11 +110,10 @@ def raw_values(db: Database, orders: Table, values: dict[str, Any]) -> list[Any]
 
 @dataclass(frozen=True)
 class Applied:
-    """An event applied in its turn: the transition, what else of the order is parked, the statement's row."""
+    """An event applied in its turn: the transition, and how many other events of the order are parked."""
 
     transition: Transition
     parked: int
-    row: Any
 
 
 async def apply_in_turn(db: Database, orders: Table, envelope: Envelope, change: StatusChanged, write: InTurn,
@@ -139,4 +138,4 @@ async def apply_in_turn(db: Database, orders: Table, envelope: Envelope, change:
     since = row["status_since"] if row["old_seq"] == envelope.seq - 1 else None
     observe_transition(service, previous, target, at, since, row["created_at"])
     return Applied(Transition(envelope.order_id, previous, target, envelope.seq, at, change.actor),
-                   int(row["parked"]), row)
+                   int(row["parked"]))
