@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import JSON, Table
+from sqlalchemy import Table
 
 from alexandrite.contracts.events import Envelope, StatusChanged, utcnow
 from alexandrite.contracts.order_status import IllegalTransition, OrderStatus, check_transition, owner_of
 from alexandrite.kit.db import Database, StatementUnitOfWork, notify_after_commit
-from alexandrite.orders.records import Transition, observe_transition
+from alexandrite.orders.records import Transition, bound_values, observe_transition
 
 # Parameters of the statement: $1 lock key, $2 order id, $3 status, $4 seq, $5 at, $6 updated_at,
 # $7 status left, $8 event id, $9 by, $10 event type, $11 envelope; a service's tail from $12, then the
@@ -95,19 +95,6 @@ def may_apply_in_turn(envelope: Envelope, change: StatusChanged) -> OrderStatus 
     return previous
 
 
-def raw_values(db: Database, orders: Table, values: dict[str, Any]) -> list[Any]:
-    """``values`` for the raw pool: JSON columns as Python values (its codec encodes them; None is JSON
-    null, as SQLAlchemy writes it), others as SQLAlchemy would send them."""
-    out = []
-    for name, value in values.items():
-        if name not in orders.c:  # a bug, not data that "cannot apply"
-            raise RuntimeError(f"{orders.name} has no column {name!r}")
-        kind = orders.c[name].type
-        process = None if isinstance(kind, JSON) else kind._cached_bind_processor(db.engine.dialect)
-        out.append(process(value) if process is not None else value)
-    return out
-
-
 @dataclass(frozen=True)
 class Applied:
     """An event applied in its turn: the transition, and how many other events of the order are parked."""
@@ -130,7 +117,7 @@ async def apply_in_turn(db: Database, orders: Table, envelope: Envelope, change:
     row = await uow.commit(
         sql, str(envelope.order_id), envelope.order_id, target.value, envelope.seq, at, utcnow(), previous.value,
         envelope.event_id, change.actor, envelope.type, envelope.model_dump(mode="json"), *write.tail_args,
-        *raw_values(db, orders, write.values), applied=lambda found: bool(found["written"]))
+        *bound_values(db, orders, write.values, raw_pool=True), applied=lambda found: bool(found["written"]))
     if not row["written"]:
         return None
     # The time in the status left, from status_since as the statement's snapshot saw it: only when the row

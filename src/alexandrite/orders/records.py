@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     DateTime,
@@ -35,7 +36,7 @@ from sqlalchemy import (
 from alexandrite.contracts.events import utcnow
 from alexandrite.contracts.order_status import CANCELLABLE, TERMINAL, OrderStatus, check_transition, owner_of
 from alexandrite.kit import metrics
-from alexandrite.kit.db import UnitOfWork, notify_after_commit, outbox_args, outbox_rows_sql
+from alexandrite.kit.db import Database, UnitOfWork, notify_after_commit, outbox_args, outbox_rows_sql
 from alexandrite.kit.errors import ApiError
 from alexandrite.kit.messaging.tables import OUTBOX_CHANNEL
 
@@ -144,14 +145,17 @@ def _creation_sql(orders: str, history: str, columns: tuple[str, ...]) -> str:
 """ + _mark_tail("$6", "$1"))
 
 
-def _bound(uow: UnitOfWork, table: Table, values: dict[str, Any]) -> list[Any]:
-    """``values`` as SQLAlchemy would send them for ``table``'s columns (e.g. JSON as text)."""
-    dialect = uow.db.engine.dialect
+def bound_values(db: Database, table: Table, values: dict[str, Any], *, raw_pool: bool = False) -> list[Any]:
+    """``values`` as SQLAlchemy would send them for ``table``'s columns (e.g. JSON as text). ``raw_pool``:
+    for :meth:`Database.raw`, whose codec encodes JSON columns itself: those stay Python values (None is
+    JSON null there, as SQLAlchemy writes it)."""
+    dialect = db.engine.dialect
     out = []
     for name, value in values.items():
         if name not in table.c:  # a bug, not data that "cannot apply" (which a LookupError would say)
             raise RuntimeError(f"{table.name} has no column {name!r}")
-        process = table.c[name].type._cached_bind_processor(dialect)
+        kind = table.c[name].type
+        process = None if raw_pool and isinstance(kind, JSON) else kind._cached_bind_processor(dialect)
         out.append(process(value) if process is not None else value)
     return out
 
@@ -252,7 +256,7 @@ async def _consumed_transition(
     sql = _transition_sql(orders.name, history.name, tuple(values))
     conn = await uow.driver()
     row = await conn.fetchrow(sql, order_id, target.value, new_seq, at, utcnow(), previous.value, by,
-                              consumed.event_id, *_bound(uow, orders, values))
+                              consumed.event_id, *bound_values(uow.db, orders, values))
     if row is None or not row["written"]:  # the row was locked by the claim: cannot happen
         raise LookupError(f"order {order_id} is unknown")
     consumed.parked = int(row["parked"])
@@ -316,7 +320,7 @@ async def record_next_transition(
     conn = await uow.driver()
     row = await conn.fetchrow(_next_transition_sql(orders.name, history.name, tuple(values), bool(messages)),
                               after.order_id, target.value, new_seq, at, utcnow(), after.status.value, by,
-                              *_bound(uow, orders, values), *(outbox_args(messages) if messages else ()))
+                              *bound_values(uow.db, orders, values), *(outbox_args(messages) if messages else ()))
     if row is None:
         raise LookupError(f"order {after.order_id} is not at seq {after.seq} in {after.status}")
     _observed(uow, service, after.status, target, at, after.at, created_at)
@@ -360,7 +364,7 @@ async def record_creation(
         columns = {"created_at": at, **(values or {})}
         conn = await uow.driver()
         row = await conn.fetchrow(_creation_sql(orders.name, history.name, tuple(columns)), order_id,
-                                  status.value, seq, at, by, consumed.event_id, *_bound(uow, orders, columns))
+                                  status.value, seq, at, by, consumed.event_id, *bound_values(uow.db, orders, columns))
         consumed.parked = int(row["parked"])
         uow.context.pop(CONSUMED, None)
     else:

@@ -183,7 +183,7 @@ async def accept_in_order(
 
 
 async def apply_parked(session: AsyncSession, order_id: uuid.UUID, *, current_seq: CurrentSeq,
-                        apply: Apply) -> None:
+                       apply: Apply) -> None:
     """Apply the order's parked events that are now in turn, each in its own trace, and mark them."""
     while True:
         seq = await current_seq(order_id)
