@@ -115,6 +115,12 @@ def _extreme_distances(ox: np.ndarray, oy: np.ndarray) -> tuple[float, float]:
     return float(np.hypot(ox[near], oy[near]).min()), float(np.hypot(ox[far], oy[far]).max())
 
 
+def _pointing_up(axis: np.ndarray) -> np.ndarray:
+    """The axis with its largest component positive. It comes from an eigenvector, whose sign is the
+    linear algebra library's choice (it differs between CPUs); the reported axis does not."""
+    return -axis if axis[int(np.argmax(np.abs(axis)))] < 0 else axis
+
+
 def _hole_along(axis: np.ndarray, points: np.ndarray, tri: np.ndarray) -> Hole | None:
     basis = np.linalg.svd(np.eye(3) - np.outer(axis, axis))[0][:, :2]
     flat = points @ basis
@@ -144,7 +150,8 @@ def _hole_along(axis: np.ndarray, points: np.ndarray, tri: np.ndarray) -> Hole |
     along = points @ axis
     middle = float((along.min() + along.max()) / 2.0)
     centre3 = basis @ centre + axis * middle
-    return Hole(tuple(float(v) for v in axis), tuple(round(float(v), 3) for v in centre3),  # type: ignore[arg-type]
+    return Hole(tuple(float(v) for v in _pointing_up(axis)),  # type: ignore[arg-type]
+                tuple(round(float(v), 3) for v in centre3),  # type: ignore[arg-type]
                 round(2 * nearest, 3), round(2 * farthest, 3), round(float(np.ptp(along)), 3))
 
 
