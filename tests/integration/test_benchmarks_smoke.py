@@ -27,6 +27,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "bench_idle.py": ("process", "variant", "cpu s", "% of a core", "x anchor", "database", "xact/s"),
     "bench_pipeline.py": ("model", "workers", "orders/s", "p50 ms", "bare ms/msg", "overhead x", "scaling",
                           "cpu ms/order"),
+    "bench_relay.py": ("batch", "messages", "relay msg/s", "relay cpu µs", "bare msg/s", "bare cpu µs", "ratio",
+                       "cpu x"),
     "bench_pricing.py": ("triangles", "placed", "plain s", "checks s", "checks/plain", "trimesh s", "trimesh/plain"),
     "pricing_equivalence.py": ("models", "values compared", "differ"),
     "bench_3mf.py": ("file", "tool", "peak RSS MB", "extra MB", "triangles", "outcome"),

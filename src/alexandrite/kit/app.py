@@ -90,6 +90,7 @@ def create_service_app(
                                 batch_size=settings.broker.relay_batch_size,
                                 idle_seconds=settings.broker.relay_idle_seconds,
                                 listen=settings.broker.relay_listen,
+                                gather_seconds=settings.broker.relay_gather_ms / 1000,
                                 gauge_seconds=settings.broker.relay_gauge_seconds,
                                 breaker=breaker_from_settings(f"rabbitmq-publish:{service}", settings))
             tasks.append(asyncio.create_task(relay.run(stop), name=f"{service}-relay"))

@@ -36,6 +36,7 @@ async def poll_until_stopped(
     on_error: Callable[[], Awaitable[None]] | None = None,
     wake: asyncio.Event | None = None,
     idle_for: Callable[[], float] | None = None,
+    gather_seconds: float = 0.0,
 ) -> None:
     """Run ``step`` until ``stop``: again at once (``busy_seconds``) while it finds work, after
     ``idle_seconds`` when it does not (or as soon as ``wake`` is set), with backoff from 0.5 s to 10 s
@@ -44,6 +45,8 @@ async def poll_until_stopped(
 
     ``wake`` is cleared before each step, so a wake-up that arrives while the step runs makes the next
     one start at once: none is lost between a step that found nothing and the wait that follows it.
+    ``gather_seconds``: after a step that found work, the pause before the next one, whatever wakes
+    arrive meanwhile (work that comes in during it is taken together by one step).
     """
     backoff = 0.5
     last_gauge = 0.0
@@ -55,7 +58,8 @@ async def poll_until_stopped(
         try:
             done = await step()
             backoff = 0.5
-            delay = busy_seconds if done else (idle_for() if idle_for is not None else idle_seconds)
+            delay = (max(busy_seconds, gather_seconds) if done
+                     else (idle_for() if idle_for is not None else idle_seconds))
         except Exception as error:  # dependency away: the work stays where it is, retried later
             log.warning(error_event, error=repr(error)[:300], retry_in=backoff)
             delay, backoff = backoff, min(backoff * 2, 10.0)
@@ -69,7 +73,8 @@ async def poll_until_stopped(
                 log.debug("gauges_unavailable", error=repr(error)[:200])
         if delay <= 0:
             continue
-        if wake is None or done is None:  # failing: the backoff is waited out, wake-ups or not
+        if wake is None or done is None or (done and gather_seconds > 0):
+            # failing: the backoff is waited out, wake-ups or not; gathering: so is the pause
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             continue

@@ -69,6 +69,10 @@ class BrokerSettings(Group):
     # safety poll for lost notifications (or its poll period with relay_listen off).
     relay_idle_seconds: float = Field(default=3.0, gt=0, alias="relay_idle_seconds")
     relay_listen: bool = Field(default=True, alias="relay_listen")
+    # After a batch that published, the relay waits this long before it claims the next: rows committed
+    # meanwhile leave together (one claim, one delete, one socket write) instead of one batch each. A
+    # relay that found nothing still publishes the next row as soon as it is notified. 0: no pause.
+    relay_gather_ms: int = Field(default=10, ge=0, le=1000, alias="relay_gather_ms")
     # How often each relay counts its backlog for the outbox gauges (one query).
     relay_gauge_seconds: float = Field(default=15.0, gt=0, alias="relay_gauge_seconds")
     # Processes started by "serve": relay and event consumer run beside the API.

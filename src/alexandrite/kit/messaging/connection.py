@@ -26,6 +26,8 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from aio_pika.robust_connection import RobustConnection
 from yarl import URL
 
+from alexandrite.kit.messaging.coalesced_writes import coalesced_transport_for
+
 # Pause between reconnect attempts of a robust connection (each to the next address).
 RECONNECT_SECONDS = 1.0
 
@@ -50,6 +52,7 @@ class MultiAddressConnection(RobustConnection):
 
     def __init__(self, addresses: list[URL], index: int, **kwargs: Any) -> None:
         super().__init__(addresses[index], **kwargs)
+        _coalesce_writes(self, addresses)
         self.addresses = addresses
         self.index = index
         self._rotation: asyncio.Task[None] | None = None
@@ -83,6 +86,16 @@ class MultiAddressConnection(RobustConnection):
         await super().close(exc)
 
 
+def _coalesce_writes(connection: aio_pika.Connection, addresses: list[URL]) -> None:
+    """Frames written in one loop turn leave in one system call (kit/messaging/coalesced_writes.py).
+
+    aio-pika keeps only the connection parameters it knows; aiormq takes the transport factory from
+    the keyword arguments the connection hands it on every (re)connect."""
+    factory = coalesced_transport_for(addresses)
+    if factory is not None:
+        connection.kwargs["transport_factory"] = factory
+
+
 @overload
 async def connect(amqp_url: str, *, robust: Literal[True], timeout: float = 10.0) -> AbstractRobustConnection: ...
 
@@ -99,11 +112,14 @@ async def connect(amqp_url: str, *, robust: bool = False, timeout: float = 10.0)
     for step in range(len(addresses)):
         index = (start + step) % len(addresses)
         if not robust:
+            plain = aio_pika.Connection(make_url(addresses[index]))
+            _coalesce_writes(plain, [plain.url])
             try:
-                return await aio_pika.connect(addresses[index], timeout=timeout)
+                await plain.connect(timeout=timeout)
             except (*CONNECTION_EXCEPTIONS, TimeoutError) as error:
                 failure = error
                 continue
+            return plain
         connection = MultiAddressConnection([make_url(a) for a in addresses], index,
                                             reconnect_interval=RECONNECT_SECONDS)
         try:

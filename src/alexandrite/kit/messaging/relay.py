@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, cast
 
-import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from pamqp.commands import Basic
 from sqlalchemy import func, select
 
 from alexandrite.kit import metrics
@@ -33,17 +34,29 @@ from alexandrite.kit.tracing import SpanKind, message_span, trace_headers
 
 log = structlog.get_logger(__name__)
 
+PERSISTENT = 2  # AMQP delivery mode: the broker writes the message to disk
+PUBLISH_WAVE = 8  # publishes started together (aiormq's writer queue holds ten frame sets)
+
 # A batch, oldest first, locked for the length of its publishing; relays running beside this one skip it.
 CLAIM_SQL = """
 SELECT id, message_id, exchange, routing_key, body, headers FROM outbox
  ORDER BY id LIMIT $1::int FOR UPDATE SKIP LOCKED
 """
-# The confirmed messages leave the outbox; the failed ones stay, each with its own error.
-DELETE_SQL = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+# The failed messages stay, each with its own error (the confirmed ones leave: finish_sql).
 FAILED_SQL = """
 UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.error
   FROM unnest($1::bigint[], $2::text[]) AS f(id, error) WHERE o.id = f.id
 """
+
+
+def finish_sql(confirmed: list[int]) -> str:
+    """The confirmed messages leave the outbox and the batch's transaction commits, in one round trip:
+    two statements in one simple query (which takes no parameters: the ids are the table's own
+    bigints, written as integer literals)."""
+    if not confirmed:
+        return "COMMIT"
+    ids = ",".join(str(int(row_id)) for row_id in confirmed)
+    return f"DELETE FROM outbox WHERE id = ANY('{{{ids}}}'::bigint[]); COMMIT"
 
 
 class OutboxRelay:
@@ -59,6 +72,7 @@ class OutboxRelay:
         breaker: CircuitBreaker | None = None,
         listen: bool = True,
         gauge_seconds: float = 15.0,
+        gather_seconds: float = 0.0,
     ) -> None:
         self.breaker = breaker or CircuitBreaker(f"rabbitmq-publish:{service}")
         self.db = db
@@ -68,6 +82,7 @@ class OutboxRelay:
         self.idle_seconds = idle_seconds
         self.publish_timeout = publish_timeout
         self.gauge_seconds = gauge_seconds
+        self.gather_seconds = gather_seconds
         self.wakeups = ChannelWakeups(db.url, channel=OUTBOX_CHANNEL, socket_dir=db.socket_dir) if listen else None
         # Without a listening connection (not yet, or lost): poll at this pace until it is back.
         self.unheard_seconds = min(idle_seconds, 0.5)
@@ -106,42 +121,74 @@ class OutboxRelay:
             await self._send(exchange, row, headers)
 
     async def _send(self, exchange: AbstractExchange, row: Any, headers: dict[str, Any]) -> None:
-        message = aio_pika.Message(
-            body=row["body"],
-            headers=headers,
-            message_id=str(row["message_id"]),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            type=row["routing_key"],
+        """One confirmed, mandatory, persistent publish on the channel's aiormq channel.
+
+        ``wait=False``: the publish does not hold the channel's lock until its frames reached the
+        socket, so the batch's publishes are queued in one loop turn and leave together (one write,
+        kit/messaging/coalesced_writes.py); each still waits for its own confirm, and a nack or a
+        return (unroutable) raises as through aio-pika's ``Exchange.publish``."""
+        # aiormq's channel class (the only one there is) takes ``wait``; its abstract base does not say so.
+        channel = cast(aiormq.Channel, await (await self._ensure_channel()).get_underlay_channel())
+        routing_key = row["routing_key"]
+        properties = Basic.Properties(
+            headers=headers, message_id=str(row["message_id"]), content_type="application/json",
+            delivery_mode=PERSISTENT, message_type=routing_key,
         )
-        await exchange.publish(
-            message, routing_key=row["routing_key"], mandatory=True, timeout=self.publish_timeout
-        )
+        await channel.basic_publish(row["body"], exchange=exchange.name, routing_key=routing_key,
+                                    properties=properties, mandatory=True, timeout=self.publish_timeout,
+                                    wait=False)
+
+    async def _publish_all(self, rows: list[Any]) -> list[Any]:
+        """Every row's publish, each result or error in the row's place.
+
+        The publishes start in waves of :data:`PUBLISH_WAVE` with one loop turn between them: aiormq's
+        connection queues at most ten frame sets for its writer, and a publish that finds the queue
+        full holds the channel's lock while it waits, which hands the rest out one loop turn (one socket
+        write) each. A wave fits the queue, so its frames leave in one write."""
+        started: list[asyncio.Future[Any]] = []
+        try:
+            for first in range(0, len(rows), PUBLISH_WAVE):
+                if first:
+                    await asyncio.sleep(0)  # the writer takes the previous wave
+                started += [asyncio.ensure_future(self._publish(row)) for row in rows[first:first + PUBLISH_WAVE]]
+        except BaseException:
+            for future in started:
+                future.cancel()
+            raise
+        return await asyncio.gather(*started, return_exceptions=True)
 
     async def publish_once(self) -> int:
         """Publish one batch; returns how many messages left the outbox.
 
-        Plain SQL on the database's raw pool (:data:`CLAIM_SQL`, then :data:`DELETE_SQL` and/or
-        :data:`FAILED_SQL`), in one transaction that holds the claimed rows' locks while they are published."""
+        Plain SQL on the database's raw pool, in one transaction that holds the claimed rows' locks while
+        they are published: ``BEGIN``, :data:`CLAIM_SQL`, then (:data:`FAILED_SQL` and) :func:`finish_sql`,
+        which deletes the confirmed rows and commits in one round trip: three in all for a batch."""
         pool = await self.db.raw()
-        async with pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(CLAIM_SQL, self.batch_size)
-            if not rows:
-                return 0
-            self.breaker.before_call()  # open: the rows stay, the batch is retried after the pause
+        async with pool.acquire() as conn:
+            await conn.execute("BEGIN")
             try:
-                await asyncio.wait_for(self._ensure_channel(), self.publish_timeout)
+                rows = await conn.fetch(CLAIM_SQL, self.batch_size)
+                if not rows:
+                    await conn.execute("COMMIT")
+                    return 0
+                self.breaker.before_call()  # open: the rows stay, the batch is retried after the pause
+                try:
+                    await asyncio.wait_for(self._ensure_channel(), self.publish_timeout)
+                except BaseException:
+                    self.breaker.record_failure()
+                    raise
+                results = await self._publish_all(rows)
+                done = [r["id"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+                failed = [(r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
+                if failed:  # every failed row marked in one statement, each with its own error
+                    await conn.execute(FAILED_SQL, [row["id"] for row, _ in failed],
+                                       [repr(error)[:500] for _, error in failed])
+                await conn.execute(finish_sql(done))
             except BaseException:
-                self.breaker.record_failure()
+                if not conn.is_closed() and conn.is_in_transaction():
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
                 raise
-            results = await asyncio.gather(*(self._publish(r) for r in rows), return_exceptions=True)
-            done = [r["id"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
-            failed = [(r, res) for r, res in zip(rows, results, strict=True) if isinstance(res, BaseException)]
-            if done:
-                await conn.execute(DELETE_SQL, done)
-            if failed:  # every failed row marked in one statement, each with its own error
-                await conn.execute(FAILED_SQL, [row["id"] for row, _ in failed],
-                                   [repr(error)[:500] for _, error in failed])
         metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(done))
         self.breaker.record_success() if done else self.breaker.record_failure()
         if failed:
@@ -190,12 +237,14 @@ class OutboxRelay:
         if self.wakeups is None:
             await poll_until_stopped(stop, self.publish_once, idle_seconds=self.idle_seconds,
                                      error_event="outbox_relay_error", gauges=self._export_backlog,
-                                     gauge_every=self.gauge_seconds, on_error=self._reset)
+                                     gauge_every=self.gauge_seconds, on_error=self._reset,
+                                     gather_seconds=self.gather_seconds)
         else:
             await poll_until_stopped(stop, self._publish_when_woken, idle_seconds=self.idle_seconds,
                                      idle_for=lambda: self._idle_now, wake=self.wakeups.event,
                                      error_event="outbox_relay_error", gauges=self._export_backlog,
-                                     gauge_every=self.gauge_seconds, on_error=self._reset)
+                                     gauge_every=self.gauge_seconds, on_error=self._reset,
+                                     gather_seconds=self.gather_seconds)
             await self.wakeups.close()
         await self.close()
 
