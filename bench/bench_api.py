@@ -20,7 +20,10 @@ The orders to submit are copies of one order created and uploaded through the AP
 into the shop's database (row + history), so each submit meets a fresh FILE_UPLOADED order. The ratio is
 shop req/s / anchor req/s (medians over the rounds). After each shop run the bench waits until the
 shop's relay has published the outbox rows the run left ("drain s"), so that backlog does not load
-the machine during the next run. ``--pg-socket DIR``: shop (``ALEX_PG_SOCKET_DIR``) and anchor both
+the machine during the next run. cpu ms/req: CPU per request of each process (the shop's counted until
+its relay drained, so work a lagging relay leaves for later is not missed); cpu ratio = anchor's / shop's,
+steadier than the req/s ratio on a shared machine; writes/req: the shop's write system calls per
+request (bench/support.py ``write_calls``). ``--pg-socket DIR``: shop (``ALEX_PG_SOCKET_DIR``) and anchor both
 reach PostgreSQL by its Unix socket. ``--profile DIR`` records the shop process with
 py-spy during its first run of each endpoint (``DIR/<endpoint>.folded``, py-spy's raw format) and
 prints where its CPU went (bench/pyspy_shares.py). Everything the run made is dropped at the end.
@@ -42,8 +45,8 @@ import support  # noqa: E402
 from support import AnchorApp, Children, WrkResult  # noqa: E402
 
 HEADER = ("endpoint", "req/s", "p50 ms", "p99 ms", "errors", "drain s", "anchor req/s", "anchor p50", "anchor p99",
-          "ratio")
-WIDTHS = (-8, 9, 8, 8, 7, 8, 13, 11, 11, 7)
+          "ratio", "cpu ms/req", "anchor cpu", "cpu ratio", "writes/req")
+WIDTHS = (-8, 9, 8, 8, 7, 8, 13, 11, 11, 7, 11, 11, 10, 11)
 
 
 @dataclass
@@ -62,6 +65,16 @@ CASES = {
 }
 
 
+def cpu_columns(costs: dict[str, list[tuple[float, float]]]) -> tuple[str, str, str, str]:
+    """Shop and anchor CPU ms per request (the shop's including its relay's drain afterwards), their
+    ratio (anchor / shop: what the req/s ratio would be if CPU were all that counted) and the shop's
+    write system calls per request (its socket writes: responses, PostgreSQL, RabbitMQ, Redis)."""
+    shop = support.median([c[0] for c in costs["shop"]])
+    anchor = support.median([c[0] for c in costs["anchor"]])
+    writes = support.median([c[1] for c in costs["shop"]])
+    return f"{shop:.3f}", f"{anchor:.3f}", f"{anchor / shop:.3f}" if shop else "-", f"{writes:.1f}"
+
+
 def run(args: argparse.Namespace) -> int:
     endpoints = [e for e in args.endpoints.split(",") if e]
     unknown = set(endpoints) - set(CASES)
@@ -73,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     with support.workdir("bench-api") as tmp:
         samples: dict[str, dict[str, list[WrkResult]]] = {e: {"shop": [], "anchor": []} for e in endpoints}
         drains: dict[str, list[float]] = {e: [] for e in endpoints}
+        # CPU ms and write calls per request of each run, the shop's counted until its relay drained
+        costs: dict[str, dict[str, list[tuple[float, float]]]] = {e: {"shop": [], "anchor": []} for e in endpoints}
         with support.sandbox("bench-api") as settings:
             children = Children(tmp / "logs")
             anchor = AnchorApp(settings, children, socket_dir=args.pg_socket)
@@ -137,9 +152,15 @@ def run(args: argparse.Namespace) -> int:
                         for side in sides:
                             profile = (args.profile / f"{name}.folded"
                                        if args.profile is not None and side == "shop" and round_index == 0 else None)
-                            samples[name][side].append(drive(side, CASES[name], round_index, profile))
+                            pid = shop_pid if side == "shop" else children.processes["anchor"].pid
+                            cpu, writes = support.cpu_seconds(pid), support.write_calls(pid)
+                            result = drive(side, CASES[name], round_index, profile)
+                            samples[name][side].append(result)
                             if side == "shop":  # the relay's backlog must not load the next run
                                 drains[name].append(support.drain_outbox(settings))
+                            served = max(result.requests, 1)
+                            costs[name][side].append(((support.cpu_seconds(pid) - cpu) * 1000 / served,
+                                                      (support.write_calls(pid) - writes) / served))
                 submitted = 0
                 if "submit" in endpoints:
                     submitted = sum(r.requests for r in samples["submit"]["shop"])
@@ -157,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
                          f"{support.median(drains[name]):.1f}", anchor_rate,
                          support.median([r.p50_ms for r in anchor_runs]),
                          support.median([r.p99_ms for r in anchor_runs]),
-                         f"{rate / anchor_rate:.3f}" if anchor_rate else "-"))
+                         f"{rate / anchor_rate:.3f}" if anchor_rate else "-",
+                         *cpu_columns(costs[name])))
         print()
         support.print_table(HEADER, WIDTHS, rows)
         if "submit" in endpoints and submitted > args.submit_orders * args.rounds:

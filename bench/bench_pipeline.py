@@ -26,8 +26,10 @@ messages published with confirms (100 in flight) to a quorum queue and consumed 
 vhost of its own. overhead x = (ms per order) / (ms per bare message); scaling = orders/s relative to
 1 worker with the same model. cpu ms/order: user + system CPU of the three APIs ("apis") and the
 workers ("workers cpu") during the configuration, per order: on a shared machine a steadier figure than
-the rate, which depends on how much CPU the other tenants leave. Everything the run made is dropped at
-the end.
+the rate, which depends on how much CPU the other tenants leave. The line also gives each process's
+write-family system calls per order (/proc/<pid>/io ``syscw``: its socket writes to PostgreSQL, RabbitMQ,
+Redis and the clients), which does not depend on the machine's speed at all. Everything the run made is
+dropped at the end.
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ WIDTHS = (-6, 9, 7, 6, 9, 8, 8, 9, 11, 10, 10, 7, 12, 6, 11)
 def cpu_of(platform: Platform, names: list[str]) -> dict[str, float]:
     """CPU seconds so far of each named process (all threads)."""
     return {name: support.cpu_seconds(platform.processes[name].pid) for name in names}
+
+
+def writes_of(platform: Platform, names: list[str]) -> dict[str, int]:
+    """Write-family system calls so far of each named process (its socket writes)."""
+    return {name: support.write_calls(platform.processes[name].pid) for name in names}
 
 
 async def _retrying(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -237,12 +244,14 @@ def run(args: argparse.Namespace) -> int:
                         ids = batches[(kind, workers)]
                         measured = ["shop", "crm", "mes", *names]
                         cpu_before = cpu_of(platform, measured)
+                        writes_before = writes_of(platform, measured)
                         servers_before = support.server_cpu_seconds()
                         try:
                             submitted = asyncio.run(submit_and_wait(platform.settings, shop, auth, ids,
                                                                     args.concurrency, args.timeout))
                             elapsed = submitted.seconds
                             cpu_after = cpu_of(platform, measured)
+                            writes_after = writes_of(platform, measured)
                             servers_after = support.server_cpu_seconds()
                         finally:
                             for name in names:
@@ -268,7 +277,9 @@ def run(args: argparse.Namespace) -> int:
                               + f"; load generator {submitted.client_cpu * 1000 / len(ids):.1f}; servers "
                               + ", ".join(f"{n} {v:.1f}" for n, v in servers.items())
                               + f" (all: {sum(spent.values()) + sum(servers.values()):.1f}); "
-                              f"{submitted.refused} submits refused (429/503) and retried", flush=True)
+                              f"{submitted.refused} submits refused (429/503) and retried; write calls per order: "
+                              + ", ".join(f"{n} {(writes_after[n] - writes_before[n]) / len(ids):.1f}"
+                                          for n in measured), flush=True)
             finally:
                 platform.stop_all()
         print()
