@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import aio_pika
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -18,7 +19,7 @@ from alexandrite.kit.messaging.consumer import Consumer, Delivery
 from alexandrite.kit.messaging.relay import OutboxRelay
 from alexandrite.kit.messaging.tables import OUTBOX
 from alexandrite.kit.settings import Settings
-from alexandrite.kit.tracing import trace_headers, use_provider
+from alexandrite.kit.tracing import message_span, spans_possible, trace_headers, use_provider
 
 
 def probe(kind: str, order_id: uuid.UUID) -> Envelope:
@@ -104,3 +105,20 @@ async def test_one_trace_from_request_to_second_consumer(settings: Settings, db_
 
 def test_without_a_recording_span_nothing_is_added() -> None:
     assert trace_headers() == {}
+
+
+@pytest.mark.parametrize("stored", [
+    {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "vendor=x",
+     "order_id": "o-1", "seq": 3},
+    {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "seq": 1},
+    {"order_id": "o-2"},
+])
+def test_without_tracing_a_producer_span_hands_the_stored_context_back(stored: dict[str, object]) -> None:
+    """What lets the relay skip the span when tracing is off: the headers come out as they went in."""
+    assert not spans_possible()
+    headers = dict(stored)
+    with message_span("x publish", SpanKind.PRODUCER, headers):
+        headers.update(trace_headers())
+    assert headers == stored
+    with use_provider(TracerProvider()):
+        assert spans_possible()  # a provider given: the relay records its span

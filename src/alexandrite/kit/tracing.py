@@ -2,7 +2,9 @@
 
 With ``ALEX_TRACING=off`` (the default) no SDK and no instrumentation is installed: the only
 code left on the hot path is the API's no-op tracer in :func:`message_span` and the empty
-:func:`trace_headers`, which costs nothing measurable (``bench/bench_tracing.py``).
+:func:`trace_headers`, which costs nothing measurable per request (``bench/bench_tracing.py``). The
+relay, which opens a span per message, skips both then (:func:`spans_possible`): about a sixth of its
+CPU per message in a profile, for headers that come out as they went in.
 
 Context crosses RabbitMQ in message headers (W3C ``traceparent``/``tracestate``): the unit of
 work stores the *emitting* context in the outbox row, the relay publishes the message as a
@@ -26,11 +28,20 @@ from alexandrite.kit.settings import Settings
 
 TRACER_NAME = "alexandrite"
 _installed: dict[str, Any] = {}
-_state: dict[str, Any] = {"tracer": trace.get_tracer(TRACER_NAME)}  # the global (no-op until installed)
+_DEFAULT_TRACER = trace.get_tracer(TRACER_NAME)  # the global one (a no-op until a provider is set)
+_state: dict[str, Any] = {"tracer": _DEFAULT_TRACER}
 
 
 def tracing_enabled() -> bool:
     return bool(_installed)
+
+
+def spans_possible() -> bool:
+    """Whether a message span could be recorded: an SDK installed here, a provider given for a block
+    (:func:`use_provider`) or any global provider set. When not, a producer span is the parent's context
+    handed back unchanged, so a caller may skip :func:`message_span` and :func:`trace_headers`."""
+    return (bool(_installed) or _state["tracer"] is not _DEFAULT_TRACER
+            or not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider))
 
 
 def configure_tracing(service_name: str, settings: Settings) -> None:

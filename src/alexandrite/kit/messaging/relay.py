@@ -30,7 +30,7 @@ from alexandrite.kit.loops import poll_until_stopped
 from alexandrite.kit.messaging.connection import connect
 from alexandrite.kit.messaging.tables import OUTBOX, OUTBOX_CHANNEL
 from alexandrite.kit.messaging.wakeup import ChannelWakeups
-from alexandrite.kit.tracing import SpanKind, message_span, trace_headers
+from alexandrite.kit.tracing import SpanKind, message_span, spans_possible, trace_headers
 
 log = structlog.get_logger(__name__)
 
@@ -111,6 +111,9 @@ class OutboxRelay:
     async def _publish(self, row: Any) -> None:
         exchange = await self._exchange(row["exchange"])
         headers = dict(row["headers"] or {})
+        if not spans_possible():  # the span would hand back the stored traceparent unchanged: skip it
+            await self._send(exchange, row, headers)
+            return
         # A child of the context that emitted the message, however long it waited in the outbox.
         routing_key, destination = row["routing_key"], row["exchange"] or "(default)"
         with message_span(f"{routing_key} publish", SpanKind.PRODUCER, headers,
