@@ -29,10 +29,13 @@ from alexandrite.kit.messaging.topology import PRICING_QUEUE, dead_letter_queue
 from alexandrite.kit.settings import Settings
 from alexandrite.kit.tracing import use_provider
 from alexandrite.mes import domain, repository
-from alexandrite.mes.consumers import handle_event
+from alexandrite.mes.consumers import CANNOT_APPLY, handle_event
+from alexandrite.mes.domain import PRODUCERS, SERVICE
+from alexandrite.mes.handlers import apply_event
 from alexandrite.mes.pricing import jobs as job_steps
 from alexandrite.mes.progress import QueueEstimate
 from alexandrite.mes.tables import inbox, order_history, pricing_jobs, production_orders
+from alexandrite.orders.events import consume_order_event
 from alexandrite.orders.records import Transition, record_next_transition
 
 S = OrderStatus
@@ -334,16 +337,36 @@ async def test_crm_approval_puts_the_order_on_the_dashboard(db: Database) -> Non
     assert (await history(db, order_id))[-1].by == "seller:bob"
 
 
-async def test_a_submission_is_six_statements_none_through_sqlalchemy(settings: Settings) -> None:
-    """BEGIN, the claim, the SUBMITTED write, the job with its queue position's inputs, the move to
-    PRICE_CALCULATING with the event and the job message written to the outbox, COMMIT: all plain SQL on the unit's connection (asyncpg's query log of
-    the one pooled connection); SQLAlchemy sees no statement at all. What the customer confirmed is kept."""
+async def general_feed(db: Database, envelope: Envelope, estimate: QueueEstimate = ESTIMATE) -> str:
+    """The consumer without its one-statement path: what applies an event out of its turn (or parked)."""
+
+    async def _apply(uow: UnitOfWork, env: Envelope, change: StatusChanged) -> None:
+        await apply_event(uow, env, change, estimate)
+
+    return await consume_order_event(db, delivery(envelope), service=SERVICE, producers=PRODUCERS,
+                                     orders=production_orders, apply=_apply, cannot_apply=CANNOT_APPLY)
+
+
+def _kinds(queries: list[str]) -> list[str]:
+    return ["stats" if q.lstrip().startswith("SELECT (SELECT count(*) FROM pricing_jobs")
+            else "submitted" if q.startswith("WITH locked") and "INSERT INTO pricing_jobs" in q
+            else "claim" if q.startswith("WITH locked") else "write" if "UPDATE inbox" in q
+            else "job" if "INSERT INTO pricing_jobs" in q else "transition" if "order_history" in q
+            else q.strip(" ;") for q in queries]
+
+
+async def test_a_submission_out_of_the_one_statement_is_six_statements_none_through_sqlalchemy(
+        settings: Settings) -> None:
+    """The general path (an event out of its turn, or parked): BEGIN, the claim, the SUBMITTED write, the job
+    with its queue position's inputs, the move to PRICE_CALCULATING with the event and the job message written
+    to the outbox, COMMIT: all plain SQL on the unit's connection (asyncpg's query log of the one pooled
+    connection); SQLAlchemy sees no statement at all. What the customer confirmed is kept."""
     from sqlalchemy import event
 
     database = Database(settings.database_url("mes"), pool_size=1)
     try:
         for env in shop_events(uuid.uuid4()):  # the connection learns the statements' types (asyncpg, once)
-            await feed(database, env)
+            await general_feed(database, env)
         order_id = uuid.uuid4()
         initiated, uploaded, submitted = shop_events(order_id)
         assert [await feed(database, e) for e in (initiated, uploaded)] == ["ok", "ok"]
@@ -359,13 +382,10 @@ async def test_a_submission_is_six_statements_none_through_sqlalchemy(settings: 
         event.listen(database.engine.sync_engine, "before_cursor_execute", _seen)
         change = submitted.payload | {"confirm": ["scale"]}
         confirmed = submitted.model_copy(update={"payload": change})
-        assert await feed(database, confirmed) == "ok"
+        assert await general_feed(database, confirmed) == "ok"
         for _ in range(5):  # asyncpg calls its query loggers soon after each query, not during it
             await asyncio.sleep(0)
-        kinds = ["claim" if q.startswith("WITH locked") else "write" if "UPDATE inbox" in q
-                 else "job" if "INSERT INTO pricing_jobs" in q else "transition" if "order_history" in q
-                 else "outbox" if "INSERT INTO outbox" in q else q.strip(" ;") for q in queries]
-        assert kinds == ["BEGIN", "claim", "write", "job", "transition", "COMMIT"], queries
+        assert _kinds(queries) == ["BEGIN", "claim", "write", "job", "transition", "COMMIT"], queries
         assert "INSERT INTO outbox" in queries[4]
         assert through_sqlalchemy == []
         event.remove(database.engine.sync_engine, "before_cursor_execute", _seen)
@@ -377,6 +397,84 @@ async def test_a_submission_is_six_statements_none_through_sqlalchemy(settings: 
             (EVENTS_EXCHANGE, "mes.order.price_calculating"), ("", PRICING_QUEUE)]
     finally:
         await database.dispose()
+
+
+async def test_a_submission_in_its_turn_is_two_round_trips(settings: Settings) -> None:
+    """In its turn, a SUBMITTED event costs two round trips on the plain pool: the queue's figures, then ONE
+    statement (no BEGIN, no COMMIT) that moves the order to SUBMITTED and on to PRICE_CALCULATING, queues the
+    job with what the customer confirmed and writes the event and the job message to the outbox."""
+    database = Database(settings.database_url("mes"), pool_size=1)
+    try:
+        for env in shop_events(uuid.uuid4()):
+            await feed(database, env)
+        order_id = uuid.uuid4()
+        initiated, uploaded, submitted = shop_events(order_id)
+        assert [await feed(database, e) for e in (initiated, uploaded)] == ["ok", "ok"]
+        queries: list[str] = []
+        async with (await database.raw()).acquire() as conn:  # the plain pool's one connection
+            conn.add_query_logger(lambda logged: queries.append(logged.query))
+        confirmed = submitted.model_copy(update={"payload": submitted.payload | {"confirm": ["scale"]}})
+        assert await feed(database, confirmed) == "ok"
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert _kinds(queries) == ["stats", "submitted"], queries
+        row = await order_row(database, order_id)
+        assert (row.status, row.seq, row.quote, row.failure) == ("PRICE_CALCULATING", 4, None, None)
+        assert [(h.seq, h.status, h.previous_status, h.by) for h in await history(database, order_id)][2:] == [
+            (3, "SUBMITTED", "FILE_UPLOADED", "customer:cust-1"), (4, "PRICE_CALCULATING", "SUBMITTED", domain.SYSTEM_ACTOR)]
+        [job] = await jobs(database, order_id)
+        assert (job.confirm, job.state, job.submit_seq, job.enqueued_at) == (["scale"], "queued", 3, row.status_since)
+        rows = await outbox_rows(database, order_id)
+        assert [(r.exchange, r.routing_key) for r in rows] == [
+            (EVENTS_EXCHANGE, "mes.order.price_calculating"), ("", PRICING_QUEUE)]
+        [moved] = events_of(rows)
+        assert (moved.seq, moved.correlation_id, moved.payload["progress"]) == (4, "corr-1", row.progress)
+        assert json.loads(rows[1].body)["job_id"] == str(job.id)
+        # delivered again: the inbox has it, nothing more is written
+        assert await feed(database, confirmed) == "duplicate"
+        assert len(await jobs(database, order_id)) == 1 and len(await outbox_rows(database, order_id)) == 2
+    finally:
+        await database.dispose()
+
+
+async def _submission(db: Database, consume: Any, order_id: uuid.UUID, t0: datetime) -> dict[str, Any]:
+    """An order fed its three shop events by ``consume``, as written, without ids and the times of the
+    move to PRICE_CALCULATING (now, when the event is applied) and the queue estimate (it depends on what
+    else is queued)."""
+    for env in shop_events(order_id, t0=t0):
+        assert await consume(db, env) == "ok"
+    row = (await order_row(db, order_id))._asdict()
+    [job] = await jobs(db, order_id)
+    rows = await outbox_rows(db, order_id)
+    [moved] = events_of(rows)
+    return {
+        "row": {k: v for k, v in row.items() if k not in ("id", "updated_at", "status_since", "progress")},
+        "progress": sorted(row["progress"]),
+        "history": [(h.seq, h.status, h.previous_status, h.by, h.at if h.seq < 4 else None)
+                    for h in await history(db, order_id)],
+        "inbox": [(m.seq, m.type, m.outcome) for m in await inbox_marks(db, order_id)],
+        "job": (job.state, job.submit_seq, job.confirm, job.attempts),
+        "outbox": [(r.exchange, r.routing_key, sorted(r.headers)) for r in rows],
+        "event": {k: v for k, v in moved.payload.items() if k not in ("at", "progress")},
+        "envelope": (moved.type, moved.seq, moved.producer, moved.correlation_id),
+    }
+
+
+async def inbox_marks(db: Database, order_id: uuid.UUID) -> list[Any]:
+    async with db.sessions() as session:
+        return list((await session.execute(
+            select(inbox).where(inbox.c.order_id == order_id).order_by(inbox.c.seq))).all())
+
+
+async def test_a_submission_in_its_turn_writes_what_the_general_path_writes(db: Database) -> None:
+    """Two orders with the same events, one through the general path only: the order's row, its history,
+    inbox marks, job, outbox rows and the PRICE_CALCULATING event are the same, column for column."""
+    t0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    general = await _submission(db, general_feed, uuid.uuid4(), t0)
+    in_turn = await _submission(db, feed, uuid.uuid4(), t0)
+    assert general == in_turn
+    assert in_turn["row"]["status"] == "PRICE_CALCULATING" and in_turn["progress"] == ["eta_seconds",
+                                                                                        "queue_position"]
 
 
 async def test_the_next_transition_writes_nothing_when_the_row_moved_meanwhile(db: Database) -> None:

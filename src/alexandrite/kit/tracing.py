@@ -73,6 +73,7 @@ def file_exporter(directory: Path, service_name: str) -> Any:
 
 def install_provider(provider: Any) -> None:
     """Make ``provider`` the process's tracer provider and instrument the libraries we use."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -84,6 +85,9 @@ def install_provider(provider: Any) -> None:
     # Every engine created from now on (kit/db.py calls create_async_engine through its module).
     # The instrumentation declares "sqlalchemy < 2.1"; its event hooks work with 2.1 (tested end to end).
     SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    # The plain pools' one-statement hot paths (Database.raw): asyncpg's Connection methods. SQLAlchemy's
+    # statements run through prepared statements, which this leaves alone: no statement gets two spans.
+    AsyncPGInstrumentor().instrument(tracer_provider=provider)
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ async def handle_event(db: Database, delivery: Delivery, estimate: QueueEstimate
 
     return await consume_order_event(db, delivery, service=SERVICE, producers=PRODUCERS,
                                      orders=production_orders, apply=_apply, cannot_apply=CANNOT_APPLY,
-                                     in_turn=handlers.in_turn)
+                                     in_turn=handlers.in_turn(db, estimate))
 
 
 def event_handler(app: FastAPI) -> Callable[[Delivery], Awaitable[str]]:

@@ -8,6 +8,7 @@ as the other services' events (:func:`apply_event`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 import structlog
@@ -24,9 +25,9 @@ from alexandrite.mes.domain import (
     creation_values,
     projection_values,
 )
-from alexandrite.mes.pricing.jobs import no_earlier_than, start_pricing
+from alexandrite.mes.pricing.jobs import no_earlier_than, queued_in_turn, start_pricing
 from alexandrite.mes.tables import order_history, production_orders
-from alexandrite.orders.in_turn import InTurn
+from alexandrite.orders.in_turn import InTurn, InTurnOf
 from alexandrite.orders.records import Transition, ensure_may_cancel, record_creation, record_transition
 
 log = structlog.get_logger(__name__)
@@ -41,12 +42,19 @@ def _emit(uow: UnitOfWork, order_id: uuid.UUID, transition: Transition, change: 
 
 # --- events from the other services --------------------------------------------------------------
 
-def in_turn(_: Envelope, change: StatusChanged) -> InTurn | None:
-    """An event in its turn as one statement (orders/in_turn.py), unless applying it does more than move
-    the order: SUBMITTED queues a pricing job, CANCELLED cancels the order's jobs."""
-    if change.status in (S.SUBMITTED, S.CANCELLED):
-        return None
-    return InTurn(history=order_history, values=projection_values(change))
+def in_turn(db: Database, estimate: progress.QueueEstimate) -> InTurnOf:
+    """How an event in its turn is one statement (orders/in_turn.py): a SUBMITTED event also queues the
+    pricing job and moves the order on to PRICE_CALCULATING (:func:`queued_in_turn`, after reading the
+    queue's figures); a CANCELLED one cancels the order's jobs, which only the general path does."""
+
+    def _write(envelope: Envelope, change: StatusChanged) -> InTurn | None | Awaitable[InTurn | None]:
+        if change.status is S.SUBMITTED:
+            return queued_in_turn(db, envelope, change, estimate)
+        if change.status is S.CANCELLED:
+            return None
+        return InTurn(history=order_history, values=projection_values(change))
+
+    return _write
 
 
 async def apply_event(uow: UnitOfWork, envelope: Envelope, change: StatusChanged,

@@ -17,6 +17,7 @@ afresh) and it goes to the dead-letter queue through the outbox, in the same tra
 
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection
@@ -109,6 +110,8 @@ async def consume_order_event(
     if in_turn is not None:
         change = parse_status_change(envelope)
         write = in_turn(envelope, change)
+        if inspect.isawaitable(write):
+            write = await write
         if write is not None:
             applied = await apply_in_turn(db, orders, envelope, change, write, service=service)
             if applied is not None:

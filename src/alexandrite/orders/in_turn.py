@@ -19,8 +19,9 @@ once the row is locked. A non-zero count makes the consumer apply the parked eve
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table
@@ -31,9 +32,21 @@ from alexandrite.kit.db import Database, StatementUnitOfWork, notify_after_commi
 from alexandrite.orders.records import Transition, bound_values, observe_transition
 
 # Parameters of the statement: $1 lock key, $2 order id, $3 status, $4 seq, $5 at, $6 updated_at,
-# $7 status left, $8 event id, $9 by, $10 event type, $11 envelope; a service's tail from $12, then the
-# columns of :attr:`InTurn.values`.
+# $7 status left, $8 event id, $9 by, $10 event type, $11 envelope; with a next move (:class:`MovesOn`) its
+# status, at and by as $12, $13, $14; then a service's tail (from :data:`TAIL_FIRST`, or
+# :data:`MOVED_TAIL_FIRST` after a next move), then the columns of :attr:`InTurn.values`.
 TAIL_FIRST = 12
+MOVED_TAIL_FIRST = 15
+
+
+@dataclass(frozen=True)
+class MovesOn:
+    """The service's own next move, made by the same statement right after the event's: the order's row
+    ends in ``status`` (seq + 1, since ``at``), with a history line for each of the two moves."""
+
+    status: OrderStatus
+    at: datetime
+    by: str
 
 
 @dataclass(frozen=True)
@@ -49,28 +62,35 @@ class InTurn:
     tail: str = ""
     tail_args: tuple[Any, ...] = ()
     selected: str = ""
+    moves_on: MovesOn | None = None
+    after_commit: tuple[Callable[[], None], ...] = ()  # besides the listeners and the transitions' metrics
 
 
-# A service's way to say how an event in its turn is written; None: the general path only.
-InTurnOf = Callable[[Envelope, StatusChanged], InTurn | None]
+# A service's way to say how an event in its turn is written (at once, or after reading what it needs);
+# None: the general path only.
+InTurnOf = Callable[[Envelope, StatusChanged], "InTurn | None | Awaitable[InTurn | None]"]
 
 
 @functools.lru_cache(maxsize=256)
 def in_turn_sql(orders: str, history: str, columns: tuple[str, ...], tail_params: int, returning: str,
-                tail: str, selected: str) -> str:
-    first = TAIL_FIRST + tail_params
+                tail: str, selected: str, moves_on: bool = False) -> str:
+    first = (MOVED_TAIL_FIRST if moves_on else TAIL_FIRST) + tail_params
     extra = "".join(f', "{name}" = ${first + i}' for i, name in enumerate(columns))
+    ends = ("status = $12::text, seq = $4::int + 1, status_since = $13" if moves_on
+            else "status = $3::text, seq = $4::int, status_since = $5")
+    next_line = ("\n    UNION ALL SELECT id, $4::int + 1, $12::text, $3::text, $13::timestamptz, $14::text FROM w"
+                 if moves_on else "")
     return f"""WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0)) AS l),
 old AS (SELECT seq, status_since, created_at FROM "{orders}" WHERE id = $2::uuid),
 w AS (
-    UPDATE "{orders}" o SET status = $3::text, seq = $4::int, status_since = $5, updated_at = $6{extra}
+    UPDATE "{orders}" o SET {ends}, updated_at = $6{extra}
       FROM locked
      WHERE o.id = $2::uuid AND o.seq = $4::int - 1 AND o.status = $7::text
        AND NOT EXISTS (SELECT 1 FROM inbox WHERE event_id = $8::uuid)
     RETURNING o.id{returning}
 ), h AS (
     INSERT INTO "{history}" (order_id, seq, status, previous_status, at, by)
-    SELECT id, $4::int, $3::text, $7::text, $5::timestamptz, $9::text FROM w
+    SELECT id, $4::int, $3::text, $7::text, $5::timestamptz, $9::text FROM w{next_line}
 ), i AS (
     INSERT INTO inbox (event_id, order_id, seq, type, envelope, applied_at, outcome)
     SELECT $8::uuid, id, $4::int, $10::text, $11::jsonb, now(), 'applied' FROM w
@@ -110,13 +130,20 @@ async def apply_in_turn(db: Database, orders: Table, envelope: Envelope, change:
     if previous is None:
         return None
     uow = StatementUnitOfWork(db)
-    target, at = change.status, change.at
+    target, at, then = change.status, change.at, write.moves_on
     notify_after_commit(uow, previous.value, target.value, envelope.order_id, envelope.seq)
+    moved: tuple[Any, ...] = ()
+    if then is not None:
+        check_transition(target, then.status, service)
+        notify_after_commit(uow, target.value, then.status.value, envelope.order_id, envelope.seq + 1)
+        moved = (then.status.value, then.at, then.by)
+    for callback in write.after_commit:
+        uow.after_commit(callback)
     sql = in_turn_sql(orders.name, write.history.name, tuple(write.values), len(write.tail_args), write.returning,
-                      write.tail, write.selected)
+                      write.tail, write.selected, then is not None)
     row = await uow.commit(
         sql, str(envelope.order_id), envelope.order_id, target.value, envelope.seq, at, utcnow(), previous.value,
-        envelope.event_id, change.actor, envelope.type, envelope.model_dump(mode="json"), *write.tail_args,
+        envelope.event_id, change.actor, envelope.type, envelope.model_dump(mode="json"), *moved, *write.tail_args,
         *bound_values(db, orders, write.values, raw_pool=True), applied=lambda found: bool(found["written"]))
     if not row["written"]:
         return None
@@ -124,5 +151,7 @@ async def apply_in_turn(db: Database, orders: Table, envelope: Envelope, change:
     # had not moved on meanwhile (then the statement updated a later version than it read).
     since = row["status_since"] if row["old_seq"] == envelope.seq - 1 else None
     observe_transition(service, previous, target, at, since, row["created_at"])
+    if then is not None:
+        observe_transition(service, target, then.status, then.at, at, row["created_at"])
     return Applied(Transition(envelope.order_id, previous, target, envelope.seq, at, change.actor),
                    int(row["parked"]))

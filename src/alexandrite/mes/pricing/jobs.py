@@ -13,11 +13,21 @@ from typing import Any
 import orjson
 import structlog
 
-from alexandrite.contracts.events import Failure, Progress, StatusChanged, status_envelope, utcnow
+from alexandrite.contracts.events import Envelope, Failure, Progress, StatusChanged, status_envelope, utcnow
 from alexandrite.contracts.order_status import OrderStatus, check_transition
 from alexandrite.kit import metrics as metrics_kit
-from alexandrite.kit.db import Database, OutgoingMessage, StatementUnitOfWork, UnitOfWork
+from alexandrite.kit.db import (
+    Database,
+    OutgoingMessage,
+    StatementUnitOfWork,
+    UnitOfWork,
+    outbox_args,
+    outbox_rows_sql,
+    outgoing_event,
+)
+from alexandrite.kit.messaging.tables import OUTBOX_CHANNEL
 from alexandrite.kit.messaging.topology import PRICING_QUEUE
+from alexandrite.kit.tracing import trace_headers
 from alexandrite.mes import domain, metrics, progress, repository
 from alexandrite.mes.domain import (
     ACTIVE_JOB_STATES,
@@ -28,9 +38,11 @@ from alexandrite.mes.domain import (
     JobState,
     PricingJobMessage,
     is_final,
+    projection_values,
     worker_actor,
 )
 from alexandrite.mes.tables import order_history, production_orders
+from alexandrite.orders.in_turn import MOVED_TAIL_FIRST, InTurn, MovesOn, may_apply_in_turn
 from alexandrite.orders.one_statement import history_and_outbox, message_args, relay_wakeup
 from alexandrite.orders.records import Transition, record_next_transition
 
@@ -49,17 +61,29 @@ def no_earlier_than(at: datetime | None) -> datetime:
 # statement's snapshot (the new job is not among the jobs ahead: those are strictly before it).
 ACTIVE_STATES = tuple(s.value for s in ACTIVE_JOB_STATES)
 FINISHED_STATES = (JobState.PRICED.value, JobState.FAILED.value)
+_IS_ACTIVE = f"state IN ({', '.join(repr(s) for s in ACTIVE_STATES)})"
+
+
+def _durations(limit: str) -> str:
+    return f"""ARRAY(SELECT duration_ms FROM pricing_jobs
+              WHERE duration_ms IS NOT NULL AND state IN ({", ".join(repr(s) for s in FINISHED_STATES)})
+              ORDER BY finished_at DESC LIMIT {limit}::int) AS durations"""
+
+
 QUEUE_SQL = f"""
 WITH j AS (
     INSERT INTO pricing_jobs (id, order_id, submit_seq, state, enqueued_at, confirm)
     VALUES ($1::uuid, $2::uuid, $3::int, '{JobState.QUEUED.value}', $4::timestamptz, $5::jsonb)
 )
 SELECT (SELECT count(*) FROM pricing_jobs
-         WHERE state IN ({", ".join(f"'{s}'" for s in ACTIVE_STATES)}) AND enqueued_at <= $4::timestamptz
+         WHERE {_IS_ACTIVE} AND enqueued_at <= $4::timestamptz
            AND (enqueued_at, id) < ($4::timestamptz, $1::uuid)) AS ahead,
-       ARRAY(SELECT duration_ms FROM pricing_jobs
-              WHERE duration_ms IS NOT NULL AND state IN ({", ".join(f"'{s}'" for s in FINISHED_STATES)})
-              ORDER BY finished_at DESC LIMIT $6::int) AS durations
+       {_durations("$6")}
+"""
+# The same inputs read just before an order is queued by one statement (:func:`queued_in_turn`): every job
+# queued or running is ahead of one queued now. $1: how many finished jobs the average takes.
+QUEUE_STATS_SQL = f"""
+SELECT (SELECT count(*) FROM pricing_jobs WHERE {_IS_ACTIVE}) AS ahead, {_durations("$1")}
 """
 
 
@@ -85,15 +109,7 @@ async def start_pricing(uow: UnitOfWork, submitted: Transition, *, estimate: pro
                              change=StatusChanged(status=S.PRICE_CALCULATING, previous_status=submitted.status,
                                                   actor=SYSTEM_ACTOR, at=now,
                                                   progress=Progress.model_validate(queue_progress))))
-    job = PricingJobMessage(job_id=job_id, order_id=order_id, submit_seq=submitted.seq, enqueued_at=now)
-    uow.send(OutgoingMessage(
-        exchange="",
-        routing_key=PRICING_QUEUE,
-        body=job.model_dump_json().encode(),
-        headers={"event_type": JOB_MESSAGE_TYPE, "order_id": str(order_id), "job_id": str(job_id)},
-        message_id=job_id,
-        order_id=order_id,
-    ))
+    uow.send(job_message(job_id, order_id, submitted.seq, now))
     await record_next_transition(
         uow, production_orders, order_history, service=SERVICE, after=submitted, target=S.PRICE_CALCULATING,
         by=SYSTEM_ACTOR, requested_by=SERVICE, at=now,
@@ -102,6 +118,68 @@ async def start_pricing(uow: UnitOfWork, submitted: Transition, *, estimate: pro
     uow.after_commit(metrics.PRICING_JOBS_CREATED.inc)
     log.info("pricing_job_queued", order_id=str(order_id), job_id=str(job_id), **queue_progress)
     return queue_progress
+
+
+def job_message(job_id: uuid.UUID, order_id: uuid.UUID, submit_seq: int, enqueued_at: datetime) -> OutgoingMessage:
+    """The message that hands a queued job to the workers."""
+    job = PricingJobMessage(job_id=job_id, order_id=order_id, submit_seq=submit_seq, enqueued_at=enqueued_at)
+    return OutgoingMessage(
+        exchange="",
+        routing_key=PRICING_QUEUE,
+        body=job.model_dump_json().encode(),
+        headers={"event_type": JOB_MESSAGE_TYPE, "order_id": str(order_id), "job_id": str(job_id)},
+        message_id=job_id,
+        order_id=order_id,
+    )
+
+
+# What a SUBMITTED event in its turn writes besides the order's moves (orders/in_turn.py, after a next move):
+# the job ($15 id, $16 confirm; submitted at seq $4, queued at $13) and the outbox rows of the
+# PRICE_CALCULATING event and the job message (from $17, :func:`~alexandrite.kit.db.outbox_args`).
+_QUEUED_TAIL = f"""
+, j AS (
+    INSERT INTO pricing_jobs (id, order_id, submit_seq, state, enqueued_at, confirm)
+    SELECT ${MOVED_TAIL_FIRST}::uuid, id, $4::int, '{JobState.QUEUED.value}', $13::timestamptz,
+           ${MOVED_TAIL_FIRST + 1}::jsonb FROM w
+), x AS (
+    {outbox_rows_sql(MOVED_TAIL_FIRST + 2)}
+     WHERE EXISTS (SELECT 1 FROM w)
+    RETURNING 1
+)"""
+_QUEUED_SELECTED = f", (SELECT pg_notify('{OUTBOX_CHANNEL}', '') FROM x LIMIT 1) AS relay_woken"
+
+
+async def queued_in_turn(db: Database, envelope: Envelope, change: StatusChanged,
+                         estimate: progress.QueueEstimate) -> InTurn | None:
+    """A SUBMITTED event in its turn as one statement (orders/in_turn.py): the order moves to SUBMITTED and
+    on to PRICE_CALCULATING, the job is queued, the event and the job message go to the outbox, the inbox
+    marks the event; what :func:`start_pricing` does after the general path's claim, in two round trips
+    (the queue's figures read, then the statement) instead of six. None when the statement may not apply
+    it (the general path decides)."""
+    if may_apply_in_turn(envelope, change) is None:
+        return None
+    order_id, job_id = envelope.order_id, uuid.uuid4()
+    now = no_earlier_than(change.at)
+    stats = await (await db.raw()).fetchrow(QUEUE_STATS_SQL, AVERAGE_WINDOW)
+    average = domain.average_seconds(stats["durations"], estimate.default_seconds)
+    queue_progress = domain.progress(int(stats["ahead"]) + 1, average, estimate.consumers)
+    event = outgoing_event(status_envelope(
+        producer=SERVICE, order_id=order_id, seq=envelope.seq + 1, correlation_id=envelope.correlation_id,
+        change=StatusChanged(status=S.PRICE_CALCULATING, previous_status=S.SUBMITTED, actor=SYSTEM_ACTOR, at=now,
+                             progress=Progress.model_validate(queue_progress))))
+    job = job_message(job_id, order_id, envelope.seq, now)
+    job.headers = {**job.headers, **trace_headers()}
+    confirm = list(change.confirm or ()) or None
+
+    def _queued() -> None:
+        metrics.PRICING_JOBS_CREATED.inc()
+        log.info("pricing_job_queued", order_id=str(order_id), job_id=str(job_id), **queue_progress)
+
+    return InTurn(history=order_history,
+                  values={**projection_values(change), "progress": queue_progress, "quote": None, "failure": None},
+                  tail=_QUEUED_TAIL, tail_args=(job_id, confirm, *outbox_args([event, job])),
+                  selected=_QUEUED_SELECTED, moves_on=MovesOn(S.PRICE_CALCULATING, now, SYSTEM_ACTOR),
+                  after_commit=(_queued,))
 
 
 _ACTIVE = ", ".join(f"'{state.value}'" for state in (JobState.QUEUED, JobState.RUNNING))
