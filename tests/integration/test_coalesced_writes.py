@@ -35,10 +35,11 @@ from bench.pgwire import CountingProxy
 class Sink:
     """A loopback TCP server that keeps every byte it receives."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold_seconds: float = 0.0) -> None:
         self.received = bytearray()
         self.closed = asyncio.Event()
         self.server: asyncio.Server | None = None
+        self.hold_seconds = hold_seconds
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while chunk := await reader.read(65536):
@@ -54,7 +55,7 @@ class Sink:
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         transport, _ = await loop.create_connection(lambda: protocol, "127.0.0.1", port)
         counts = WriteCounts()
-        return reader, CoalescedStreamWriter(transport, protocol, reader, loop, counts), counts
+        return reader, CoalescedStreamWriter(transport, protocol, reader, loop, counts, self.hold_seconds), counts
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.server is not None
@@ -86,6 +87,21 @@ async def test_writes_of_one_turn_leave_together_in_order() -> None:
         writer.write(b"")  # nothing to send: nothing scheduled
         await asyncio.sleep(0)
         assert counts.flushes == 2
+
+
+async def test_held_writes_of_several_turns_leave_together_in_order() -> None:
+    """With a hold, writes of later loop turns join the first's (acks finishing one by one), and leave
+    once the hold is over."""
+    sink = Sink(hold_seconds=0.05)
+    async with sink as (_, writer, counts):
+        chunks = [f"ack-{i:02d};".encode() for i in range(10)]
+        for chunk in chunks:
+            writer.write(chunk)
+            await asyncio.sleep(0)  # each in a turn of its own
+        assert (counts.writes, counts.flushes) == (10, 0)
+        expected = b"".join(chunks)
+        assert await sink.until(len(expected)) == expected
+        assert counts.flushes == 1
 
 
 async def test_a_large_turn_is_sent_without_waiting_and_closing_sends_what_waits() -> None:

@@ -185,25 +185,35 @@ async def test_the_hub_fans_out_by_topic_and_drops_a_subscriber_that_falls_behin
         await redis.aclose()
 
 
-async def test_changes_committed_together_are_appended_in_one_pipeline_in_order(settings: Settings) -> None:
+async def test_changes_announced_within_the_hold_are_appended_in_one_pipeline_in_order(settings: Settings) -> None:
     redis = Redis.from_url(settings.redis.url)
     key = f"{settings.redis.prefix}:live:test-{uuid.uuid4().hex[:8]}"
-    announcer = Announcer(redis, key, maxlen=1_000)
+    announcer = Announcer(redis, key, maxlen=1_000, hold_seconds=0.05)
     orders = [uuid.uuid4() for _ in range(60)]
     try:
-        await announcer(OrderChange(order_id=orders[0], status="SUBMITTED", previous="INITIATED", seq=3))
-        await asyncio.gather(*(announcer(OrderChange(order_id=o, status="PRICE_CALCULATING", previous="SUBMITTED",
-                                                     seq=4)) for o in orders[1:]))
+        announcer(OrderChange(order_id=orders[0], status="SUBMITTED", previous="INITIATED", seq=3))
+        await announcer.drain()
+        assert len(await redis.xrange(key)) == 1 and announcer._appends.flushes == 1
+        for o in orders[1:]:  # announced one at a time, each by a caller that goes on at once
+            announcer(OrderChange(order_id=o, status="PRICE_CALCULATING", previous="SUBMITTED", seq=4))
+            await asyncio.sleep(0)
+        assert len(await redis.xrange(key)) == 1  # held: not appended yet
+        await announcer.drain()
         entries = await redis.xrange(key)
         assert [uuid.UUID(orjson_loads(fields[PAYLOAD])["order_id"]) for _, fields in entries] == orders
         assert orjson_loads(entries[1][1][PAYLOAD]) == {"order_id": str(orders[1]), "kind": "status",
                                                         "status": "PRICE_CALCULATING", "previous": "SUBMITTED",
                                                         "seq": 4}
-        assert announcer._appends.flushes == 2  # one append, then the 59 made in one turn together
+        assert announcer._appends.flushes == 2  # one append, then the 59 held together
         await redis.delete(key)
         await redis.set(key, "not a stream")  # a failing append is logged and dropped, never raised
-        await announcer(OrderChange(order_id=orders[0], status="SHIPPED"))
-        await asyncio.gather(*(announcer(OrderChange(order_id=o, status="SHIPPED")) for o in orders[:3]))
+        announcer(OrderChange(order_id=orders[0], status="SHIPPED"))
+        await announcer.drain()
+        announcer(OrderChange(order_id=orders[1], status="SHIPPED"))
+        await redis.delete(key)  # and the next append works again
+        await announcer.drain()
+        assert [orjson_loads(fields[PAYLOAD])["order_id"] for _, fields in await redis.xrange(key)] == [
+            str(orders[1])]
     finally:
         await redis.delete(key)
         await redis.aclose()

@@ -218,6 +218,27 @@ async def test_failures_are_retried_with_backoff_then_succeed(settings: Settings
     assert await list_dead_letters(settings.broker.url, [name]) == []
 
 
+async def test_held_acks_leave_together_and_every_message_is_acked(settings: Settings, channel) -> None:
+    """A consumer whose acks are held (several leave in one socket write: test_coalesced_writes.py): 40
+    messages handled one by one, every one acked, none back in the queue once the consumer stopped."""
+    name = f"test.{uuid.uuid4().hex[:8]}"
+    await declare_consumer_queue(channel, name, settings.broker.retry_delays_ms)
+    seen: list[str] = []
+
+    async def handler(delivery: Delivery) -> str:
+        await asyncio.sleep(0.002)  # each finishes in a loop turn of its own
+        seen.append(delivery.message_id or "")
+        return "ok"
+
+    for i in range(40):
+        await publish(channel, name, b"{}", f"held-{i}")
+    consumer = Consumer(settings.broker.url, name, handler, prefetch=40, ack_hold_seconds=0.05)
+    await run_consumer(consumer, lambda: len(seen) == 40)
+    assert sorted(seen) == sorted(f"held-{i}" for i in range(40))
+    queue = await channel.declare_queue(name, passive=True)
+    assert queue.declaration_result.message_count == 0  # every ack reached the broker before the close
+
+
 async def test_poison_message_goes_to_dlq_and_replays(settings: Settings, channel) -> None:
     name = f"test.{uuid.uuid4().hex[:8]}"
     await declare_consumer_queue(channel, name, settings.broker.retry_delays_ms)

@@ -99,7 +99,8 @@ def create_service_app(
                                 # No more events in hand than the pool has connections: past that, every
                                 # event would open (and close) an overflow connection of its own.
                                 prefetch=min(settings.broker.consumer_prefetch, settings.db.pool_size),
-                                retry_delays_ms=settings.broker.retry_delays_ms)
+                                retry_delays_ms=settings.broker.retry_delays_ms,
+                                ack_hold_seconds=settings.broker.consumer_ack_hold_ms / 1000)
             app.state.consumer = consumer
             tasks.append(asyncio.create_task(consumer.run(stop), name=f"{service}-consumer"))
         app.state.live = None

@@ -63,6 +63,8 @@ class BrokerSettings(Group):
     url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", alias="amqp_url")
     pricing_queue_max_length: int = Field(default=10_000, alias="pricing_queue_max_length")
     consumer_prefetch: int = Field(default=20, alias="consumer_prefetch")
+    # An event consumer's acks may wait this long to leave several to a socket write (0: each at once).
+    consumer_ack_hold_ms: int = Field(default=20, ge=0, le=1000, alias="consumer_ack_hold_ms")
     retry_delays_ms: tuple[int, ...] = Field(default=(500, 2_000, 10_000), alias="retry_delays_ms")
     relay_batch_size: int = Field(default=200, alias="relay_batch_size")
     # The relay wakes on PostgreSQL notifications of committed outbox rows (relay_listen); this is its
@@ -309,4 +311,7 @@ class LiveSettings(Group):
     # After a read that brought entries the reader waits this long, so entries committed meanwhile come in
     # one read together (at most 1000 / batch_ms reads a second, however busy the service).
     batch_ms: int = Field(default=20, ge=0, le=200, alias="live_batch_ms")
+    # Committed changes wait this long to be appended to the stream together (one pipeline per hold, not
+    # one per change); nobody waits for the append. 0: at the next loop turn.
+    announce_hold_ms: int = Field(default=10, ge=0, le=200, alias="live_announce_hold_ms")
     retry_ms: int = Field(default=2000, ge=100, alias="live_retry_ms")  # the browser's reconnect delay

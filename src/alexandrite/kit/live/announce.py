@@ -8,7 +8,7 @@ import orjson
 import structlog
 from redis.asyncio import Redis
 
-from alexandrite.kit.coalesce import Coalescer
+from alexandrite.kit.coalesce import HeldBatches
 from alexandrite.kit.db import OrderChange
 
 log = structlog.get_logger(__name__)
@@ -43,18 +43,23 @@ def topics_of(entry: dict[str, Any]) -> tuple[str, ...]:
 class Announcer:
     """An order listener (:attr:`Database.order_listeners`) that appends each change to the stream.
 
-    Changes committed while an append is on the wire go out together in one pipeline (kit/coalesce.py),
-    in the order they were announced. A failed write is logged and dropped: the change is committed,
-    watchers see it on their next event or reload, and the pages still poll when their stream is away."""
+    The committing request or consumer does not wait for Redis: changes are held ``hold_seconds`` from the
+    first of a batch and then appended together in one pipeline (kit/coalesce.py, :class:`HeldBatches`), in
+    the order they were announced. A failed write is logged and dropped: the change is committed, watchers
+    see it on their next event or reload, and the pages still poll when their stream is away."""
 
-    def __init__(self, redis: Redis, key: str, maxlen: int) -> None:
+    def __init__(self, redis: Redis, key: str, maxlen: int, hold_seconds: float = 0.0) -> None:
         self.redis = redis
         self.key = key
         self.maxlen = maxlen
-        self._appends: Coalescer[OrderChange, None] = Coalescer(self._append)
+        self._appends: HeldBatches[OrderChange] = HeldBatches(self._append, hold_seconds)
 
-    async def __call__(self, change: OrderChange) -> None:
-        await self._appends.submit(change)
+    def __call__(self, change: OrderChange) -> None:
+        self._appends.submit(change)
+
+    async def drain(self) -> None:
+        """Wait until every change announced so far was appended (or its append failed)."""
+        await self._appends.drain()
 
     async def _append(self, changes: list[OrderChange]) -> None:
         try:

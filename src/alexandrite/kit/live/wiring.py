@@ -19,7 +19,7 @@ class Live:
     def __init__(self, settings: Settings, service: str, db: Database, redis: Any) -> None:
         live = settings.live
         self.key = stream_key(settings.redis.prefix, service)
-        self.announcer = Announcer(redis, self.key, live.stream_maxlen)
+        self.announcer = Announcer(redis, self.key, live.stream_maxlen, live.announce_hold_ms / 1000)
         db.order_listeners.append(self.announcer)
         # Its own connection: an XREAD BLOCK outlasts the short timeout of the shared client.
         self.reader = connect_redis(settings.redis.url, timeout=live.block_ms / 1000 + 5.0,
@@ -32,5 +32,7 @@ class Live:
         try:
             await self.hub.run(stop)
         finally:
+            with contextlib.suppress(Exception):
+                await self.announcer.drain()
             with contextlib.suppress(Exception):
                 await self.reader.aclose()

@@ -10,6 +10,11 @@ connection's streams) whose writer keeps what is written until the end of the cu
 (``loop.call_soon``) and then hands it to the transport as one buffer. Order is kept; nothing waits
 past the next loop turn, nor beyond :data:`FLUSH_BYTES`; ``drain`` still applies the transport's flow
 control; closing sends what waits first.
+
+A connection may instead *hold* its writes for a few milliseconds (``hold_seconds``): an event consumer's
+connection carries mostly acks, one per message as each handler finishes, seldom two in one loop turn; held
+for a moment they leave several to a send. An ack a little late costs nothing but a prefetch slot for that
+moment (a crash before it is sent means a redelivery, which the consumers' inbox makes harmless).
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ class CoalescedStreamWriter(asyncio.StreamWriter):
 
     def __init__(self, transport: asyncio.WriteTransport, protocol: asyncio.StreamReaderProtocol,
                  reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop,
-                 counts: WriteCounts | None = None) -> None:
+                 counts: WriteCounts | None = None, hold_seconds: float = 0.0) -> None:
         super().__init__(transport, protocol, reader, loop)
+        self._hold = hold_seconds
         self._waiting: list[bytes] = []
         self._waiting_bytes = 0
         self._sink = transport
@@ -52,7 +58,10 @@ class CoalescedStreamWriter(asyncio.StreamWriter):
         if not data:
             return
         if not self._waiting:
-            self._turn_loop.call_soon(self.flush)
+            if self._hold > 0:
+                self._turn_loop.call_later(self._hold, self.flush)
+            else:
+                self._turn_loop.call_soon(self.flush)
         self._waiting.append(bytes(data))
         self._waiting_bytes += len(data)
         self.counts.writes += 1
@@ -91,8 +100,9 @@ class CoalescedStreamWriter(asyncio.StreamWriter):
 class CoalescedTcpTransport(TransportFactory):
     """Plain TCP (``amqp://``) streams with a :class:`CoalescedStreamWriter`."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold_seconds: float = 0.0) -> None:
         self.counts = WriteCounts()  # of every connection this factory opened (tests, profiles)
+        self.hold_seconds = hold_seconds
 
     async def create(self, url: URL, **kwargs: Any) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         kwargs.pop("ssl_context_provider", None)
@@ -106,9 +116,9 @@ class CoalescedTcpTransport(TransportFactory):
                                                           **kwargs)
         except OSError as error:
             raise AMQPConnectionError(*error.args) from error
-        return reader, CoalescedStreamWriter(transport, protocol, reader, loop, self.counts)
+        return reader, CoalescedStreamWriter(transport, protocol, reader, loop, self.counts, self.hold_seconds)
 
 
-def coalesced_transport_for(urls: list[URL]) -> CoalescedTcpTransport | None:
+def coalesced_transport_for(urls: list[URL], hold_seconds: float = 0.0) -> CoalescedTcpTransport | None:
     """The factory for plain ``amqp://`` addresses; None (aiormq's own, TLS included) for any other."""
-    return CoalescedTcpTransport() if all(url.scheme == "amqp" for url in urls) else None
+    return CoalescedTcpTransport(hold_seconds) if all(url.scheme == "amqp" for url in urls) else None

@@ -50,9 +50,9 @@ def amqp_vhost(amqp_url: str) -> str:
 class MultiAddressConnection(RobustConnection):
     """A robust connection that fails over to the next address instead of waiting for a lost node."""
 
-    def __init__(self, addresses: list[URL], index: int, **kwargs: Any) -> None:
+    def __init__(self, addresses: list[URL], index: int, *, write_hold_seconds: float = 0.0, **kwargs: Any) -> None:
         super().__init__(addresses[index], **kwargs)
-        _coalesce_writes(self, addresses)
+        _coalesce_writes(self, addresses, write_hold_seconds)
         self.addresses = addresses
         self.index = index
         self._rotation: asyncio.Task[None] | None = None
@@ -86,26 +86,31 @@ class MultiAddressConnection(RobustConnection):
         await super().close(exc)
 
 
-def _coalesce_writes(connection: aio_pika.Connection, addresses: list[URL]) -> None:
-    """Frames written in one loop turn leave in one system call (kit/messaging/coalesced_writes.py).
+def _coalesce_writes(connection: aio_pika.Connection, addresses: list[URL], hold_seconds: float = 0.0) -> None:
+    """Frames written in one loop turn (or within ``hold_seconds``) leave in one system call
+    (kit/messaging/coalesced_writes.py).
 
     aio-pika keeps only the connection parameters it knows; aiormq takes the transport factory from
     the keyword arguments the connection hands it on every (re)connect."""
-    factory = coalesced_transport_for(addresses)
+    factory = coalesced_transport_for(addresses, hold_seconds)
     if factory is not None:
         connection.kwargs["transport_factory"] = factory
 
 
 @overload
-async def connect(amqp_url: str, *, robust: Literal[True], timeout: float = 10.0) -> AbstractRobustConnection: ...
+async def connect(amqp_url: str, *, robust: Literal[True], timeout: float = 10.0,
+                  write_hold_seconds: float = 0.0) -> AbstractRobustConnection: ...
 
 
 @overload
-async def connect(amqp_url: str, *, robust: Literal[False] = False, timeout: float = 10.0) -> AbstractConnection: ...
+async def connect(amqp_url: str, *, robust: Literal[False] = False, timeout: float = 10.0,
+                  write_hold_seconds: float = 0.0) -> AbstractConnection: ...
 
 
-async def connect(amqp_url: str, *, robust: bool = False, timeout: float = 10.0) -> AbstractConnection:
-    """Connect to the first address of ``amqp_url`` that answers, starting at the next one in turn."""
+async def connect(amqp_url: str, *, robust: bool = False, timeout: float = 10.0,
+                  write_hold_seconds: float = 0.0) -> AbstractConnection:
+    """Connect to the first address of ``amqp_url`` that answers, starting at the next one in turn.
+    ``write_hold_seconds``: how long written frames may wait to leave together (0: until the loop turn ends)."""
     addresses = amqp_addresses(amqp_url)
     start = next(_starts) % len(addresses)
     failure: BaseException | None = None
@@ -113,7 +118,7 @@ async def connect(amqp_url: str, *, robust: bool = False, timeout: float = 10.0)
         index = (start + step) % len(addresses)
         if not robust:
             plain = aio_pika.Connection(make_url(addresses[index]))
-            _coalesce_writes(plain, [plain.url])
+            _coalesce_writes(plain, [plain.url], write_hold_seconds)
             try:
                 await plain.connect(timeout=timeout)
             except (*CONNECTION_EXCEPTIONS, TimeoutError) as error:
@@ -121,6 +126,7 @@ async def connect(amqp_url: str, *, robust: bool = False, timeout: float = 10.0)
                 continue
             return plain
         connection = MultiAddressConnection([make_url(a) for a in addresses], index,
+                                            write_hold_seconds=write_hold_seconds,
                                             reconnect_interval=RECONNECT_SECONDS)
         try:
             await connection.connect(timeout=timeout)

@@ -58,12 +58,16 @@ class Consumer:
         *,
         prefetch: int = 20,
         retry_delays_ms: tuple[int, ...] = (500, 2_000, 10_000),
+        ack_hold_seconds: float = 0.0,
     ) -> None:
+        """``ack_hold_seconds``: how long the connection's writes (the acks) may wait to leave together
+        (kit/messaging/coalesced_writes.py); 0 for a consumer whose next delivery waits for the ack."""
         self.amqp_url = amqp_url
         self.queue = queue
         self.handler = handler
         self.prefetch = prefetch
         self.retry_delays_ms = retry_delays_ms
+        self.ack_hold_seconds = ack_hold_seconds
         self.in_flight = 0
         self.ready = asyncio.Event()
 
@@ -169,7 +173,8 @@ class Consumer:
         backoff = 0.5
         while not stop.is_set():
             try:
-                connection = await connect(self.amqp_url, robust=True, timeout=10)
+                connection = await connect(self.amqp_url, robust=True, timeout=10,
+                                           write_hold_seconds=self.ack_hold_seconds)
                 # Not ready while the connection moves to another node; ready again once it consumes there.
                 connection.close_callbacks.add(lambda *_: self.ready.clear())
                 connection.reconnect_callbacks.add(lambda *_: self.ready.set())
