@@ -1,15 +1,18 @@
-"""uvicorn's HTTP protocol held to ``ALEX_MAX_HEADER_BYTES`` for the request head.
+"""uvicorn's HTTP protocol held to ``ALEX_MAX_HEADER_BYTES`` for the request head, answering in one send.
 
 uvicorn's httptools parser accepts request heads of any size (megabytes of headers are buffered before
 the application sees one); its h11 parser has ``h11_max_incomplete_event_size``. :func:`server_options`
 gives ``serve`` the httptools protocol below, which counts the bytes of a request head as they arrive and
-answers 431 past the limit, or h11 with that option when httptools is not installed.
+answers 431 past the limit, or h11 with that option when httptools is not installed. Its transport joins
+the writes of one loop turn (kit/joined_writes.py): a response's head and body leave in one ``send``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
+from alexandrite.kit.joined_writes import TurnJoinedTransport
 from alexandrite.kit.settings import Settings, get_settings
 
 try:
@@ -31,6 +34,9 @@ if HttpToolsProtocol is not None:
             self._head_bytes = 0
             self._in_head = True
             self._completed_in_chunk = False
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(cast(asyncio.Transport, TurnJoinedTransport(transport, asyncio.get_running_loop())))
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
