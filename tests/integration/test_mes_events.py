@@ -407,6 +407,13 @@ async def test_a_submission_in_its_turn_is_two_round_trips(settings: Settings) -
     try:
         for env in shop_events(uuid.uuid4()):
             await feed(database, env)
+        later = uuid.uuid4()  # a job queued "later" (another host's clock ahead): not ahead of this order's
+        for env in shop_events(later):
+            await feed(database, env)
+        async with database.sessions() as session:
+            await session.execute(pricing_jobs.update().where(pricing_jobs.c.order_id == later)
+                                  .values(enqueued_at=datetime.now(UTC) + timedelta(hours=1)))
+            await session.commit()
         order_id = uuid.uuid4()
         initiated, uploaded, submitted = shop_events(order_id)
         assert [await feed(database, e) for e in (initiated, uploaded)] == ["ok", "ok"]
@@ -429,6 +436,9 @@ async def test_a_submission_in_its_turn_is_two_round_trips(settings: Settings) -
             (EVENTS_EXCHANGE, "mes.order.price_calculating"), ("", PRICING_QUEUE)]
         [moved] = events_of(rows)
         assert (moved.seq, moved.correlation_id, moved.payload["progress"]) == (4, "corr-1", row.progress)
+        async with database.sessions() as session:  # the jobs queued before it, as the general path counts
+            ahead = await repository.jobs_ahead(session, job.enqueued_at, job.id)
+        assert row.progress["queue_position"] == ahead + 1
         assert json.loads(rows[1].body)["job_id"] == str(job.id)
         # delivered again: the inbox has it, nothing more is written
         assert await feed(database, confirmed) == "duplicate"

@@ -70,20 +70,24 @@ def _durations(limit: str) -> str:
               ORDER BY finished_at DESC LIMIT {limit}::int) AS durations"""
 
 
+def _ahead(enqueued_at: str, job_id: str) -> str:
+    return f"""(SELECT count(*) FROM pricing_jobs
+         WHERE {_IS_ACTIVE} AND enqueued_at <= {enqueued_at}::timestamptz
+           AND (enqueued_at, id) < ({enqueued_at}::timestamptz, {job_id}::uuid)) AS ahead"""
+
+
 QUEUE_SQL = f"""
 WITH j AS (
     INSERT INTO pricing_jobs (id, order_id, submit_seq, state, enqueued_at, confirm)
     VALUES ($1::uuid, $2::uuid, $3::int, '{JobState.QUEUED.value}', $4::timestamptz, $5::jsonb)
 )
-SELECT (SELECT count(*) FROM pricing_jobs
-         WHERE {_IS_ACTIVE} AND enqueued_at <= $4::timestamptz
-           AND (enqueued_at, id) < ($4::timestamptz, $1::uuid)) AS ahead,
+SELECT {_ahead("$4", "$1")},
        {_durations("$6")}
 """
-# The same inputs read just before an order is queued by one statement (:func:`queued_in_turn`): every job
-# queued or running is ahead of one queued now. $1: how many finished jobs the average takes.
+# The same inputs read just before a job is queued by one statement (:func:`queued_in_turn`): $1 the job's
+# enqueued_at, $2 its id, $3 how many finished jobs the average takes.
 QUEUE_STATS_SQL = f"""
-SELECT (SELECT count(*) FROM pricing_jobs WHERE {_IS_ACTIVE}) AS ahead, {_durations("$1")}
+SELECT {_ahead("$1", "$2")}, {_durations("$3")}
 """
 
 
@@ -160,7 +164,7 @@ async def queued_in_turn(db: Database, envelope: Envelope, change: StatusChanged
         return None
     order_id, job_id = envelope.order_id, uuid.uuid4()
     now = no_earlier_than(change.at)
-    stats = await (await db.raw()).fetchrow(QUEUE_STATS_SQL, AVERAGE_WINDOW)
+    stats = await (await db.raw()).fetchrow(QUEUE_STATS_SQL, now, job_id, AVERAGE_WINDOW)
     average = domain.average_seconds(stats["durations"], estimate.default_seconds)
     queue_progress = domain.progress(int(stats["ahead"]) + 1, average, estimate.consumers)
     event = outgoing_event(status_envelope(
