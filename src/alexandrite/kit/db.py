@@ -235,6 +235,14 @@ def outgoing_event(envelope: Envelope) -> OutgoingMessage:
     )
 
 
+def traced(message: OutgoingMessage) -> OutgoingMessage:
+    """A non-event message (a job) with the current trace context added to its headers."""
+    tracing = trace_headers()
+    if tracing:
+        message.headers = {**message.headers, **tracing}
+    return message
+
+
 def outbox_insert(messages: list[OutgoingMessage]) -> Select[Any]:
     """ONE statement that writes ``messages`` to the outbox and notifies the relays (at commit)."""
     written = insert(OUTBOX).values([
@@ -323,10 +331,7 @@ class UnitOfWork:
 
     def send(self, message: OutgoingMessage) -> None:
         """Queue a non-event message (a job) for the outbox, with the current trace context."""
-        tracing = trace_headers()
-        if tracing:
-            message.headers = {**message.headers, **tracing}
-        self._messages.append(message)
+        self._messages.append(traced(message))
 
     def after_commit(self, callback: Callable[[], Awaitable[None] | None]) -> None:
         self._after_commit.append(callback)

@@ -36,8 +36,8 @@ def history_and_outbox(row: str, history: str, outbox: int) -> str:
 
 
 def relay_wakeup(outbox: str = "x") -> str:
-    """A select-list expression that wakes the outbox relay when the CTE ``outbox`` wrote a row."""
-    return f"(SELECT pg_notify('{OUTBOX_CHANNEL}', '') FROM {outbox})"
+    """A select-list expression that wakes the outbox relay when the CTE ``outbox`` wrote a row (or more)."""
+    return f"(SELECT pg_notify('{OUTBOX_CHANNEL}', '') FROM {outbox} LIMIT 1)"
 
 
 def message_args(message: OutgoingMessage) -> tuple[Any, ...]:

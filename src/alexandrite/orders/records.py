@@ -38,7 +38,7 @@ from alexandrite.contracts.order_status import CANCELLABLE, TERMINAL, OrderStatu
 from alexandrite.kit import metrics
 from alexandrite.kit.db import Database, UnitOfWork, notify_after_commit, outbox_args, outbox_rows_sql
 from alexandrite.kit.errors import ApiError
-from alexandrite.kit.messaging.tables import OUTBOX_CHANNEL
+from alexandrite.orders.one_statement import relay_wakeup
 
 
 def define_history(metadata: MetaData) -> Table:
@@ -288,7 +288,7 @@ def _next_transition_sql(orders: str, history: str, columns: tuple[str, ...], ou
      WHERE EXISTS (SELECT 1 FROM w)
     RETURNING 1
 )
-SELECT seq, (SELECT pg_notify('{OUTBOX_CHANNEL}', '') FROM x LIMIT 1) AS relay_woken FROM h
+SELECT seq, {relay_wakeup()} AS relay_woken FROM h
 """
 
 

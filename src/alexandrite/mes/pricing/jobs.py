@@ -24,10 +24,9 @@ from alexandrite.kit.db import (
     outbox_args,
     outbox_rows_sql,
     outgoing_event,
+    traced,
 )
-from alexandrite.kit.messaging.tables import OUTBOX_CHANNEL
 from alexandrite.kit.messaging.topology import PRICING_QUEUE
-from alexandrite.kit.tracing import trace_headers
 from alexandrite.mes import domain, metrics, progress, repository
 from alexandrite.mes.domain import (
     ACTIVE_JOB_STATES,
@@ -61,7 +60,8 @@ def no_earlier_than(at: datetime | None) -> datetime:
 # statement's snapshot (the new job is not among the jobs ahead: those are strictly before it).
 ACTIVE_STATES = tuple(s.value for s in ACTIVE_JOB_STATES)
 FINISHED_STATES = (JobState.PRICED.value, JobState.FAILED.value)
-_IS_ACTIVE = f"state IN ({', '.join(repr(s) for s in ACTIVE_STATES)})"
+_ACTIVE = ", ".join(f"'{state}'" for state in sorted(ACTIVE_STATES))
+_IS_ACTIVE = f"state IN ({_ACTIVE})"
 
 
 def _durations(limit: str) -> str:
@@ -106,13 +106,9 @@ async def start_pricing(uow: UnitOfWork, submitted: Transition, *, estimate: pro
     conn = await uow.driver()
     queued = await conn.fetchrow(QUEUE_SQL, job_id, order_id, submitted.seq, now,
                                  orjson.dumps(confirm).decode() if confirm else None, AVERAGE_WINDOW)
-    average = domain.average_seconds(queued["durations"], estimate.default_seconds)
-    queue_progress = domain.progress(int(queued["ahead"]) + 1, average, estimate.consumers)
+    queue_progress, moved = _price_calculating(order_id, submitted.seq, queued, estimate, now, correlation_id)
     # The event and the job message first: the order's move writes them to the outbox in its statement.
-    uow.emit(status_envelope(producer=SERVICE, order_id=order_id, seq=submitted.seq + 1, correlation_id=correlation_id,
-                             change=StatusChanged(status=S.PRICE_CALCULATING, previous_status=submitted.status,
-                                                  actor=SYSTEM_ACTOR, at=now,
-                                                  progress=Progress.model_validate(queue_progress))))
+    uow.emit(moved)
     uow.send(job_message(job_id, order_id, submitted.seq, now))
     await record_next_transition(
         uow, production_orders, order_history, service=SERVICE, after=submitted, target=S.PRICE_CALCULATING,
@@ -122,6 +118,18 @@ async def start_pricing(uow: UnitOfWork, submitted: Transition, *, estimate: pro
     uow.after_commit(metrics.PRICING_JOBS_CREATED.inc)
     log.info("pricing_job_queued", order_id=str(order_id), job_id=str(job_id), **queue_progress)
     return queue_progress
+
+
+def _price_calculating(order_id: uuid.UUID, submit_seq: int, queued: Any, estimate: progress.QueueEstimate,
+                       at: datetime, correlation_id: str | None) -> tuple[dict[str, Any], Envelope]:
+    """The queued job's progress from the queue's figures (``queued``: ahead, durations) and the event of the
+    order's move to PRICE_CALCULATING that carries it."""
+    average = domain.average_seconds(queued["durations"], estimate.default_seconds)
+    queue_progress = domain.progress(int(queued["ahead"]) + 1, average, estimate.consumers)
+    return queue_progress, status_envelope(
+        producer=SERVICE, order_id=order_id, seq=submit_seq + 1, correlation_id=correlation_id,
+        change=StatusChanged(status=S.PRICE_CALCULATING, previous_status=S.SUBMITTED, actor=SYSTEM_ACTOR, at=at,
+                             progress=Progress.model_validate(queue_progress)))
 
 
 def job_message(job_id: uuid.UUID, order_id: uuid.UUID, submit_seq: int, enqueued_at: datetime) -> OutgoingMessage:
@@ -150,7 +158,7 @@ _QUEUED_TAIL = f"""
      WHERE EXISTS (SELECT 1 FROM w)
     RETURNING 1
 )"""
-_QUEUED_SELECTED = f", (SELECT pg_notify('{OUTBOX_CHANNEL}', '') FROM x LIMIT 1) AS relay_woken"
+_QUEUED_SELECTED = f", {relay_wakeup()} AS relay_woken"
 
 
 async def queued_in_turn(db: Database, envelope: Envelope, change: StatusChanged,
@@ -165,14 +173,9 @@ async def queued_in_turn(db: Database, envelope: Envelope, change: StatusChanged
     order_id, job_id = envelope.order_id, uuid.uuid4()
     now = no_earlier_than(change.at)
     stats = await (await db.raw()).fetchrow(QUEUE_STATS_SQL, now, job_id, AVERAGE_WINDOW)
-    average = domain.average_seconds(stats["durations"], estimate.default_seconds)
-    queue_progress = domain.progress(int(stats["ahead"]) + 1, average, estimate.consumers)
-    event = outgoing_event(status_envelope(
-        producer=SERVICE, order_id=order_id, seq=envelope.seq + 1, correlation_id=envelope.correlation_id,
-        change=StatusChanged(status=S.PRICE_CALCULATING, previous_status=S.SUBMITTED, actor=SYSTEM_ACTOR, at=now,
-                             progress=Progress.model_validate(queue_progress))))
-    job = job_message(job_id, order_id, envelope.seq, now)
-    job.headers = {**job.headers, **trace_headers()}
+    queue_progress, moved = _price_calculating(order_id, envelope.seq, stats, estimate, now, envelope.correlation_id)
+    event = outgoing_event(moved)
+    job = traced(job_message(job_id, order_id, envelope.seq, now))
     confirm = list(change.confirm or ()) or None
 
     def _queued() -> None:
@@ -186,7 +189,6 @@ async def queued_in_turn(db: Database, envelope: Envelope, change: StatusChanged
                   after_commit=(_queued,))
 
 
-_ACTIVE = ", ".join(f"'{state.value}'" for state in (JobState.QUEUED, JobState.RUNNING))
 _PRICING = S.PRICE_CALCULATING.value
 
 # Begin a job in one statement: $1 job id, $2 now, $3 worker. The job's row is locked; the job runs
