@@ -232,6 +232,25 @@ def test_face_areas_are_the_cross_product_norms() -> None:
                                                             axis=1) / 2.0)
 
 
+def test_sampled_faces_are_the_ones_numpys_choice_draws() -> None:
+    rng = np.random.default_rng(9)
+    for _ in range(200):
+        area = rng.uniform(0.0, 3.0, int(rng.integers(2, 6_000)))
+        area[rng.random(len(area)) < 0.2] = 0.0  # degenerate faces are never drawn
+        area[0] = max(area[0], 1e-3)
+        rays = int(rng.integers(1, len(area) + 2))
+        faces, sampled = walls._chosen_faces(area, rays)
+        if len(area) <= rays:
+            assert not sampled and np.array_equal(faces, np.arange(len(area)))
+            continue
+        reference = np.unique(np.random.default_rng(walls._SAMPLE_SEED).choice(len(area), size=rays,
+                                                                                 p=area / area.sum()))
+        assert sampled and np.array_equal(faces, reference)
+        assert not np.any(area[faces] == 0.0)
+    with pytest.raises(ValueError, match="face areas sum to"):  # as NumPy's choice refuses such weights
+        walls._chosen_faces(np.zeros(2_000), 1_024)
+
+
 # --- the ring's hole -----------------------------------------------------------------------------
 
 def test_innermost_points_are_what_a_sort_by_sector_and_distance_puts_first() -> None:
@@ -271,18 +290,79 @@ def sorted_hole(tri: np.ndarray, genus: int) -> dict[str, Any] | None:
     return None if hole is None else hole.as_dict()
 
 
-@pytest.mark.parametrize("model", ["comfort", "flat-offset", "tenfold", "noise", "torus", "stones"])
+HOLE_MODELS = {
+    "comfort": lambda: ring(segments=96, profile_segments=8),
+    "flat-offset": lambda: ring(17.3, 4.0, 1.8, "flat", 96, 8) + (7.3, -3.1, 11.7),
+    "tenfold": lambda: corpus.tenfold_ring().triangles,
+    "noise": lambda: corpus.with_cad_noise(corpus.ring_with_volume(profile="comfort").triangles),
+    "torus": lambda: torus(12.0, 2.0, 64, 16),
+    "stones": lambda: corpus.ring_with_stones()[0],
+    # a head off to one side: the first centre (the middle of the box around it all) is off the hole's
+    "signet": lambda: np.concatenate([ring(segments=96, profile_segments=8), box(8.0, 5.0, 4.0, (0.0, 13.0, 0.0))]),
+}
+
+
+@pytest.mark.parametrize("model", sorted(HOLE_MODELS))
 def test_the_hole_is_the_one_the_full_sort_finds(model: str) -> None:
-    tri = {"comfort": lambda: ring(segments=96, profile_segments=8),
-           "flat-offset": lambda: ring(17.3, 4.0, 1.8, "flat", 96, 8) + (7.3, -3.1, 11.7),
-           "tenfold": lambda: corpus.tenfold_ring().triangles,
-           "noise": lambda: corpus.with_cad_noise(corpus.ring_with_volume(profile="comfort").triangles),
-           "torus": lambda: torus(12.0, 2.0, 64, 16),
-           "stones": lambda: corpus.ring_with_stones()[0]}[model]()
+    tri = HOLE_MODELS[model]()
     hole = find_hole(tri, 1)
     assert (None if hole is None else hole.as_dict()) == sorted_hole(tri, 1)
     if model != "stones":  # the stones sit in the hole's way along no axis but their own
         assert hole is not None
+
+
+@pytest.mark.parametrize("model", sorted(HOLE_MODELS))
+def test_stopping_the_fit_at_a_fixed_point_finds_the_hole_every_round_finds(
+        model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    tri = HOLE_MODELS[model]()
+    fits = []
+    circle = rings_detect._circle
+
+    def counted(points: np.ndarray) -> tuple[np.ndarray, float]:
+        fits.append(1)
+        return circle(points)
+
+    monkeypatch.setattr(rings_detect, "_circle", counted)
+    early = find_hole(tri, 1)
+    stopped_early = len(fits)
+    monkeypatch.setattr(rings_detect, "_settled", lambda centre, before: False)
+    every_round = find_hole(tri, 1)
+    assert (None if early is None else early.as_dict()) == (None if every_round is None else every_round.as_dict())
+    all_rounds = len(fits) - stopped_early
+    assert stopped_early <= all_rounds
+    if model == "comfort":  # a clean ring settles after its second fit: two of the four rounds are skipped
+        assert all_rounds - stopped_early >= 2
+    if model == "signet":  # the centre moves in the first rounds: stopping after the first fit would be wrong
+        assert stopped_early >= 3
+
+
+def covers_one_by_one(tri2d: np.ndarray, points: np.ndarray) -> bool:
+    """The covering test point by point over every triangle: the earlier formulation."""
+    for px, py in points:
+        ax, ay = tri2d[:, 0, 0] - px, tri2d[:, 0, 1] - py
+        bx, by = tri2d[:, 1, 0] - px, tri2d[:, 1, 1] - py
+        cx, cy = tri2d[:, 2, 0] - px, tri2d[:, 2, 1] - py
+        d1, d2, d3 = ax * by - ay * bx, bx * cy - by * cx, cx * ay - cy * ax
+        if not ((((d1 < 0) | (d2 < 0) | (d3 < 0)) & ((d1 > 0) | (d2 > 0) | (d3 > 0))).all()):
+            return True
+    return False
+
+
+def test_the_covering_test_on_boxed_triangles_agrees_with_every_triangle_one_point_at_a_time() -> None:
+    rng = np.random.default_rng(11)
+    answers = set()
+    for _ in range(300):
+        tri2d = rng.uniform(-10, 10, size=(int(rng.integers(1, 40)), 3, 2)) * rng.uniform(0.05, 1.0)
+        centre = rng.uniform(-3, 3, size=2)
+        probes = np.array([centre] + [centre + rng.uniform(0, 2) * np.array([np.cos(t), np.sin(t)])
+                                      for t in np.linspace(0, 2 * np.pi, 8, endpoint=False)])
+        expected = covers_one_by_one(tri2d, probes)
+        assert rings_detect._Flat(tri2d).covers(probes) == expected
+        answers.add(expected)
+    assert answers == {True, False}  # both outcomes were exercised
+    edge = np.array([[[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]]])
+    on_edge = np.array([[1.0, 1.0], [5.0, 5.0]])  # the first probe lies on the hypotenuse: edges count
+    assert rings_detect._Flat(edge).covers(on_edge) and covers_one_by_one(edge, on_edge)
 
 
 # --- volume ----------------------------------------------------------------------------------------

@@ -73,10 +73,22 @@ class _Flat:
         self.ax, self.ay, self.bx, self.by, self.cx, self.cy = (tri2d[:, corner, k].copy()
                                                                 for corner in range(3) for k in range(2))
 
-    def covers(self, point: np.ndarray) -> bool:
-        """Whether any projected triangle contains the point (its edges included)."""
-        px, py = point[0], point[1]
-        ax, ay, bx, by, cx, cy = self.ax - px, self.ay - py, self.bx - px, self.by - py, self.cx - px, self.cy - py
+    def covers(self, points: np.ndarray) -> bool:
+        """Whether any projected triangle contains any of the points (k, 2) (its edges included).
+
+        Only triangles whose box meets the points' box can contain one; the test runs on those, every
+        point against every one of them at once."""
+        (low_x, low_y), (high_x, high_y) = points.min(axis=0), points.max(axis=0)
+        near = np.maximum(np.maximum(self.ax, self.bx), self.cx) >= low_x
+        near &= np.minimum(np.minimum(self.ax, self.bx), self.cx) <= high_x
+        near &= np.maximum(np.maximum(self.ay, self.by), self.cy) >= low_y
+        near &= np.minimum(np.minimum(self.ay, self.by), self.cy) <= high_y
+        some = np.flatnonzero(near)
+        if len(some) == 0:
+            return False
+        px, py = points[:, :1], points[:, 1:]  # (k, 1) columns against the triangles' rows
+        ax, ay, bx, by, cx, cy = (self.ax[some] - px, self.ay[some] - py, self.bx[some] - px, self.by[some] - py,
+                                  self.cx[some] - px, self.cy[some] - py)
         d1 = ax * by - ay * bx
         d2 = bx * cy - by * cx
         d3 = cx * ay - cy * ax
@@ -115,13 +127,19 @@ def _extreme_distances(ox: np.ndarray, oy: np.ndarray) -> tuple[float, float]:
     return float(np.hypot(ox[near], oy[near]).min()), float(np.hypot(ox[far], oy[far]).max())
 
 
+def _settled(centre: np.ndarray, before: np.ndarray) -> bool:
+    """Whether a round's fit left the centre where it was, to the bit: a fixed point, so the rounds left would
+    pick the same innermost points and fit the same circle again."""
+    return centre.tobytes() == before.tobytes()
+
+
 def _pointing_up(axis: np.ndarray) -> np.ndarray:
     """The axis with its largest component positive. It comes from an eigenvector, whose sign is the
     linear algebra library's choice (it differs between CPUs); the reported axis does not."""
     return -axis if axis[int(np.argmax(np.abs(axis)))] < 0 else axis
 
 
-def _hole_along(axis: np.ndarray, points: np.ndarray, tri: np.ndarray) -> Hole | None:
+def _hole_along(axis: np.ndarray, points: np.ndarray) -> Hole | None:
     basis = np.linalg.svd(np.eye(3) - np.outer(axis, axis))[0][:, :2]
     flat = points @ basis
     fx, fy = flat[:, 0].copy(), flat[:, 1].copy()
@@ -137,15 +155,18 @@ def _hole_along(axis: np.ndarray, points: np.ndarray, tri: np.ndarray) -> Hole |
         if np.bincount(sector, minlength=BINS).min() == 0:
             return None  # metal does not go all the way round
         inner = flat[_innermost(ox, oy, sector)]
+        before = centre
         centre, radius = _circle(inner)
+        if _settled(centre, before):
+            break
     nearest, farthest = _extreme_distances(fx - centre[0], fy - centre[1])
     inner_radii = np.hypot(*(inner - centre).T)
     if radius <= 0 or nearest <= 0 or float(np.ptp(inner_radii)) > MAX_ROUNDNESS * radius:
         return None
-    projected = _Flat(tri @ basis)
-    probes = [centre] + [centre + 0.5 * nearest * np.array([np.cos(t), np.sin(t)])
-                         for t in np.linspace(0, 2 * np.pi, 8, endpoint=False)]
-    if any(projected.covers(p) for p in probes):
+    projected = _Flat(flat.reshape(-1, 3, 2))  # the points are the triangles' corners, in order
+    probes = np.array([centre] + [centre + 0.5 * nearest * np.array([np.cos(t), np.sin(t)])
+                                  for t in np.linspace(0, 2 * np.pi, 8, endpoint=False)])
+    if projected.covers(probes):
         return None
     along = points @ axis
     middle = float((along.min() + along.max()) / 2.0)
@@ -173,7 +194,7 @@ def find_hole(tri: np.ndarray, genus: int) -> Hole | None:
     points = tri.reshape(-1, 3)
     best: Hole | None = None
     for k in range(3):
-        hole = _hole_along(axes[:, k], points, tri)
+        hole = _hole_along(axes[:, k], points)
         if hole is not None and (best is None or hole.inner_diameter_mm > best.inner_diameter_mm):
             best = hole
     return best
