@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from alexandrite.contracts.alloys import ALLOY_NAMES as ALLOYS
+from alexandrite.mes.pricing.jobs import jsonable
 from alexandrite.mes.pricing.quote import (
     DEFAULT_PRICING,
     PricingConfig,
@@ -153,6 +154,7 @@ def test_price_model_end_to_end() -> None:
     assert (plain.total, plain.volume_mm3, plain.breakdown) == (quote.total, quote.volume_mm3, quote.breakdown)
     assert quote.kind == "ring" and quote.ring is not None and quote.ring["size"]["us"] == 7.0
     assert json.loads(json.dumps(quote.as_dict()))["breakdown"] == quote.breakdown
+    assert jsonable(quote) == jsonable(quote.as_dict()) == json.loads(json.dumps(quote.as_dict()))
     with pytest.raises(ModelFormatError) as format_error:
         price_model(b"", "ring.stl", "gold_585")
     assert format_error.value.code == "empty_file"
@@ -170,6 +172,7 @@ def test_fingerprint_tracks_every_value() -> None:
     changed = [dataclasses.replace(CONFIG, fixed_costs=30.01), dataclasses.replace(CONFIG, metal_price_per_g=prices),
                dataclasses.replace(CONFIG, version="test-2"), dataclasses.replace(CONFIG, max_size_mm=121.0)]
     assert len({c.fingerprint() for c in changed} | {CONFIG.fingerprint()}) == 5
+    assert [c.label for c in changed] == [f"{c.version}+{c.fingerprint()}" for c in changed]  # each its own
 
 
 def test_load_pricing_default_and_override(tmp_path: Path) -> None:

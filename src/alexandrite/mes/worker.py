@@ -133,7 +133,7 @@ def _priced(data: bytes, job: jobs.StartedJob, pricing: PricingConfig, limits: M
     """The quote as a plain JSON object, made in the pricing thread: the event loop meanwhile runs the
     database and broker steps of the other jobs this worker holds."""
     quote = price_model(data, job.filename, job.alloy, pricing, limits, confirm=job.confirm)
-    return jobs.jsonable(quote.as_dict())
+    return jobs.jsonable(quote)
 
 
 # --- the process ----------------------------------------------------------------------------------

@@ -283,8 +283,9 @@ def _default(obj: Any) -> Any:
 _PLAIN = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
-def jsonable(value: dict[str, Any]) -> dict[str, Any]:
-    """A plain JSON object (NumPy scalars and the like become numbers)."""
+def jsonable(value: Any) -> dict[str, Any]:
+    """A plain JSON object (NumPy scalars and the like become numbers) from a dict or a dataclass (read field
+    by field, as ``dataclasses.asdict`` would, without its deep copy)."""
     result: dict[str, Any] = orjson.loads(orjson.dumps(value, default=_default, option=_PLAIN))
     return result
 

@@ -16,6 +16,7 @@ up. A quote names its configuration as ``version+fingerprint`` and carries the r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -68,9 +69,10 @@ class PricingConfig:
         canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
-    @property
+    @functools.cached_property
     def label(self) -> str:
-        """`version+fingerprint`, as stamped on every quote."""
+        """`version+fingerprint`, as stamped on every quote; worked out once (a price list is not changed
+        once made: a new one is loaded instead)."""
         return f"{self.version}+{self.fingerprint()}"
 
 
