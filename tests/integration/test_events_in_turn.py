@@ -160,3 +160,76 @@ async def test_a_redelivery_applies_what_a_stopped_delivery_left_parked(db: Data
     row, history = await projection(db, order_id)
     assert row.status == "PRICE_CALCULATING" and row.seq == 4 and [h.seq for h in history] == [1, 2, 3, 4]
     assert await pending(db, order_id) == 0
+
+
+# --- an order's first event ------------------------------------------------------------------------
+
+async def test_a_new_order_is_one_round_trip_and_its_redelivery_writes_nothing(settings: Settings) -> None:
+    """The INITIATED event writes the order's row, its history line and the event's inbox mark in ONE
+    statement on the plain pool (no BEGIN, no COMMIT); delivered again, it is a duplicate and adds nothing."""
+    database = Database(settings.database_url("crm"), pool_size=1)
+    try:
+        order_id = uuid.uuid4()
+        first = pipeline(order_id)[0]
+        queries: list[str] = []
+        async with (await database.raw()).acquire() as conn:  # the plain pool's one connection
+            conn.add_query_logger(lambda logged: queries.append(logged.query))
+        assert await feed(database, first) == "ok"
+        for _ in range(5):  # asyncpg calls its query loggers soon after each query, not during it
+            await asyncio.sleep(0)
+        assert len(queries) == 1 and queries[0].startswith("WITH locked") and 'INSERT INTO "orders"' in queries[0]
+        row, history = await projection(database, order_id)
+        assert (row.status, row.seq, row.owner_name, row.alloy) == ("INITIATED", 1, "Jane Test", "gold_750")
+        assert [(h.seq, h.status, h.previous_status) for h in history] == [(1, "INITIATED", None)]
+        assert await pending(database, order_id) == 0
+        assert await feed(database, first) == "duplicate"
+        again, history_again = await projection(database, order_id)
+        assert again == row and len(history_again) == 1
+    finally:
+        await database.dispose()
+
+
+async def test_successors_parked_before_the_order_was_known_follow_its_creation(db: Database) -> None:
+    """Its upload and submission arrive before the order's first event: both are parked; the creation
+    statement counts them and they are applied at once, in order."""
+    order_id = uuid.uuid4()
+    events = pipeline(order_id)
+    assert [await feed(db, e) for e in (events[2], events[1])] == ["deferred", "deferred"]
+    change = parse_status_change(events[0])
+    applied = await apply_in_turn(db, orders, events[0], change, handlers.in_turn(events[0], change), service=SERVICE)
+    assert applied is not None and applied.parked == 2  # the delivery stops here: they wait for a redelivery
+    assert (await projection(db, order_id))[0].seq == 1
+    assert await feed(db, events[0]) == "duplicate"  # ... which applies them
+    row, history = await projection(db, order_id)
+    assert (row.status, row.seq) == ("SUBMITTED", 3) and [h.seq for h in history] == [1, 2, 3]
+    assert await pending(db, order_id) == 0
+    other = uuid.uuid4()  # the consumer itself applies them right after the creation
+    later = pipeline(other)
+    assert await feed(db, later[1]) == "deferred"
+    assert await feed(db, later[0]) == "ok"
+    assert (await projection(db, other))[0].seq == 2 and await pending(db, other) == 0
+
+
+async def test_the_first_event_delivered_twice_at_once_creates_one_order(db: Database) -> None:
+    """Two deliveries of the same INITIATED event race: the order's lock makes one wait, and what the first
+    committed meanwhile (the row, the inbox row) stops the second from writing anything."""
+    for _ in range(5):
+        order_id = uuid.uuid4()
+        first = pipeline(order_id)[0]
+        outcomes = await asyncio.gather(feed(db, first), feed(db, first))
+        assert sorted(outcomes) == ["duplicate", "ok"]
+        row, history = await projection(db, order_id)
+        assert row.seq == 1 and len(history) == 1
+
+
+async def test_a_first_event_for_a_known_order_writes_nothing(db: Database) -> None:
+    """An INITIATED event with a new id for an order the service already has (a replay): the statement
+    finds the row and writes nothing; the general path calls it stale."""
+    order_id = uuid.uuid4()
+    events = pipeline(order_id)
+    assert await feed(db, events[0]) == "ok"
+    replay = events[0].model_copy(update={"event_id": uuid.uuid4()})
+    change = parse_status_change(replay)
+    assert await apply_in_turn(db, orders, replay, change, handlers.in_turn(replay, change), service=SERVICE) is None
+    assert await feed(db, replay) == "stale"
+    assert len((await projection(db, order_id))[1]) == 1

@@ -18,7 +18,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope, StatusChanged, status_envelope
 from alexandrite.contracts.order_status import OrderStatus
@@ -32,6 +32,7 @@ from alexandrite.mes import domain, repository
 from alexandrite.mes.consumers import CANNOT_APPLY, handle_event
 from alexandrite.mes.domain import PRODUCERS, SERVICE
 from alexandrite.mes.handlers import apply_event
+from alexandrite.mes.partitions import month_start, partition_name
 from alexandrite.mes.pricing import jobs as job_steps
 from alexandrite.mes.progress import QueueEstimate
 from alexandrite.mes.tables import inbox, order_history, pricing_jobs, production_orders
@@ -443,6 +444,35 @@ async def test_a_submission_in_its_turn_is_two_round_trips(settings: Settings) -
         # delivered again: the inbox has it, nothing more is written
         assert await feed(database, confirmed) == "duplicate"
         assert len(await jobs(database, order_id)) == 1 and len(await outbox_rows(database, order_id)) == 2
+    finally:
+        await database.dispose()
+
+
+async def test_a_new_order_is_one_round_trip_into_its_month(settings: Settings) -> None:
+    """The INITIATED event writes the production order (into the partition of its creation month), its
+    history line and the inbox mark in ONE statement; a redelivery writes nothing."""
+    database = Database(settings.database_url("mes"), pool_size=1)
+    try:
+        for env in shop_events(uuid.uuid4())[:1]:  # the connection learns the statement's types (asyncpg, once)
+            await feed(database, env)
+        queries: list[str] = []
+        async with (await database.raw()).acquire() as conn:
+            conn.add_query_logger(lambda logged: queries.append(logged.query))
+        order_id, t0 = uuid.uuid4(), datetime.now(UTC)
+        initiated = shop_events(order_id, t0=t0)[0]
+        assert await feed(database, initiated) == "ok"
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert len(queries) == 1 and 'INSERT INTO "production_orders"' in queries[0], queries
+        row = await order_row(database, order_id)
+        assert (row.status, row.seq, row.created_at, row.owner_kind) == ("INITIATED", 1, t0, "customer")
+        async with database.sessions() as session:
+            where = (await session.execute(text(
+                "SELECT tableoid::regclass::text FROM production_orders WHERE id = :id"), {"id": order_id})).scalar_one()
+        assert where == partition_name(month_start(t0))
+        assert [(h.seq, h.status) for h in await history(database, order_id)] == [(1, "INITIATED")]
+        assert await feed(database, initiated) == "duplicate"
+        assert len(await history(database, order_id)) == 1
     finally:
         await database.dispose()
 

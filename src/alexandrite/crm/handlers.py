@@ -212,8 +212,10 @@ async def carrier_event(db: Database, tracking_number: str, event: str, occurred
 # --- events from the other services --------------------------------------------------------------
 
 def in_turn(_: Envelope, change: StatusChanged) -> InTurn:
-    """An event in its turn as one statement: the projection's columns (orders/in_turn.py)."""
-    return InTurn(history=order_history, values=projection_values(change))
+    """An event in its turn as one statement: the projection's columns (orders/in_turn.py), or a new
+    order's for its first event."""
+    values = creation_values(change) if change.status is S.INITIATED else projection_values(change)
+    return InTurn(history=order_history, values=values)
 
 
 async def apply_event(uow: UnitOfWork, envelope: Envelope, change: StatusChanged) -> None:

@@ -43,15 +43,18 @@ def _emit(uow: UnitOfWork, order_id: uuid.UUID, transition: Transition, change: 
 # --- events from the other services --------------------------------------------------------------
 
 def in_turn(db: Database, estimate: progress.QueueEstimate) -> InTurnOf:
-    """How an event in its turn is one statement (orders/in_turn.py): a SUBMITTED event also queues the
-    pricing job and moves the order on to PRICE_CALCULATING (:func:`queued_in_turn`, after reading the
-    queue's figures); a CANCELLED one cancels the order's jobs, which only the general path does."""
+    """How an event in its turn is one statement (orders/in_turn.py): a new order's first event writes its
+    row; a SUBMITTED event also queues the pricing job and moves the order on to PRICE_CALCULATING
+    (:func:`queued_in_turn`, after reading the queue's figures); a CANCELLED one cancels the order's jobs,
+    which only the general path does."""
 
     def _write(envelope: Envelope, change: StatusChanged) -> InTurn | None | Awaitable[InTurn | None]:
         if change.status is S.SUBMITTED:
             return queued_in_turn(db, envelope, change, estimate)
         if change.status is S.CANCELLED:
             return None
+        if change.status is S.INITIATED:
+            return InTurn(history=order_history, values=creation_values(change))
         return InTurn(history=order_history, values=projection_values(change))
 
     return _write

@@ -109,9 +109,12 @@ async def consume_order_event(
     envelope = parse_order_event(delivery, producers)
     if in_turn is not None:
         change = parse_status_change(envelope)
-        write = in_turn(envelope, change)
-        if inspect.isawaitable(write):
-            write = await write
+        try:
+            write = in_turn(envelope, change)
+            if inspect.isawaitable(write):
+                write = await write
+        except cannot_apply:  # the general path refuses the event and says why
+            write = None
         if write is not None:
             applied = await apply_in_turn(db, orders, envelope, change, write, service=service)
             if applied is not None:

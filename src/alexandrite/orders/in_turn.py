@@ -28,8 +28,9 @@ from sqlalchemy import Table
 
 from alexandrite.contracts.events import Envelope, StatusChanged, utcnow
 from alexandrite.contracts.order_status import IllegalTransition, OrderStatus, check_transition, owner_of
+from alexandrite.kit import metrics
 from alexandrite.kit.db import Database, StatementUnitOfWork, notify_after_commit
-from alexandrite.orders.records import Transition, bound_values, observe_transition
+from alexandrite.orders.records import Transition, bound_values, observe_transition, sql_type
 
 # Parameters of the statement: $1 lock key, $2 order id, $3 status, $4 seq, $5 at, $6 updated_at,
 # $7 status left, $8 event id, $9 by, $10 event type, $11 envelope; with a next move (:class:`MovesOn`) its
@@ -102,6 +103,42 @@ SELECT (SELECT count(*) FROM w) AS written, (SELECT inbox_parked(id, $8::uuid) F
 """
 
 
+@functools.lru_cache(maxsize=256)
+def creation_sql(orders: str, history: str, columns: tuple[tuple[str, str], ...]) -> str:
+    """An order's first event in one statement: the order's advisory lock, its new row, its history line and
+    the event's inbox row (marked applied), written only when neither the order nor the event is known
+    (a row or an inbox row committed while the statement waited for the lock is caught by ON CONFLICT).
+
+    $1 lock key, $2 order id, $3 status, $4 seq, $5 at, $6 event id, $7 by, $8 event type, $9 envelope,
+    then ``columns`` ((name, SQL type) pairs: a SELECT does not take its parameters' types from the
+    columns it fills, as VALUES does, so each is cast)."""
+    names = "".join(f', "{name}"' for name, _ in columns)
+    params = "".join(f", ${10 + i}::{kind}" for i, (_, kind) in enumerate(columns))
+    return f"""WITH locked AS MATERIALIZED (SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0)) AS l),
+w AS (
+    INSERT INTO "{orders}" (id, status, seq, status_since, updated_at{names})
+    SELECT $2::uuid, $3::text, $4::int, $5::timestamptz, $5::timestamptz{params} FROM locked
+     WHERE NOT EXISTS (SELECT 1 FROM "{orders}" WHERE id = $2::uuid)
+       AND NOT EXISTS (SELECT 1 FROM inbox WHERE event_id = $6::uuid)
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), h AS (
+    INSERT INTO "{history}" (order_id, seq, status, previous_status, at, by)
+    SELECT id, $4::int, $3::text, NULL, $5::timestamptz, $7::text FROM w
+), i AS (
+    INSERT INTO inbox (event_id, order_id, seq, type, envelope, applied_at, outcome)
+    SELECT $6::uuid, id, $4::int, $8::text, $9::jsonb, now(), 'applied' FROM w
+    ON CONFLICT (event_id) DO NOTHING
+)
+SELECT (SELECT count(*) FROM w) AS written, (SELECT inbox_parked(id, $6::uuid) FROM w) AS parked
+"""
+
+
+def is_creation(envelope: Envelope, change: StatusChanged) -> bool:
+    """The order's first event, which the one creation statement may apply."""
+    return change.status is OrderStatus.INITIATED and change.previous_status is None and envelope.seq == 1
+
+
 def may_apply_in_turn(envelope: Envelope, change: StatusChanged) -> OrderStatus | None:
     """The status the event left, when the one statement may apply it: not a creation, the producer owned
     that status and may make the move. None: the general path decides (and says why not)."""
@@ -126,6 +163,8 @@ class Applied:
 async def apply_in_turn(db: Database, orders: Table, envelope: Envelope, change: StatusChanged, write: InTurn,
                         *, service: str) -> Applied | None:
     """Apply the event in one statement; None when it wrote nothing (take the general path)."""
+    if is_creation(envelope, change):
+        return await _create_in_turn(db, orders, envelope, change, write, service=service)
     previous = may_apply_in_turn(envelope, change)
     if previous is None:
         return None
@@ -155,3 +194,25 @@ async def apply_in_turn(db: Database, orders: Table, envelope: Envelope, change:
         observe_transition(service, target, then.status, then.at, at, row["created_at"])
     return Applied(Transition(envelope.order_id, previous, target, envelope.seq, at, change.actor),
                    int(row["parked"]))
+
+
+async def _create_in_turn(db: Database, orders: Table, envelope: Envelope, change: StatusChanged, write: InTurn,
+                          *, service: str) -> Applied | None:
+    """The order's first event in one statement (:func:`creation_sql`); None when it wrote nothing. A write
+    with more than the order's columns (a tail, a next move, after-commit work) takes the general path."""
+    if write.tail or write.returning or write.selected or write.moves_on is not None or write.after_commit:
+        return None
+    uow = StatementUnitOfWork(db)
+    target, at = change.status, change.at
+    notify_after_commit(uow, None, target.value, envelope.order_id, envelope.seq)
+    columns = {"created_at": at, **write.values}
+    kinds = tuple((name, sql_type(db, orders, name)) for name in columns)
+    row = await uow.commit(
+        creation_sql(orders.name, write.history.name, kinds), str(envelope.order_id), envelope.order_id,
+        target.value, envelope.seq, at, envelope.event_id, change.actor, envelope.type,
+        envelope.model_dump(mode="json"), *bound_values(db, orders, columns, raw_pool=True),
+        applied=lambda found: bool(found["written"]))
+    if not row["written"]:
+        return None
+    metrics.ORDER_TRANSITIONS.labels(service, target.value).inc()
+    return Applied(Transition(envelope.order_id, None, target, envelope.seq, at, change.actor), int(row["parked"]))

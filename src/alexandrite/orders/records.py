@@ -145,6 +145,18 @@ def _creation_sql(orders: str, history: str, columns: tuple[str, ...]) -> str:
 """ + _mark_tail("$6", "$1"))
 
 
+def sql_type(db: Database, table: Table, name: str) -> str:
+    """A column's type as PostgreSQL spells it (for casting a parameter to it)."""
+    if name not in table.c:
+        raise RuntimeError(f"{table.name} has no column {name!r}")
+    return _compiled_type(db.engine.dialect, table, name)
+
+
+@functools.lru_cache(maxsize=512)
+def _compiled_type(dialect: Any, table: Table, name: str) -> str:
+    return str(table.c[name].type.compile(dialect=dialect))
+
+
 def bound_values(db: Database, table: Table, values: dict[str, Any], *, raw_pool: bool = False) -> list[Any]:
     """``values`` as SQLAlchemy would send them for ``table``'s columns (e.g. JSON as text). ``raw_pool``:
     for :meth:`Database.raw`, whose codec encodes JSON columns itself: those stay Python values (None is
