@@ -223,13 +223,20 @@ def run(args: argparse.Namespace) -> int:
                 auth = asyncio.run(_token())
                 batches: dict[tuple[str, int], list[str]] = {}
                 began = time.perf_counter()
+                apis = ["shop", "crm", "mes"]
+                cpu_before, servers_before = cpu_of(platform, apis), support.server_cpu_seconds()
                 for kind in kinds:
                     ids = asyncio.run(prepare(shop, auth, models[kind], args.orders * len(worker_counts)))
                     for index, workers in enumerate(worker_counts):
                         batches[(kind, workers)] = ids[index * args.orders:(index + 1) * args.orders]
                 asyncio.run(wait_known(platform.settings, [i for b in batches.values() for i in b]))
-                print(f"# prepared {sum(len(b) for b in batches.values())} uploaded orders in "
-                      f"{time.perf_counter() - began:.0f} s", flush=True)
+                prepared = sum(len(b) for b in batches.values())
+                cpu_after, servers_after = cpu_of(platform, apis), support.server_cpu_seconds()
+                print(f"# prepared {prepared} uploaded orders in {time.perf_counter() - began:.0f} s; create + "
+                      "upload, cpu ms per order until crm and mes know them: "
+                      + ", ".join(f"{n} {(cpu_after[n] - cpu_before[n]) * 1000 / prepared:.1f}" for n in apis)
+                      + "; servers " + ", ".join(f"{n} {(servers_after[n] - servers_before[n]) * 1000 / prepared:.1f}"
+                                                 for n in servers_after), flush=True)
                 for kind in kinds:
                     base_rate = None
                     for workers in worker_counts:
