@@ -29,6 +29,7 @@ class LocalStorage:
     def __init__(self, root: Path, breaker: CircuitBreaker | None = None) -> None:
         self.root = Path(root)
         self.breaker = breaker
+        self._resolved: str | None = None  # the root with its symbolic links resolved, once
 
     async def _guarded(self, work: Callable[[], T]) -> T:
         if self.breaker is None:
@@ -44,20 +45,34 @@ class LocalStorage:
             raise StorageUnavailable(repr(error)) from error
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents:
+        """The file of ``key`` under the root. ``..`` and absolute keys are refused by looking at the path
+        alone (the root's own links are resolved once, not every component per call); keys are ours
+        (content digests), and links inside the storage folder are not followed out of it by this check."""
+        if self._resolved is None:
+            self._resolved = os.path.realpath(self.root)
+        root = self._resolved
+        path = os.path.normpath(os.path.join(root, key))
+        if not path.startswith(root + os.sep):
             raise ValueError(f"storage key escapes the storage root: {key!r}")
-        return path
+        return Path(path)
 
     @staticmethod
     def model_key(data: bytes, extension: str) -> tuple[str, str]:
         digest = hashlib.sha256(data).hexdigest()
-        return f"models/{digest[:2]}/{digest}.{extension}", digest
+        return LocalStorage.key_for(digest, extension), digest
+
+    @staticmethod
+    def key_for(digest: str, extension: str) -> str:
+        """The key of a file whose SHA-256 (hex) is ``digest``: content-addressed."""
+        return f"models/{digest[:2]}/{digest}.{extension}"
 
     def _write(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        if path.exists() and path.stat().st_size == len(data):
-            return  # content-addressed: already stored
+        try:
+            if path.stat().st_size == len(data):
+                return  # content-addressed: already stored
+        except FileNotFoundError:
+            pass
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
         try:

@@ -180,7 +180,7 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
                 facts = await _inspect(data, filename, settings)
     except ModelFormatError as error:
         raise ApiError(422, error.code, error.message) from error
-    key, _ = LocalStorage.model_key(data, MODEL_EXTENSIONS.get(facts["format"], "bin"))
+    key = LocalStorage.key_for(facts["sha256"], MODEL_EXTENSIONS.get(facts["format"], "bin"))  # hashed once
     await storage.put(key, data)  # content-addressed: a later failure leaves no half-state
     model = ModelRef(key=key, filename=(filename or "")[:255] or None, **facts_for_ref(facts))
     model_json = {**model.model_dump(mode="json"),
