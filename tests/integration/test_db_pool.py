@@ -31,6 +31,31 @@ async def test_a_connection_killed_while_idle_is_replaced(settings: Settings) ->
         await admin.dispose()
 
 
+async def test_the_idle_ping_is_one_round_trip(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection taken after a second idle is pinged with one empty query on the driver, not with the
+    adapter's ping (BEGIN, the query, ROLLBACK: three round trips); one taken again at once is not pinged."""
+    db = Database(settings.database_url("mes"), pool_size=1)
+    adapter_pings: list[object] = []
+    monkeypatch.setattr(db.engine.sync_engine.dialect, "do_ping", adapter_pings.append)
+    try:
+        async with db.read_sessions() as session:
+            conn = (await (await session.connection()).get_raw_connection()).driver_connection
+            await session.execute(text("SELECT 1"))
+        queries: list[str] = []
+        conn.add_query_logger(lambda logged: queries.append(logged.query.strip()))
+        await asyncio.sleep(kit_db.PING_AFTER_IDLE_SECONDS + 0.2)
+        async with db.read_sessions() as session:
+            await session.execute(text("SELECT 2"))
+        async with db.read_sessions() as session:
+            await session.execute(text("SELECT 3"))
+        for _ in range(5):  # asyncpg calls its query loggers soon after each query, not during it
+            await asyncio.sleep(0)
+        assert queries == [";"], queries  # the sessions' own statements are prepared ones, which are not logged
+        assert adapter_pings == []
+    finally:
+        await db.dispose()
+
+
 async def test_a_transaction_left_idle_is_ended_by_the_server_and_its_locks_released(settings: Settings) -> None:
     """A unit whose task stalls inside its transaction (holding an order's advisory lock) does not block that
     order for good: the server ends the session after the idle limit and the next claim of the lock gets it."""

@@ -16,6 +16,7 @@ import structlog
 from sqlalchemy import Select, event, exc, func, insert, select
 from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.util import await_only
 
 from alexandrite.contracts.events import EVENTS_EXCHANGE, Envelope
 from alexandrite.kit.messaging.tables import OUTBOX, OUTBOX_CHANNEL
@@ -108,8 +109,12 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
         idle_since = record.info.get("idle_since")
         if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
             return
+        driver = getattr(dbapi_connection, "_connection", None)
         try:
-            dialect.do_ping(dbapi_connection)
+            if isinstance(driver, asyncpg.Connection):  # one round trip: the adapter's ping is BEGIN, ;, ROLLBACK
+                await_only(driver.fetchrow(";"))
+            else:
+                dialect.do_ping(dbapi_connection)
         except Exception as error:
             raise exc.DisconnectionError("connection failed the idle ping") from error
 
