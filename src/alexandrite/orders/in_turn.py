@@ -14,6 +14,10 @@ the two serialise per order in the same way; a row changed while it waited is re
 on its latest version. A successor *parked* while it waited was committed after the statement's
 snapshot: it is counted by ``inbox_parked()``, a VOLATILE function whose query takes a snapshot of its own
 once the row is locked. A non-zero count makes the consumer apply the parked events in a unit of its own.
+
+An order's first event (INITIATED, seq 1) is one statement too (:func:`creation_sql`): the row is inserted
+only when neither the order nor the event is known, and a row or inbox row committed while it waited for the
+lock is caught by ``ON CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
