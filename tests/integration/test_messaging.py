@@ -239,6 +239,31 @@ async def test_held_acks_leave_together_and_every_message_is_acked(settings: Set
     assert queue.declaration_result.message_count == 0  # every ack reached the broker before the close
 
 
+async def test_a_consumer_holds_more_deliveries_than_it_runs_handlers(settings: Settings, channel) -> None:
+    """Deliveries waiting for a handler's place (or for their held ack to leave) keep a prefetch slot, not
+    a handler's place: eight in hand at once, never more than two handled at once, every one acked."""
+    name = f"test.{uuid.uuid4().hex[:8]}"
+    await declare_consumer_queue(channel, name, settings.broker.retry_delays_ms)
+    seen: list[str] = []
+    most = {"running": 0, "in_hand": 0}
+
+    async def handler(delivery: Delivery) -> str:
+        most["running"] = max(most["running"], consumer.running)
+        most["in_hand"] = max(most["in_hand"], consumer.in_flight)
+        await asyncio.sleep(0.01)
+        seen.append(delivery.message_id or "")
+        return "ok"
+
+    for i in range(8):
+        await publish(channel, name, b"{}", f"slot-{i}")
+    consumer = Consumer(settings.broker.url, name, handler, prefetch=8, concurrency=2, ack_hold_seconds=0.05)
+    await run_consumer(consumer, lambda: len(seen) == 8)
+    assert sorted(seen) == sorted(f"slot-{i}" for i in range(8))
+    assert most == {"running": 2, "in_hand": 8} and consumer.running == 0
+    queue = await channel.declare_queue(name, passive=True)
+    assert queue.declaration_result.message_count == 0  # every held ack left before the close
+
+
 async def test_poison_message_goes_to_dlq_and_replays(settings: Settings, channel) -> None:
     name = f"test.{uuid.uuid4().hex[:8]}"
     await declare_consumer_queue(channel, name, settings.broker.retry_delays_ms)

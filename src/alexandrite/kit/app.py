@@ -96,9 +96,11 @@ def create_service_app(
             tasks.append(asyncio.create_task(relay.run(stop), name=f"{service}-relay"))
         if settings.broker.run_consumer and event_handler is not None:
             consumer = Consumer(settings.broker.url, events_queue(service), event_handler(app),
-                                # No more events in hand than the pool has connections: past that, every
-                                # event would open (and close) an overflow connection of its own.
-                                prefetch=min(settings.broker.consumer_prefetch, settings.db.pool_size),
+                                # No more handlers at once than the pool has connections: past that, every
+                                # event would open (and close) an overflow connection of its own. More events
+                                # in hand than that: an event whose ack is held keeps only its prefetch slot.
+                                prefetch=max(settings.broker.consumer_prefetch, settings.db.pool_size),
+                                concurrency=settings.db.pool_size,
                                 retry_delays_ms=settings.broker.retry_delays_ms,
                                 ack_hold_seconds=settings.broker.consumer_ack_hold_ms / 1000)
             app.state.consumer = consumer

@@ -59,16 +59,24 @@ class Consumer:
         prefetch: int = 20,
         retry_delays_ms: tuple[int, ...] = (500, 2_000, 10_000),
         ack_hold_seconds: float = 0.0,
+        concurrency: int | None = None,
     ) -> None:
         """``ack_hold_seconds``: how long the connection's writes (the acks) may wait to leave together
-        (kit/messaging/coalesced_writes.py); 0 for a consumer whose next delivery waits for the ack."""
+        (kit/messaging/coalesced_writes.py); 0 for a consumer whose next delivery waits for the ack.
+
+        ``concurrency``: how many handlers run at once (None: as many as the prefetch lets in). A delivery
+        whose ack is held, or that waits for its turn, keeps a prefetch slot but not a handler's place (nor
+        the database connection a handler uses), so with held acks the prefetch should exceed it."""
         self.amqp_url = amqp_url
         self.queue = queue
         self.handler = handler
         self.prefetch = prefetch
         self.retry_delays_ms = retry_delays_ms
         self.ack_hold_seconds = ack_hold_seconds
+        self.concurrency = concurrency
+        self._handlers = asyncio.Semaphore(concurrency) if concurrency else None
         self.in_flight = 0
+        self.running = 0  # handlers running now (at most ``concurrency``)
         self.ready = asyncio.Event()
 
     async def _forward(self, channel: aio_pika.abc.AbstractChannel, message: AbstractIncomingMessage,
@@ -119,7 +127,7 @@ class Consumer:
             timestamp=message.timestamp.timestamp() if message.timestamp else None,
         )
         try:
-            outcome = await self.handler(delivery) or "ok"
+            outcome = await self._handle(delivery)
         except PermanentError as error:
             metrics.MESSAGE_FAILURES.labels(self.queue, kind).inc()
             await self._dead_letter(channel, message, headers, kind, error)
@@ -151,6 +159,16 @@ class Consumer:
             metrics.MESSAGES_PROCESSED.labels(self.queue, kind, outcome).inc()
         finally:
             metrics.MESSAGE_DURATION.labels(self.queue, kind).observe(time.perf_counter() - started)
+
+    async def _handle(self, delivery: Delivery) -> str:
+        if self._handlers is None:
+            return await self.handler(delivery) or "ok"
+        async with self._handlers:
+            self.running += 1
+            try:
+                return await self.handler(delivery) or "ok"
+            finally:
+                self.running -= 1
 
     async def _dead_letter(self, channel: aio_pika.abc.AbstractChannel, message: AbstractIncomingMessage,
                            headers: dict[str, Any], kind: str, error: BaseException) -> None:
