@@ -4,7 +4,8 @@ The app runs in-process against real PostgreSQL through a counting proxy of the 
 (``bench/pgwire.py``): every Sync / simple Query a client sends is one round trip, whatever library
 sent it. Background loops are off so that only the request's own statements pass; the pool has one
 connection, warmed by a first request of each kind, so prepared statements are in place as in steady
-state. Create is one round trip, upload and submit two, GET one; and the order still gets its history,
+state. Create is one round trip, upload and submit one each after this process's own previous write (two
+otherwise, and a hint gone stale costs a failed write and a read), GET one; and the order still gets its history,
 its outbox events, its webhook deliveries, idempotent replays, owner isolation and one winner among
 concurrent submits.
 """
@@ -29,6 +30,7 @@ from alexandrite.models3d.writers import to_binary_stl
 from alexandrite.shop.app import create_app
 from alexandrite.shop.handlers import create_partner
 from alexandrite.shop.partner_keys import PartnerKeys
+from alexandrite.shop.recent_rows import recent_rows
 from alexandrite.shop.schemas import OrderOut
 from alexandrite.shop.webhooks import register
 from bench.pgwire import CountingProxy, Counts
@@ -131,11 +133,64 @@ async def test_round_trips_per_request_on_the_wire(shop: Shop, settings: Setting
         assert [r.status_code for r, _ in measured.values()] == [201, 200, 202, 200]
         trips = {name: counts.round_trips for name, (_, counts) in measured.items()}
         assert trips["create"] == 1, measured["create"][1]
-        assert trips["upload"] <= 2 and trips["submit"] <= 2, trips
+        assert trips["upload"] == 1 and trips["submit"] == 1, trips  # the row just written, as a hint
         assert trips["get"] == 1, measured["get"][1]
         for name, (_, counts) in measured.items():
             assert counts.transactions == 0, (name, counts.units)  # no BEGIN: each write is one statement
             assert counts.parses == 0, (name, counts.statements)  # prepared once, reused
+
+
+async def test_upload_and_submit_read_the_order_when_this_process_did_not_just_write_it(
+        shop: Shop, settings: Settings, sql: asyncpg.Connection) -> None:
+    key, _, db = await new_partner(settings, webhook=False)
+    await db.dispose()
+    auth, client, rows = {"X-API-Key": key}, shop.client, recent_rows(shop.app.state.db)
+    order_id = (await client.post("/api/v1/orders", json=BODY, headers=auth)).json()["id"]
+    assert rows.take(uuid.UUID(order_id), None) is not None  # as if another process had created it
+    upload, upload_counts = await shop.counted(lambda: client.put(
+        f"/api/v1/orders/{order_id}/model", headers=auth, files={"file": ("ring.stl", RING, "model/stl")}))
+    assert rows.take(uuid.UUID(order_id), None) is not None
+    submit, submit_counts = await shop.counted(lambda: client.post(f"/api/v1/orders/{order_id}/submit",
+                                                                   headers=auth))
+    assert (upload.status_code, submit.status_code) == (200, 202)
+    assert (upload_counts.round_trips, submit_counts.round_trips) == (2, 2)
+    assert submit.json() == (await client.get(f"/api/v1/orders/{order_id}", headers=auth)).json()
+
+
+async def _cancel_elsewhere(sql: asyncpg.Connection, order_id: uuid.UUID) -> None:
+    """The order cancelled by another process: its row moves on (seq + 1) behind this one's hint."""
+    await sql.execute("""
+        WITH o AS (UPDATE orders SET status = 'CANCELLED', seq = seq + 1, status_since = now(), updated_at = now()
+                    WHERE id = $1 RETURNING id, seq)
+        INSERT INTO order_history (order_id, seq, status, previous_status, at, by)
+        SELECT id, seq, 'CANCELLED', NULL, now(), 'customer:elsewhere' FROM o""", order_id)
+
+
+async def test_a_stale_hint_writes_nothing_and_the_decision_is_made_on_a_fresh_read(
+        shop: Shop, settings: Settings, sql: asyncpg.Connection) -> None:
+    key, _, db = await new_partner(settings, webhook=False)
+    await db.dispose()
+    auth, client = {"X-API-Key": key}, shop.client
+    # Created here (its row remembered), then cancelled elsewhere: the upload is refused, nothing attached.
+    created = (await client.post("/api/v1/orders", json=BODY, headers=auth)).json()["id"]
+    await _cancel_elsewhere(sql, uuid.UUID(created))
+    refused, counts = await shop.counted(lambda: client.put(
+        f"/api/v1/orders/{created}/model", headers=auth, files={"file": ("ring.stl", RING, "model/stl")}))
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "illegal_transition", refused.text
+    assert counts.round_trips == 2  # the write that matched no row, then the fresh read that decides
+    assert await sql.fetchval("SELECT model FROM orders WHERE id = $1", uuid.UUID(created)) is None
+    # Uploaded here, then cancelled elsewhere: the submit is refused, no SUBMITTED event or history line.
+    uploaded = (await client.post("/api/v1/orders", json=BODY, headers=auth)).json()["id"]
+    assert (await client.put(f"/api/v1/orders/{uploaded}/model", headers=auth,
+                             files={"file": ("ring.stl", RING, "model/stl")})).status_code == 200
+    await _cancel_elsewhere(sql, uuid.UUID(uploaded))
+    refused = await client.post(f"/api/v1/orders/{uploaded}/submit", headers=auth)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "illegal_transition", refused.text
+    assert await sql.fetchval("SELECT count(*) FROM outbox WHERE order_id = $1 AND routing_key = $2",
+                              uuid.UUID(uploaded), "shop.order.submitted") == 0
+    assert [r["status"] for r in await sql.fetch(
+        "SELECT status FROM order_history WHERE order_id = $1 ORDER BY seq", uuid.UUID(uploaded))] == [
+        "INITIATED", "FILE_UPLOADED", "CANCELLED"]
 
 
 async def test_each_write_keeps_history_outbox_deliveries_and_its_answer(

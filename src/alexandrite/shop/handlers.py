@@ -33,6 +33,7 @@ from alexandrite.orders.in_turn import TAIL_FIRST, InTurn
 from alexandrite.orders.records import ensure_may_cancel, order_in_transit, record_transition
 from alexandrite.shop import order_reads, order_writes, repository, webhooks
 from alexandrite.shop.domain import LookalikeEmail, Owner, normalise_email
+from alexandrite.shop.recent_rows import recent_rows
 from alexandrite.shop.tables import customers, order_history, orders, partners
 from alexandrite.shop.uploads import MODEL_EXTENSIONS, ParseSlots, facts_for_ref, inspect_model, parse_inline
 
@@ -166,7 +167,10 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
                        slots: ParseSlots | None = None) -> dict[str, Any]:
     """Check, parse and store the model, then attach it (one statement); returns the order's view."""
     owner = Owner.of(principal)
-    row = await order_reads.fetch_order(db, order_id, owner)
+    # The row this process created a moment ago, as a hint for the write (which checks it); else a read.
+    row = recent_rows(db).take(order_id, owner)
+    if row is None or row["status"] != S.INITIATED.value:
+        row = await order_reads.fetch_order(db, order_id, owner)
     if row is None:
         raise not_found()
     if S(row["status"]) not in UPLOADABLE:

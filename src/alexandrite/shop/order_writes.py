@@ -8,8 +8,9 @@ row, all in the statement's single transaction, and the answer is built from wha
 instead of being read back.
 
 - create: 1 round trip (a replayed ``Idempotency-Key``: 2, the second reads the first order);
-- submit: 2 (read the order, then ``UPDATE ... WHERE id AND seq AND status`` with the rest);
-- upload: 2 (read the order; parse and store the file; the statement);
+- submit: 2 (read the order, then ``UPDATE ... WHERE id AND seq AND status`` with the rest); 1 when this
+  process wrote the order a moment ago (its row, remembered as a hint: :mod:`alexandrite.shop.recent_rows`);
+- upload: 2 (read the order; parse and store the file; the statement); 1 likewise;
 - a concurrent change between the read and the statement makes the statement match no row (the
   ``seq`` it expects is gone): nothing is written and the decision is made again on a fresh read.
 
@@ -32,6 +33,7 @@ from alexandrite.kit.security import Principal
 from alexandrite.orders.one_statement import OUTBOX_PARAMS, history_and_outbox, message_args, relay_wakeup
 from alexandrite.shop.domain import Owner, request_fingerprint
 from alexandrite.shop.order_reads import ORDER_SQL, fetch_order, owned, view_of
+from alexandrite.shop.recent_rows import recent_rows
 from alexandrite.shop.webhooks.deliveries import DISPATCHER_WAKEUP, delivery_cte
 
 SERVICE = "shop"
@@ -127,11 +129,14 @@ async def create_order(db: Database, principal: Principal, alloy: str, idempoten
         else:
             created = await uow.commit(CREATE_WITH_KEY_SQL, *args, idempotency_key, fingerprint)
         if created is not None:
-            return view_of({
-                "id": order_id, "status": S.INITIATED.value, "alloy": alloy, "created_at": now, "updated_at": now,
-                "status_since": now, "history": [(S.INITIATED.value, now, actor)], "progress": None, "quote": None,
-                "failure": None, "model": None, "tracking_number": None, "carrier": None, "delays": None,
-            }, now), True
+            row = {
+                "id": order_id, "owner_kind": owner.kind, "owner_id": owner_id, "status": S.INITIATED.value,
+                "seq": 1, "alloy": alloy, "created_at": now, "updated_at": now, "status_since": now,
+                "model": None, "quote": None, "failure": None, "progress": None, "tracking_number": None,
+                "carrier": None, "history": [(S.INITIATED.value, now, actor)], "delays": None,
+            }
+            recent_rows(db).remember(row)
+            return view_of(row, now), True
         first = await (await db.raw()).fetchrow(REPLAY_SQL, owner.kind, owner_id, idempotency_key)
         if first is None:
             continue  # the key's holder rolled back or its order is gone: claim the key again
@@ -177,8 +182,11 @@ async def _transition(db: Database, row: dict[str, Any], target: OrderStatus, ch
                             uuid.uuid4(), webhook_payload(order_id, seq, envelope.payload), *extra_args)
     if done is None:
         return None
-    return view_of({**row, **(values or {}), "status": target.value, "seq": seq, "updated_at": at,
-                    "status_since": at, "history": [*(row["history"] or ()), (target.value, at, change.actor)]}, at)
+    written = {**row, **(values or {}), "status": target.value, "seq": seq, "updated_at": at, "status_since": at,
+               "history": [*(row["history"] or ()), (target.value, at, change.actor)]}
+    if target is S.FILE_UPLOADED:  # submitting is the client's next step
+        recent_rows(db).remember(written)
+    return view_of(written, at)
 
 
 def _asked_to_confirm(row: dict[str, Any]) -> str | None:
@@ -197,8 +205,11 @@ async def submit(db: Database, principal: Principal, order_id: uuid.UUID,
     gives; any other refusal needs a corrected model.
     """
     owner = Owner.of(principal)
+    hint = recent_rows(db).take(order_id, owner)  # only for the plain write below; checked by its statement
     for _ in range(ATTEMPTS):
-        row = await fetch_order(db, order_id, owner)
+        row = hint if hint is not None and hint["status"] == S.FILE_UPLOADED.value else await fetch_order(
+            db, order_id, owner)
+        hint = None
         if row is None:
             raise not_found()
         status = S(row["status"])
