@@ -62,6 +62,8 @@ class BrokerSettings(Group):
     # through kit.messaging.connection, which tries them in turn and moves on when a node is lost.
     url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/", alias="amqp_url")
     pricing_queue_max_length: int = Field(default=10_000, alias="pricing_queue_max_length")
+    # Events an event consumer holds at once (at least the pool size); no more handlers run at once than the
+    # pool has connections, so deliveries beyond that (or whose acks are held) only keep a prefetch slot.
     consumer_prefetch: int = Field(default=20, alias="consumer_prefetch")
     # An event consumer's acks may wait this long to leave several to a socket write (0: each at once).
     consumer_ack_hold_ms: int = Field(default=20, ge=0, le=1000, alias="consumer_ack_hold_ms")
