@@ -374,3 +374,21 @@ def test_volume_dot_products_are_numpys_up_to_the_chunk_and_chunked_beyond() -> 
     assert geometry._dot(x[:n], y[:n]) == float(np.dot(x[:n], y[:n]))
     chunks = [float(np.dot(x[at:at + n], y[at:at + n])) for at in range(0, 25_000, n)]
     assert geometry._dot(x, y) == (chunks[0] + chunks[1]) + chunks[2]
+
+
+def test_the_reports_fields_are_read_as_asdict_would_give_them() -> None:
+    """The reports' dicts skip ``dataclasses.asdict``'s deep copy: the same as long as their fields hold plain
+    values (a nested dataclass would make them differ, and this test fail)."""
+    from dataclasses import asdict
+
+    from alexandrite.models3d.geometry import measure, plain_fields
+    from alexandrite.models3d.stones import Stone
+
+    tri = corpus.ring_with_stones(6, 2.5)[0]
+    facts, _ = measure(tri)
+    hole = find_hole(tri, 1)
+    assert hole is not None
+    stone = Stone(shell=2, shape="round", length_mm=2.5, width_mm=2.5, depth_mm=1.6, volume_mm3=4.1,
+                  centre_mm=(0.0, 9.1, 0.4))
+    for report in (facts, hole, stone):
+        assert plain_fields(report) == asdict(report)

@@ -10,7 +10,7 @@ bit-identical points unless given a tolerance. Everything is vectorised; sorting
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -47,10 +47,16 @@ class MeshFacts:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-safe dict (tuples become lists)."""
-        out = asdict(self)
+        out = plain_fields(self)
         for key in ("bbox_min", "bbox_max", "size_mm"):
             out[key] = list(out[key])
         return out
+
+
+def plain_fields(facts: Any) -> dict[str, Any]:
+    """A dataclass's fields by name, as ``dataclasses.asdict`` gives them for fields holding numbers, text
+    and tuples of numbers, without its deep copy of every value (it showed in the pricing profile)."""
+    return {f.name: getattr(facts, f.name) for f in fields(facts)}
 
 
 # --- vertex merge ----------------------------------------------------------------------------------

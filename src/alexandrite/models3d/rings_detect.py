@@ -18,13 +18,13 @@ the chart, which says so).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from alexandrite.models3d import ring_sizes
-from alexandrite.models3d.geometry import face_areas
+from alexandrite.models3d.geometry import face_areas, plain_fields
 
 __all__ = ["Hole", "find_hole", "ring_size"]
 
@@ -45,7 +45,7 @@ class Hole:
     width_mm: float
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = plain_fields(self)
         out["axis"], out["centre_mm"] = list(self.axis), list(self.centre_mm)
         return out
 

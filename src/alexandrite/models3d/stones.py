@@ -17,11 +17,13 @@ approximate outline name (round, oval, square, cushion, marquise or pear, rectan
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
+
+from alexandrite.models3d.geometry import plain_fields
 
 __all__ = ["Stone", "find_stones"]
 
@@ -44,7 +46,7 @@ class Stone:
     centre_mm: tuple[float, float, float]
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = plain_fields(self)
         out["centre_mm"] = list(self.centre_mm)
         return out
 
