@@ -63,3 +63,13 @@ def test_remembering_a_row_again_replaces_it_and_makes_it_newest() -> None:
     rows.remember(row_of(ALICE))
     assert rows.take(b["id"], ALICE) is None
     assert rows.take(a["id"], ALICE) is uploaded
+
+
+def test_a_row_in_another_status_than_the_write_starts_from_is_no_hint() -> None:
+    rows = RecentRows()
+    created = row_of(ALICE)
+    rows.remember(created)
+    assert rows.take(created["id"], ALICE, "FILE_UPLOADED") is None  # and it is gone
+    assert rows.take(created["id"], ALICE) is None
+    rows.remember(created)
+    assert rows.take(created["id"], ALICE, "INITIATED") is created

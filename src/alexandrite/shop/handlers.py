@@ -168,9 +168,8 @@ async def attach_model(db: Database, storage: LocalStorage, settings: Settings, 
     """Check, parse and store the model, then attach it (one statement); returns the order's view."""
     owner = Owner.of(principal)
     # The row this process created a moment ago, as a hint for the write (which checks it); else a read.
-    row = recent_rows(db).take(order_id, owner)
-    if row is None or row["status"] != S.INITIATED.value:
-        row = await order_reads.fetch_order(db, order_id, owner)
+    row = recent_rows(db).take(order_id, owner, S.INITIATED.value) or await order_reads.fetch_order(
+        db, order_id, owner)
     if row is None:
         raise not_found()
     if S(row["status"]) not in UPLOADABLE:

@@ -205,11 +205,10 @@ async def submit(db: Database, principal: Principal, order_id: uuid.UUID,
     gives; any other refusal needs a corrected model.
     """
     owner = Owner.of(principal)
-    hint = recent_rows(db).take(order_id, owner)  # only for the plain write below; checked by its statement
-    for _ in range(ATTEMPTS):
-        row = hint if hint is not None and hint["status"] == S.FILE_UPLOADED.value else await fetch_order(
-            db, order_id, owner)
-        hint = None
+    # A FILE_UPLOADED row this process just wrote, for the plain write below (its statement checks it).
+    hint = recent_rows(db).take(order_id, owner, S.FILE_UPLOADED.value)
+    for attempt in range(ATTEMPTS):
+        row = hint if hint is not None and attempt == 0 else await fetch_order(db, order_id, owner)
         if row is None:
             raise not_found()
         status = S(row["status"])

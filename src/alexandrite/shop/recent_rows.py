@@ -50,15 +50,16 @@ class RecentRows:
         while len(self._rows) > self.capacity:
             self._rows.popitem(last=False)
 
-    def take(self, order_id: uuid.UUID, owner: Owner | None) -> dict[str, Any] | None:
-        """The row remembered for the order, once, if it is fresh and ``owner`` may see it; else None."""
+    def take(self, order_id: uuid.UUID, owner: Owner | None, status: str | None = None) -> dict[str, Any] | None:
+        """The row remembered for the order, once, if it is fresh, ``owner`` may see it and (when given) it is
+        in ``status``, the one status the caller's write starts from; else None."""
         found = self._rows.pop(order_id, None)
         if found is None:
             return None
         at, row = found
         if self._clock() - at > self.ttl_seconds or not owned(row, owner):
             return None
-        return row
+        return row if status is None or row["status"] == status else None
 
 
 _BY_DATABASE: weakref.WeakKeyDictionary[Database, RecentRows] = weakref.WeakKeyDictionary()

@@ -73,7 +73,6 @@ class Consumer:
         self.prefetch = prefetch
         self.retry_delays_ms = retry_delays_ms
         self.ack_hold_seconds = ack_hold_seconds
-        self.concurrency = concurrency
         self._handlers = asyncio.Semaphore(concurrency) if concurrency else None
         self.in_flight = 0
         self.running = 0  # handlers running now (at most ``concurrency``)
