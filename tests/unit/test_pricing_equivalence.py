@@ -14,7 +14,7 @@ import pytest
 from alexandrite.mes.pricing.quote import price_model
 from alexandrite.models3d import geometry, rings_detect, walls
 from alexandrite.models3d.bvh import LEAF, build_tree, leaf_facing, segment_candidates
-from alexandrite.models3d.geometry import face_areas, face_normal_rows
+from alexandrite.models3d.geometry import distinct_points, face_areas, face_normal_rows, measure
 from alexandrite.models3d.rings import ring
 from alexandrite.models3d.rings_detect import find_hole
 from alexandrite.models3d.shapes import box, torus
@@ -146,7 +146,7 @@ ODD_SHAPES = {
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("reach", [0.3, 1.4, 6.0])
-def test_skipping_levels_finds_the_same_candidates(shape: str, reach: float) -> None:
+def test_skipping_levels_and_testing_boxes_above_the_leaves_finds_the_same_candidates(shape: str, reach: float) -> None:
     tri = SHAPES[shape]()
     _, origins, directions = rays(tri, 3)
     ray, triangle = segment_candidates(build_tree(tri), origins, directions, reach)
@@ -212,11 +212,12 @@ def test_skipping_front_faces_changes_no_wall(shape: str, reach: float) -> None:
 
 
 def test_a_leaf_with_faces_turned_opposite_ways_is_never_skipped() -> None:
-    strip = np.array([[[x, 0.0, 0.0], [x + 1.0, 0.0, 0.0], [x, 1.0, 0.0]] for x in range(8)], dtype=np.float64)
+    strip = np.array([[[x, 0.0, 0.0], [x + 1.0, 0.0, 0.0], [x, 1.0, 0.0]] for x in range(LEAF)],
+                     dtype=np.float64)
     flat = leaf_facing(build_tree(strip), normal_rows(strip))  # one leaf, every normal +z
     assert flat.axis[:, 0].tolist() == [0.0, 0.0, 1.0]
     assert -1e-8 < flat.limit[0] < 0.0  # a ray going down (-z) skips it, one a hair off horizontal does not
-    strip[3] = strip[3][::-1]  # one face turned over
+    strip[-1] = strip[-1][::-1]  # one face turned over
     assert leaf_facing(build_tree(strip), normal_rows(strip)).limit.tolist() == [-2.0]
 
 
@@ -309,6 +310,34 @@ def test_the_hole_is_the_one_the_full_sort_finds(model: str) -> None:
     assert (None if hole is None else hole.as_dict()) == sorted_hole(tri, 1)
     if model != "stones":  # the stones sit in the hole's way along no axis but their own
         assert hole is not None
+
+
+@pytest.mark.parametrize("model", sorted(HOLE_MODELS))
+def test_the_hole_fitted_to_the_distinct_corners_is_the_one_every_corner_gives(model: str) -> None:
+    tri = np.ascontiguousarray(HOLE_MODELS[model](), dtype=np.float64)
+    merge = measure(tri)[1]
+    points = distinct_points(tri.reshape(-1, 3), merge)
+    if model == "noise":  # the merge joined corners a few ulps apart: every corner is fitted
+        assert points is None
+    else:
+        assert points is not None and len(points) < len(tri)
+    hole, fitted = find_hole(tri, 1), find_hole(tri, 1, merge)
+    assert (None if hole is None else hole.as_dict()) == (None if fitted is None else fitted.as_dict())
+
+
+def test_distinct_points_are_each_corner_once_in_the_order_they_first_occur() -> None:
+    tri = np.ascontiguousarray(ring(segments=24, profile_segments=6), dtype=np.float64)
+    corners = tri.reshape(-1, 3)
+    rows = corners.view(np.dtype((np.void, 24))).ravel()  # a row's bytes: equal exactly when bit-identical
+    _, first = np.unique(rows, return_index=True)
+    points = distinct_points(corners, measure(tri)[1])
+    assert points is not None and np.array_equal(points, corners[np.sort(first)])
+    signed = corners.copy()
+    zero = np.flatnonzero((signed == 0.0).any(axis=1))
+    signed[zero[0]] = np.where(signed[zero[0]] == 0.0, -0.0, signed[zero[0]])  # one copy of a repeated corner
+    assert any(np.array_equal(signed[zero[0]], corners[k]) for k in zero[1:])  # merged with its 0.0 copies
+    # The merge takes -0.0 for 0.0; the fit would not (arctan2 tells them apart).
+    assert distinct_points(signed, measure(signed.reshape(-1, 3, 3))[1]) is None
 
 
 @pytest.mark.parametrize("model", sorted(HOLE_MODELS))

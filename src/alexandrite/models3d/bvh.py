@@ -9,7 +9,10 @@ rows instead of reducing across three columns.
 meets (a slab test), so every triangle a segment can cross is among them. A box holds its children's
 boxes and rounding is monotone, so a segment that meets a leaf's box meets every box above it: the
 leaves found depend only on the leaf test, and the search may skip levels on its way down. It goes
-down ``STEP`` levels at a time (fewer, larger array operations; the same leaves).
+down ``STEP`` levels at a time (fewer, larger array operations; the same leaves). Above the leaves it
+only asks whether the box meets the box around the segment (padded well past rounding): a weaker test
+than the slab, so it keeps every node the slab keeps and the leaves found stay the same, at about half
+the arithmetic per pair.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import numpy as np
 
 __all__ = ["LEAF", "STEP", "Facing", "Tree", "build_tree", "leaf_facing", "segment_candidates"]
 
-LEAF = 8
-STEP = 3  # levels descended at a time
+LEAF = 4
+STEP = 2  # levels descended at a time
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,17 @@ def _meets(origin: np.ndarray, inverse: np.ndarray, reach: float, lo: np.ndarray
     return meets
 
 
+def _overlaps(low: np.ndarray, high: np.ndarray, lo: np.ndarray, hi: np.ndarray, ray: np.ndarray,
+              node: np.ndarray) -> np.ndarray:
+    """Per (ray, node) pair: does the node's box meet the box ``low``..``high`` around the ray's segment?"""
+    meets = lo[0][node] <= high[0][ray]
+    for k in range(3):
+        if k:
+            meets &= lo[k][node] <= high[k][ray]
+        meets &= hi[k][node] >= low[k][ray]
+    return meets
+
+
 def segment_candidates(tree: Tree, origins: np.ndarray, directions: np.ndarray,
                        reach: float, away: Facing | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(segment, triangle) pairs whose leaf box the segment origin + t·direction, 0 <= t <= reach, meets.
@@ -139,12 +153,19 @@ def segment_candidates(tree: Tree, origins: np.ndarray, directions: np.ndarray,
     safe = np.where(directions == 0.0, 1e-300, directions)
     inverse = np.ascontiguousarray((1.0 / safe).T)
     origin = np.ascontiguousarray(origins.T)
+    end = origins + reach * directions
+    pad = 1e-9 * (reach + float(np.abs(origins).max(initial=0.0)))  # far above the rounding of either test
+    low = np.ascontiguousarray(np.minimum(origins, end).T) - pad
+    high = np.ascontiguousarray(np.maximum(origins, end).T) + pad
     top = len(tree.lo) - 1
     ray = np.arange(len(origins))
     node = np.zeros(len(origins), dtype=np.int64)
     level = top
     while True:
-        meets = _meets(origin, inverse, reach, tree.lo[level], tree.hi[level], ray, node)
+        if level:
+            meets = _overlaps(low, high, tree.lo[level], tree.hi[level], ray, node)
+        else:
+            meets = _meets(origin, inverse, reach, tree.lo[0], tree.hi[0], ray, node)
         ray, node = ray[meets], node[meets]
         if level == 0:
             break

@@ -260,7 +260,8 @@ def inspect_model(triangles: np.ndarray, *, min_wall_mm: float | None = None,
     inspection.genus = max(0, (2 * int(metal.sum()) - (metal_vertices - metal_count // 2)) // 2)
     metal_tri = tri[metal_faces] if stone.any() else tri
     inspection.oriented, inspection.metal_mask = tri, metal_faces
-    inspection.hole = find_hole(metal_tri, inspection.genus)
+    unchanged = not (stone.any() or facts.misoriented_edges or turn.any())  # corners where measure saw them
+    inspection.hole = find_hole(metal_tri, inspection.genus, merge if unchanged else None)
     if min_wall_mm is not None:
         inspection.wall = check_walls(metal_tri, min_wall_mm, max_rays=wall_rays)
     inspection.notes = _notes(inspection)

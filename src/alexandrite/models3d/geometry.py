@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MERGE_TOLERANCE", "MeshFacts", "VertexMerge", "analyse", "edge_topology", "face_areas", "measure",
-           "merge_vertices"]
+__all__ = ["MERGE_TOLERANCE", "MeshFacts", "VertexMerge", "analyse", "distinct_points", "edge_topology", "face_areas",
+           "measure", "merge_vertices"]
 
 MERGE_TOLERANCE = 1e-9  # grid step for merging vertices, relative to the bounding-box diagonal
 
@@ -155,6 +155,20 @@ def _merge(points: np.ndarray, hash_bits: int = 64, step: float = 0.0, lo: np.nd
     ids = np.empty(m, dtype=np.int64)
     ids[order] = group
     return VertexMerge(ids, int(group[-1]) + 1, order, group)
+
+
+def distinct_points(points: np.ndarray, merge: VertexMerge) -> np.ndarray | None:
+    """The merged points once each, in the order they first occur, when every vertex's points are
+    bit-identical (None when a merge on the grid joined points that differ, or -0.0 met 0.0)."""
+    if merge.count == 0:
+        return None
+    starts = np.flatnonzero(np.diff(merge.sorted_ids, prepend=-1))
+    first = np.minimum.reduceat(merge.order, starts)  # the first point of each vertex, by vertex id
+    bits = np.ascontiguousarray(points).view(np.uint64)
+    if not np.array_equal(bits[first[merge.ids]], bits):
+        return None
+    first.sort()
+    return points[first]
 
 
 def merge_vertices(points: np.ndarray, *, hash_bits: int = 64, step: float = 0.0) -> tuple[np.ndarray, int]:

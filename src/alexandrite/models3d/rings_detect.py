@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from alexandrite.models3d import ring_sizes
-from alexandrite.models3d.geometry import face_areas, plain_fields
+from alexandrite.models3d.geometry import VertexMerge, distinct_points, face_areas, plain_fields
 
 __all__ = ["Hole", "find_hole", "ring_size"]
 
@@ -139,7 +139,9 @@ def _pointing_up(axis: np.ndarray) -> np.ndarray:
     return -axis if axis[int(np.argmax(np.abs(axis)))] < 0 else axis
 
 
-def _hole_along(axis: np.ndarray, points: np.ndarray) -> Hole | None:
+def _hole_along(axis: np.ndarray, points: np.ndarray, corners: np.ndarray) -> Hole | None:
+    """The hole along ``axis``, fitted to ``points`` (the corners, or the distinct ones among them: the same
+    answer), with ``corners`` (the triangles' corners, in order) for the covering test."""
     basis = np.linalg.svd(np.eye(3) - np.outer(axis, axis))[0][:, :2]
     flat = points @ basis
     fx, fy = flat[:, 0].copy(), flat[:, 1].copy()
@@ -163,7 +165,7 @@ def _hole_along(axis: np.ndarray, points: np.ndarray) -> Hole | None:
     inner_radii = np.hypot(*(inner - centre).T)
     if radius <= 0 or nearest <= 0 or float(np.ptp(inner_radii)) > MAX_ROUNDNESS * radius:
         return None
-    projected = _Flat(flat.reshape(-1, 3, 2))  # the points are the triangles' corners, in order
+    projected = _Flat((flat if points is corners else corners @ basis).reshape(-1, 3, 2))
     probes = np.array([centre] + [centre + 0.5 * nearest * np.array([np.cos(t), np.sin(t)])
                                   for t in np.linspace(0, 2 * np.pi, 8, endpoint=False)])
     if projected.covers(probes):
@@ -176,13 +178,20 @@ def _hole_along(axis: np.ndarray, points: np.ndarray) -> Hole | None:
                 round(2 * nearest, 3), round(2 * farthest, 3), round(float(np.ptp(along)), 3))
 
 
-def find_hole(tri: np.ndarray, genus: int) -> Hole | None:
-    """The widest round through-hole of a piece of genus >= 1 along one of its principal axes, or None."""
+def find_hole(tri: np.ndarray, genus: int, merge: VertexMerge | None = None) -> Hole | None:
+    """The widest round through-hole of a piece of genus >= 1 along one of its principal axes, or None.
+
+    ``merge``, when the caller has it: the vertex merge of these very corners (:func:`geometry.measure`'s).
+    The circle is then fitted to each distinct corner once (:func:`geometry.distinct_points`), the same
+    points with their repeats left out (about a sixth as many), when they are bit-identical repeats."""
     tri = np.asarray(tri, dtype=np.float64)
     if genus < 1 or len(tri) < 8:
         return None
+    points = None
     if len(tri) > SAMPLE_FACES:
         tri = tri[np.linspace(0, len(tri) - 1, SAMPLE_FACES).astype(np.int64)]
+    elif merge is not None:
+        points = distinct_points(tri.reshape(-1, 3), merge)
     centres = tri[:, 0] + tri[:, 1]  # the mean of the corners, summed in the order tri.mean(axis=1) sums them
     centres += tri[:, 2]
     centres /= 3.0
@@ -191,10 +200,11 @@ def find_hole(tri: np.ndarray, genus: int) -> Hole | None:
     mean = weights @ centres
     spread = (centres - mean).T @ ((centres - mean) * weights[:, None])
     _, axes = np.linalg.eigh(spread)  # ascending spread: the flattest direction first
-    points = tri.reshape(-1, 3)
+    corners = tri.reshape(-1, 3)
+    fitted = corners if points is None else points
     best: Hole | None = None
     for k in range(3):
-        hole = _hole_along(axes[:, k], points)
+        hole = _hole_along(axes[:, k], fitted, corners)
         if hole is not None and (best is None or hole.inner_diameter_mm > best.inner_diameter_mm):
             best = hole
     return best
