@@ -218,6 +218,7 @@ async def test_an_order_cancelled_while_being_priced_gets_no_price(
     assert await worker.handle(delivery(job)) == "cancelled"
     order, [job_row], steps, events = await state(db, order_id)
     assert order.status == "CANCELLED" and order.quote is None and job_row.state == "cancelled"
+    assert job_row.duration_ms is None  # only priced and failed jobs have one: the queue's average reads no other
     assert [e.type for e in events] == ["mes.order.price_calculating", "mes.order.cancelled"]
 
 

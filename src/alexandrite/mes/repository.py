@@ -22,7 +22,6 @@ from alexandrite.orders import stage_clock
 
 orders = production_orders
 _ACTIVE = tuple(s.value for s in ACTIVE_JOB_STATES)
-_FINISHED = (JobState.PRICED.value, JobState.FAILED.value)
 
 SUMMARY_COLUMNS = (
     orders.c.id,
@@ -155,7 +154,7 @@ async def recent_durations(session: AsyncSession, window: int = AVERAGE_WINDOW) 
         (
             await session.execute(
                 select(pricing_jobs.c.duration_ms)
-                .where(pricing_jobs.c.duration_ms.is_not(None), pricing_jobs.c.state.in_(_FINISHED))
+                .where(pricing_jobs.c.duration_ms.is_not(None))  # priced or failed (jobs.py: _durations)
                 .order_by(pricing_jobs.c.finished_at.desc())
                 .limit(window)
             )

@@ -59,14 +59,14 @@ def no_earlier_than(at: datetime | None) -> datetime:
 # or NULL), $6 how many finished jobs the average takes. Answers the queue position's inputs as of the
 # statement's snapshot (the new job is not among the jobs ahead: those are strictly before it).
 ACTIVE_STATES = tuple(s.value for s in ACTIVE_JOB_STATES)
-FINISHED_STATES = (JobState.PRICED.value, JobState.FAILED.value)
 _ACTIVE = ", ".join(f"'{state}'" for state in sorted(ACTIVE_STATES))
 _IS_ACTIVE = f"state IN ({_ACTIVE})"
 
 
 def _durations(limit: str) -> str:
-    return f"""ARRAY(SELECT duration_ms FROM pricing_jobs
-              WHERE duration_ms IS NOT NULL AND state IN ({", ".join(repr(s) for s in FINISHED_STATES)})
+    # Only a priced or failed job has a duration (a cancelled one's is NULL, and a final job never changes):
+    # the condition is the partial index's own, which hands over the newest first however many there are.
+    return f"""ARRAY(SELECT duration_ms FROM pricing_jobs WHERE duration_ms IS NOT NULL
               ORDER BY finished_at DESC LIMIT {limit}::int) AS durations"""
 
 
