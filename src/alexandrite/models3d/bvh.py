@@ -137,9 +137,9 @@ def _overlaps(low: np.ndarray, high: np.ndarray, lo: np.ndarray, hi: np.ndarray,
               node: np.ndarray) -> np.ndarray:
     """Per (ray, node) pair: does the node's box meet the box ``low``..``high`` around the ray's segment?"""
     meets = lo[0][node] <= high[0][ray]
-    for k in range(3):
-        if k:
-            meets &= lo[k][node] <= high[k][ray]
+    meets &= hi[0][node] >= low[0][ray]
+    for k in (1, 2):
+        meets &= lo[k][node] <= high[k][ray]
         meets &= hi[k][node] >= low[k][ray]
     return meets
 

@@ -164,7 +164,8 @@ def distinct_points(points: np.ndarray, merge: VertexMerge) -> np.ndarray | None
         return None
     starts = np.flatnonzero(np.diff(merge.sorted_ids, prepend=-1))
     first = np.minimum.reduceat(merge.order, starts)  # the first point of each vertex, by vertex id
-    bits = np.ascontiguousarray(points).view(np.uint64)
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    bits = points.view(np.uint64)
     if not np.array_equal(bits[first[merge.ids]], bits):
         return None
     first.sort()
